@@ -1,0 +1,76 @@
+"""Find a trained baseline to reuse, or train one in its own child run."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from edge import contract
+from steps import data as data_mod
+from steps import model as model_mod
+from steps.config import DataConfig, TrainConfig
+from steps.train import keras_accuracy, train
+
+
+@dataclass(frozen=True)
+class Baseline:
+    model: keras.Model
+    run_id: str
+    accuracy: float
+    size_bytes: int
+    reused: bool
+
+
+def find(client: MlflowClient, experiment_id: str, key: str) -> str | None:
+    """The newest finished baseline run with this key, if any."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{contract.TAG_BASELINE_KEY}` = '{key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def load(client: MlflowClient, run_id: str) -> Baseline:
+    run = client.get_run(run_id)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=f"{contract.ARTIFACT_DIR}/{contract.KERAS_FILE}", dst_path=tempfile.mkdtemp()
+    )
+    return Baseline(
+        model=keras.models.load_model(local),
+        run_id=run_id,
+        accuracy=run.data.metrics[contract.M_ACCURACY],
+        size_bytes=int(run.data.metrics[contract.M_SIZE]),
+        reused=True,
+    )
+
+
+class _EpochLogger(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
+
+
+def train_new(splits: data_mod.Splits, data: DataConfig, cfg: TrainConfig, key: str, work: Path) -> Baseline:
+    """Train in a child run that logs params, per-epoch metrics and the ``.keras`` file."""
+    with mlflow.start_run(run_name=contract.BASELINE, nested=True) as run:
+        mlflow.set_tags({contract.TAG_BASELINE_KEY: key, "edgeq.role": contract.BASELINE})
+        mlflow.log_params({**asdict(cfg), "dataset": data.dataset, "image_size": data.image_size, "seed": data.seed,
+                           "data_fingerprint": splits.info.fingerprint})
+        keras.utils.set_random_seed(data.seed)
+        model = model_mod.build(cfg, len(splits.info.labels), data.image_size)
+        train(model, splits, data, cfg, callbacks=[_EpochLogger()])
+        accuracy = keras_accuracy(model, splits, cfg.batch_size)
+        bundle = work / contract.BASELINE
+        bundle.mkdir(parents=True, exist_ok=True)
+        path = bundle / contract.KERAS_FILE
+        model.save(path)
+        (bundle / contract.LABELS_FILE).write_text("\n".join(splits.info.labels) + "\n", encoding="utf-8")
+        size = path.stat().st_size
+        mlflow.log_metrics({contract.M_ACCURACY: accuracy, contract.M_SIZE: size, contract.M_DROP: 0.0, contract.M_SIZE_RATIO: 1.0})
+        mlflow.log_artifacts(str(bundle), contract.ARTIFACT_DIR)
+        return Baseline(model=model, run_id=run.info.run_id, accuracy=accuracy, size_bytes=size, reused=False)

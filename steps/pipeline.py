@@ -1,0 +1,148 @@
+"""The ``main`` entry point of the MLflow project: baseline → variants → registry → comparison.
+
+Usage: ``mlflow run . --env-manager local -P quant=int8`` or ``python -m steps.pipeline --quant int8``.
+Every input is checked before any data is loaded or any model trained.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+import mlflow
+import requests
+from mlflow.tracking import MlflowClient
+
+from edge import contract
+from steps import baseline as baseline_mod
+from steps import data as data_mod
+from steps import model as model_mod
+from steps import register, report
+from steps.config import QUANT_CHOICES, DataConfig, QuantConfig, TrainConfig, baseline_key, variants_for
+from steps.variant import Arrays, VariantResult, run_variant
+
+MIN_CALIBRATION = 100
+
+
+class PipelineError(click.ClickException):
+    """A one-line error shown before heavy work starts."""
+
+
+def check_tracking_server(uri: str) -> None:
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
+    except requests.RequestException as exc:
+        raise PipelineError(
+            f"MLflow tracking server {uri} is not reachable ({type(exc).__name__}): start it "
+            "(mlflow server --host 127.0.0.1 --port 5000) or set MLFLOW_TRACKING_URI"
+        ) from exc
+
+
+def validate(data: DataConfig, train: TrainConfig, quant: QuantConfig) -> data_mod.SourceInfo:
+    """All the cheap checks, in the order a user would fix them."""
+    check_tracking_server(mlflow.get_tracking_uri())
+    if data.image_size < 8:
+        raise PipelineError(f"image_size {data.image_size} is too small: use 8 or more (the article uses 224)")
+    try:
+        model_mod.check(train)
+        info = data_mod.inspect(data)
+    except (model_mod.ModelError, data_mod.DataError) as exc:
+        raise PipelineError(str(exc)) from exc
+    if quant.calibration_images < MIN_CALIBRATION:
+        raise PipelineError(f"calibration_images={quant.calibration_images}: use at least {MIN_CALIBRATION}")
+    return info
+
+
+def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantConfig, model_name: str | None) -> list[report.Row]:
+    info = validate(data, train, quant)
+    name = model_name or register.registered_model_name(data.dataset, train.model)
+    client = MlflowClient()
+    if not os.environ.get("MLFLOW_RUN_ID") and not os.environ.get("MLFLOW_EXPERIMENT_ID") and not os.environ.get("MLFLOW_EXPERIMENT_NAME"):
+        mlflow.set_experiment("edgeq")
+    with mlflow.start_run(run_name=f"edgeq-{quant_choice}") as parent, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        mlflow.set_tag(contract.TAG_ROLE, contract.ROLE_PIPELINE)
+        # `mlflow run` has already logged the MLproject parameters as given; add only the rest.
+        given = client.get_run(parent.info.run_id).data.params
+        params = {"quant": quant_choice, "registered_model": name, **asdict(data), **asdict(train), **asdict(quant)}
+        mlflow.log_params({k: v for k, v in params.items() if k not in given})
+        splits = data_mod.load(data)
+        key = baseline_key(data, train, info.fingerprint)
+        found = baseline_mod.find(client, parent.info.experiment_id, key)
+        if found:
+            click.echo(f"reusing baseline run {found} (same data and training parameters)")
+            base = baseline_mod.load(client, found)
+        else:
+            base = baseline_mod.train_new(splits, data, train, key, work)
+        mlflow.set_tags({contract.TAG_BASELINE_RUN: base.run_id, "edgeq.baseline_reused": str(base.reused).lower()})
+
+        calibration, _ = data_mod.to_arrays(splits.train, quant.calibration_images)
+        test_images, test_labels = data_mod.to_arrays(splits.test)
+        arrays = Arrays(calibration, test_images, test_labels, info.labels, quant.sample_size)
+        results: list[VariantResult] = []
+        fp32_p50 = None
+        for variant in variants_for(quant_choice):
+            result = run_variant(variant, base, arrays, data, train, quant, work, fp32_p50)
+            fp32_p50 = fp32_p50 or result.metrics[contract.M_P50]
+            results.append(result)
+
+        # Registered only once every variant converted and evaluated: nothing half-way.
+        register.ensure_registered_model(client, name, f"edgeq: {train.model} on {data.dataset}")
+        rows = []
+        if not register.versions_of_run(client, name, base.run_id):
+            tags = {contract.TAG_VARIANT: contract.BASELINE, contract.TAG_FORMAT: "keras",
+                    contract.TAG_QUANTIZATION: "none", contract.TAG_LABELS: ",".join(info.labels)}
+            version = register.register_version(client, name, base.run_id, tags, "Keras baseline")
+            rows.append(report.Row(contract.BASELINE, version, base.accuracy, 0.0, base.size_bytes, 1.0, None, None, None))
+        else:
+            rows.append(report.Row(contract.BASELINE, "reused", base.accuracy, 0.0, base.size_bytes, 1.0, None, None, None))
+        for r in results:
+            version = register.register_version(client, name, r.run_id, r.tags, f"{r.variant} TFLite of baseline run {base.run_id}")
+            m = r.metrics
+            rows.append(report.Row(r.variant, version, m[contract.M_ACCURACY], m[contract.M_DROP], r.size_bytes,
+                                   m[contract.M_SIZE_RATIO], m[contract.M_P50], m[contract.M_P90], m[contract.M_SPEEDUP]))
+
+        title = f"{name}: {train.model} on {Path(data.dataset).name}, {data.image_size}px"
+        table = report.markdown_table(rows)
+        mlflow.log_text(table, "comparison.md")
+        mlflow.log_text(report.html_table(rows, title), "comparison.html")
+        mlflow.log_artifact(str(report.tradeoff_plot(rows, work / "tradeoff.png", title)))
+        click.echo(f"\n{title}\n{table}")
+        click.echo(f"registered model: {name}  ·  pipeline run: {parent.info.run_id}")
+        return rows
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--quant", type=click.Choice(QUANT_CHOICES), default="int8", help="Variant(s) to build; fp32 is always built as the reference.")
+@click.option("--dataset", default="cats_vs_dogs", help="cats_vs_dogs, digits, or a path to an image folder (one sub-folder per class).")
+@click.option("--data-dir", default=None, help="TFDS data directory.")
+@click.option("--image-size", type=int, default=224)
+@click.option("--model", "model_arch", default="efficientnet_b0", help="efficientnet_b0 or tiny_cnn.")
+@click.option("--weights", default="imagenet", help="imagenet or none (train from scratch, offline).")
+@click.option("--epochs", type=click.IntRange(1), default=15)
+@click.option("--batch-size", type=click.IntRange(1), default=16)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-4)
+@click.option("--seed", type=int, default=42)
+@click.option("--min-test-images", type=click.IntRange(1), default=20)
+@click.option("--calibration-images", type=int, default=200, help="Representative images for int8 (at least 100).")
+@click.option("--qat-epochs", type=click.IntRange(0), default=2)
+@click.option("--qat-learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-5)
+@click.option("--sample-size", type=click.IntRange(1), default=32, help="Labelled test images bundled for on-device accuracy.")
+@click.option("--registered-model", default="", help="Registered model name (default edgeq-<dataset>-<model>).")
+def main(quant: str, dataset: str, data_dir: str | None, image_size: int, model_arch: str, weights: str, epochs: int,
+         batch_size: int, learning_rate: float, seed: int, min_test_images: int, calibration_images: int,
+         qat_epochs: int, qat_learning_rate: float, sample_size: int, registered_model: str) -> None:
+    """Train (or reuse) the baseline, build the TFLite variants, evaluate and register each."""
+    data = DataConfig(dataset=dataset, image_size=image_size, seed=seed, min_test_images=min_test_images, data_dir=data_dir or None)
+    train = TrainConfig(model=model_arch, weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    quant_cfg = QuantConfig(calibration_images=calibration_images, qat_epochs=qat_epochs,
+                            qat_learning_rate=qat_learning_rate, sample_size=sample_size)
+    run(quant, data, train, quant_cfg, registered_model or None)
+
+
+if __name__ == "__main__":
+    main()

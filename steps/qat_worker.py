@@ -1,0 +1,82 @@
+"""QAT worker process: rebuild the baseline in tf_keras, fine-tune quantization-aware, convert to int8.
+
+Run by `steps.qat.convert_qat`; usage: ``python -m steps.qat_worker CONFIG.json WEIGHTS.npz OUT.tflite``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_model_optimization as tfmot  # noqa: E402
+import tf_keras  # noqa: E402
+
+from steps import data as data_mod  # noqa: E402
+from steps.config import DataConfig, QuantConfig, TrainConfig  # noqa: E402
+from steps.convert import configure, with_batch_one  # noqa: E402
+from steps.model import build  # noqa: E402
+
+# Preprocessing and squeeze-excitation layers stay float: quantizing them costs accuracy
+# and tfmot has no quantize config for Rescaling/Normalization.
+_LEAVE_FLOAT = (tf_keras.layers.Rescaling, tf_keras.layers.Normalization, tf_keras.layers.Multiply)
+
+
+def annotate(model: tf_keras.Model) -> tf_keras.Model:
+    registry = tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
+
+    def clone(layer):
+        if isinstance(layer, _LEAVE_FLOAT) or not registry.supports(layer):
+            return layer.__class__.from_config(layer.get_config())
+        return tfmot.quantization.keras.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()))
+
+    return tf_keras.models.clone_model(model, clone_function=clone)
+
+
+def load_weights(model: tf_keras.Model, path: Path) -> None:
+    with np.load(path, allow_pickle=False) as npz:
+        weights = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+    expected = [w.shape for w in model.get_weights()]
+    if [w.shape for w in weights] != expected:
+        raise SystemExit(f"qat: baseline weights ({len(weights)}) do not match the tf_keras model ({len(expected)})")
+    model.set_weights(weights)
+
+
+def main(config_path: str, weights_path: str, out_path: str) -> None:
+    cfg = json.loads(Path(config_path).read_text())
+    data_cfg, train_cfg, quant_cfg = DataConfig(**cfg["data"]), TrainConfig(**cfg["train"]), QuantConfig(**cfg["quant"])
+    tf_keras.utils.set_random_seed(data_cfg.seed)
+    splits = data_mod.load(data_cfg)
+    model = build(train_cfg, len(splits.info.labels), data_cfg.image_size, keras=tf_keras)
+    load_weights(model, Path(weights_path))
+    annotated = annotate(model)
+    annotated.set_weights(model.get_weights())
+    with tfmot.quantization.keras.quantize_scope():
+        qat_model = tfmot.quantization.keras.quantize_apply(annotated)
+    qat_model.compile(
+        optimizer=tf_keras.optimizers.Adam(quant_cfg.qat_learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    if quant_cfg.qat_epochs > 0:
+        qat_model.fit(
+            data_mod.batched(splits.train, train_cfg.batch_size, shuffle_seed=data_cfg.seed),
+            validation_data=data_mod.batched(splits.val, train_cfg.batch_size),
+            epochs=quant_cfg.qat_epochs,
+            verbose=2,
+        )
+    rep_images, _ = data_mod.to_arrays(splits.train, quant_cfg.calibration_images)
+    converter = tf.lite.TFLiteConverter.from_keras_model(with_batch_one(qat_model, tf_keras))
+    configure(converter, "int8", rep_images.astype(np.float32))
+    Path(out_path).write_bytes(converter.convert())
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        raise SystemExit(__doc__)
+    main(*sys.argv[1:])

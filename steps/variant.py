@@ -1,0 +1,91 @@
+"""One variant's child run: convert, evaluate, bundle, log metrics and artifacts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from edge import contract
+from edge.bundle import sha256_file, write_bundle
+from edge.tflite_info import read_info_file
+from steps.baseline import Baseline
+from steps.config import DataConfig, QuantConfig, TrainConfig
+from steps.convert import convert
+from steps.evaluate import Evaluation, evaluate_tflite
+from steps.qat import convert_qat
+from steps.report import confusion_plot
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """The materialized images every variant shares."""
+
+    calibration: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    labels: tuple[str, ...]
+    sample_size: int
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    variant: str
+    run_id: str
+    evaluation: Evaluation
+    size_bytes: int
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
+def build_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConfig, train: TrainConfig,
+                  quant: QuantConfig, work: Path) -> Path:
+    if variant == "qat":
+        return convert_qat(baseline.model, data, train, quant, work)
+    return convert(baseline.model, variant, arrays.calibration.astype(np.float32), work)
+
+
+def run_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConfig, train: TrainConfig,
+                quant: QuantConfig, work: Path, fp32_p50: float | None) -> VariantResult:
+    with mlflow.start_run(run_name=variant, nested=True) as run:
+        mlflow.set_tags({"edgeq.role": "variant", contract.TAG_VARIANT: variant, contract.TAG_BASELINE_RUN: baseline.run_id})
+        mlflow.log_params({"variant": variant, "calibration_images": len(arrays.calibration),
+                           "qat_epochs": quant.qat_epochs if variant == "qat" else 0})
+        path = build_variant(variant, baseline, arrays, data, train, quant, work / variant)
+        ev = evaluate_tflite(path, arrays.test_images, arrays.test_labels, len(arrays.labels), desc=variant)
+        size = path.stat().st_size
+        p50 = ev.latency.p50_ms
+        metrics = {
+            contract.M_ACCURACY: ev.accuracy,
+            contract.M_DROP: 100.0 * (baseline.accuracy - ev.accuracy),
+            contract.M_SIZE: size,
+            contract.M_SIZE_RATIO: baseline.size_bytes / size,
+            contract.M_P50: p50,
+            contract.M_P90: ev.latency.p90_ms,
+            contract.M_SPEEDUP: (fp32_p50 or p50) / p50,
+        }
+        mlflow.log_metrics(metrics)
+        info = read_info_file(path)
+        tags = {
+            contract.TAG_VARIANT: variant,
+            contract.TAG_QUANTIZATION: "int8" if variant == "qat" else variant,
+            contract.TAG_FORMAT: "tflite",
+            contract.TAG_SHA256: sha256_file(path),
+            contract.TAG_SIZE_BYTES: str(size),
+            contract.TAG_INPUT_SHAPE: "x".join(str(d) for d in (1, data.image_size, data.image_size, 3)),
+            contract.TAG_INPUT_DTYPE: "uint8" if variant in ("int8", "qat") else "float32",
+            contract.TAG_LABELS: ",".join(arrays.labels),
+            contract.TAG_OPS: info.ops_text,
+            contract.TAG_MIN_RUNTIME: info.min_runtime_version or "",
+        }
+        mlflow.set_tags(tags)
+        n = arrays.sample_size
+        bundle = work / variant / contract.ARTIFACT_DIR
+        write_bundle(bundle, path, list(arrays.labels), arrays.test_images[:n], arrays.test_labels[:n])
+        mlflow.log_artifacts(str(bundle), contract.ARTIFACT_DIR)
+        mlflow.log_dict({"labels": list(arrays.labels), "matrix": ev.confusion.tolist()}, "confusion_matrix.json")
+        plot = confusion_plot(ev.confusion, list(arrays.labels), work / variant / "confusion_matrix.png",
+                              f"{variant}: accuracy {100 * ev.accuracy:.2f} %")
+        mlflow.log_artifact(str(plot))
+        return VariantResult(variant, run.info.run_id, ev, size, tags, metrics)
