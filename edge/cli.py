@@ -80,12 +80,16 @@ def schedule(ctx: click.Context, every_minutes: int, systemd: bool, install: boo
 
 
 def _command_line(ctx: click.Context) -> list[str]:
-    """The pull command with the options given, never credentials (those stay in env or file)."""
-    exe = shutil.which("edgeq-pull") or sys.argv[0]
+    """The pull command with the options given on the command line or in the environment.
+
+    Credentials are no options, so they never land in a crontab: they stay in the
+    environment file or the credentials file.
+    """
+    exe = shutil.which("edgeq-pull") or os.path.abspath(sys.argv[0])
     argv = [exe]
+    given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
     for name, value in ctx.params.items():
-        source = ctx.get_parameter_source(name)
-        if value is None or source is not click.core.ParameterSource.COMMANDLINE:
+        if value is None or ctx.get_parameter_source(name) not in given:
             continue
         argv += [f"--{name.replace('_', '-')}", str(value)]
     return argv

@@ -152,3 +152,16 @@ def _error_message(response: requests.Response) -> str:
         return f"{data.get('error_code', response.status_code)}: {data.get('message', '')}".strip()
     except ValueError:
         return f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+def check_server(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast with ServerUnreachable when an http(s) tracking server does not answer /health."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout_s, verify=tls_verify_from_env()).raise_for_status()
+    except requests.RequestException as exc:
+        raise ServerUnreachable(
+            f"MLflow tracking server {uri} is not reachable ({type(exc).__name__}): start it "
+            "(mlflow server --host 127.0.0.1 --port 5000) or set MLFLOW_TRACKING_URI"
+        ) from exc

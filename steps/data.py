@@ -42,8 +42,9 @@ class Splits:
 
 
 def split_counts(n: int, cfg: DataConfig) -> dict[str, int]:
-    train = int(round(n * cfg.train_fraction))
-    val = int(round(n * cfg.val_fraction))
+    """Train and validation rounded down, so small classes still give the test split its share."""
+    train = int(n * cfg.train_fraction)
+    val = int(n * cfg.val_fraction)
     return {"train": train, "val": val, "test": n - train - val}
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 import mlflow
-import requests
 from mlflow.tracking import MlflowClient
 
 from edge import contract
+from edge.registry_client import ServerUnreachable, check_server
 from steps import baseline as baseline_mod
 from steps import data as data_mod
 from steps import model as model_mod
@@ -30,21 +30,12 @@ class PipelineError(click.ClickException):
     """A one-line error shown before heavy work starts."""
 
 
-def check_tracking_server(uri: str) -> None:
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
-    except requests.RequestException as exc:
-        raise PipelineError(
-            f"MLflow tracking server {uri} is not reachable ({type(exc).__name__}): start it "
-            "(mlflow server --host 127.0.0.1 --port 5000) or set MLFLOW_TRACKING_URI"
-        ) from exc
-
-
 def validate(data: DataConfig, train: TrainConfig, quant: QuantConfig) -> data_mod.SourceInfo:
     """All the cheap checks, in the order a user would fix them."""
-    check_tracking_server(mlflow.get_tracking_uri())
+    try:
+        check_server(mlflow.get_tracking_uri())
+    except ServerUnreachable as exc:
+        raise PipelineError(str(exc)) from exc
     if data.image_size < 8:
         raise PipelineError(f"image_size {data.image_size} is too small: use 8 or more (the article uses 224)")
     try:

@@ -22,18 +22,51 @@ from steps.config import DataConfig, QuantConfig, TrainConfig  # noqa: E402
 from steps.convert import configure, with_batch_one  # noqa: E402
 from steps.model import build  # noqa: E402
 
-# Preprocessing and squeeze-excitation layers stay float: quantizing them costs accuracy
-# and tfmot has no quantize config for Rescaling/Normalization.
+quant = tfmot.quantization.keras
+
+# Preprocessing and squeeze-excitation layers stay float: tfmot has no quantize config
+# for Rescaling/Normalization, and quantizing the SE Multiply costs accuracy.
 _LEAVE_FLOAT = (tf_keras.layers.Rescaling, tf_keras.layers.Normalization, tf_keras.layers.Multiply)
 
 
+class InputRangeConfig(quant.QuantizeConfig):
+    """Quantize only a layer's output, never its weights (it has none).
+
+    Given to the model's first Rescaling so that ``quantize_apply`` puts a quantizer on
+    the model input: the converted model then takes uint8 pixels directly (scale 1,
+    zero point 0 for 0..255) instead of a float input followed by float rescaling.
+    """
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [quant.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+    def get_config(self):
+        return {}
+
+
 def annotate(model: tf_keras.Model) -> tf_keras.Model:
-    registry = tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
+    registry = quant.default_8bit.Default8BitQuantizeRegistry()
+    first = model.layers[1] if len(model.layers) > 1 else None
 
     def clone(layer):
+        fresh = layer.__class__.from_config(layer.get_config())
+        if layer is first and isinstance(layer, tf_keras.layers.Rescaling):
+            return quant.quantize_annotate_layer(fresh, InputRangeConfig())
         if isinstance(layer, _LEAVE_FLOAT) or not registry.supports(layer):
-            return layer.__class__.from_config(layer.get_config())
-        return tfmot.quantization.keras.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()))
+            return fresh
+        return quant.quantize_annotate_layer(fresh)
 
     return tf_keras.models.clone_model(model, clone_function=clone)
 
@@ -56,8 +89,8 @@ def main(config_path: str, weights_path: str, out_path: str) -> None:
     load_weights(model, Path(weights_path))
     annotated = annotate(model)
     annotated.set_weights(model.get_weights())
-    with tfmot.quantization.keras.quantize_scope():
-        qat_model = tfmot.quantization.keras.quantize_apply(annotated)
+    with quant.quantize_scope({"InputRangeConfig": InputRangeConfig}):
+        qat_model = quant.quantize_apply(annotated)
     qat_model.compile(
         optimizer=tf_keras.optimizers.Adam(quant_cfg.qat_learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -70,9 +103,8 @@ def main(config_path: str, weights_path: str, out_path: str) -> None:
             epochs=quant_cfg.qat_epochs,
             verbose=2,
         )
-    rep_images, _ = data_mod.to_arrays(splits.train, quant_cfg.calibration_images)
     converter = tf.lite.TFLiteConverter.from_keras_model(with_batch_one(qat_model, tf_keras))
-    configure(converter, "int8", rep_images.astype(np.float32))
+    configure(converter, "qat", None)
     Path(out_path).write_bytes(converter.convert())
 
 

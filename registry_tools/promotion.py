@@ -1,0 +1,149 @@
+"""Promote a version behind an alias (with an accuracy and runtime gate), pick the best, roll back.
+
+The alias is the mechanism devices follow. Each promotion is appended to a history
+kept as a registered-model tag, which is what rollback walks back along. Where the
+server still supports stages, the ``Production`` stage is set too.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from edge import contract
+from edge.runtime import parse_version
+from registry_tools.versions import RegistryToolError, VersionRow, collect, model_version, registered_model
+
+_HISTORY_KEEP = 30
+
+
+@dataclass(frozen=True)
+class Gate:
+    max_accuracy_drop: float = 1.0
+    runtime_version: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Promotion:
+    name: str
+    alias: str
+    version: str
+    previous: str | None
+    stage_set: bool
+
+
+def history(client: MlflowClient, name: str, alias: str) -> list[dict]:
+    raw = registered_model(client, name).tags.get(contract.alias_history_tag(alias))
+    return json.loads(raw) if raw else []
+
+
+def _save_history(client: MlflowClient, name: str, alias: str, entries: list[dict]) -> None:
+    client.set_registered_model_tag(name, contract.alias_history_tag(alias), json.dumps(entries[-_HISTORY_KEEP:]))
+
+
+def current_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    version = (registered_model(client, name).aliases or {}).get(alias)
+    return str(version) if version is not None else None
+
+
+def check_gate(client: MlflowClient, name: str, version: str, gate: Gate) -> None:
+    """Raise RegistryToolError when the version may not be promoted under ``gate``."""
+    mv = model_version(client, name, version)
+    if mv.tags.get(contract.TAG_FORMAT) != "tflite":
+        raise RegistryToolError(f"version {version} is the {mv.tags.get(contract.TAG_VARIANT, '?')} (not a .tflite): devices cannot run it")
+    if gate.force:
+        return
+    drop = client.get_run(mv.run_id).data.metrics.get(contract.M_DROP)
+    if drop is None:
+        raise RegistryToolError(f"version {version} has no {contract.M_DROP} metric; use --force to promote it anyway")
+    if drop > gate.max_accuracy_drop:
+        raise RegistryToolError(
+            f"version {version} loses {drop:.2f} accuracy points (limit {gate.max_accuracy_drop:.2f}); "
+            "raise --max-accuracy-drop or use --force"
+        )
+    needed = mv.tags.get(contract.TAG_MIN_RUNTIME)
+    if gate.runtime_version and needed and parse_version(needed) > parse_version(gate.runtime_version):
+        raise RegistryToolError(
+            f"version {version} needs TFLite runtime {needed}, devices have {gate.runtime_version}; use --force to promote anyway"
+        )
+
+
+def _set_stage(client: MlflowClient, name: str, version: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            client.transition_model_version_stage(name, version, contract.STAGE_PRODUCTION, archive_existing_versions=True)
+            return True
+        except (MlflowException, AttributeError, NotImplementedError):
+            return False
+
+
+def _point_alias(client: MlflowClient, name: str, alias: str, version: str) -> bool:
+    client.set_registered_model_alias(name, alias, version)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    client.set_model_version_tag(name, version, contract.TAG_PROMOTED_BY, getpass.getuser())
+    client.set_model_version_tag(name, version, contract.TAG_PROMOTED_AT, now)
+    return _set_stage(client, name, version) if alias == contract.DEFAULT_ALIAS else False
+
+
+def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gate) -> Promotion:
+    check_gate(client, name, version, gate)
+    previous = current_version(client, name, alias)
+    entries = history(client, name, alias)
+    if previous and (not entries or entries[-1]["version"] != previous):
+        entries.append({"version": previous, "by": "unknown", "at": ""})  # alias set outside edgeq
+    stage = _point_alias(client, name, alias, version)
+    entries.append({"version": version, "by": getpass.getuser(), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    _save_history(client, name, alias, entries)
+    return Promotion(name, alias, version, previous, stage)
+
+
+def rollback(client: MlflowClient, name: str, alias: str) -> Promotion:
+    current = current_version(client, name, alias)
+    if current is None:
+        raise RegistryToolError(f"model {name!r} has no alias {alias!r} to roll back")
+    entries = history(client, name, alias)
+    while entries and entries[-1]["version"] == current:
+        entries.pop()
+    if not entries:
+        raise RegistryToolError(f"alias {alias!r} of {name!r} has no earlier version to roll back to")
+    target = entries[-1]["version"]
+    model_version(client, name, target)
+    stage = _point_alias(client, name, alias, target)
+    _save_history(client, name, alias, entries)
+    return Promotion(name, alias, target, current, stage)
+
+
+@dataclass(frozen=True)
+class Choice:
+    row: VersionRow
+    reason: str
+
+
+def best_for_device(client: MlflowClient, name: str, device: str, max_accuracy_drop: float) -> Choice:
+    rows = collect(client, name)
+    device = contract.sanitize_device_id(device)
+    measured = [r for r in rows if device in r.device_p50_ms and r.format == "tflite"]
+    if not measured:
+        known = sorted({d for r in rows for d in r.device_p50_ms})
+        raise RegistryToolError(
+            f"no figures from device {device!r} for {name!r}"
+            + (f" (devices with figures: {', '.join(known)})" if known else " (no device has reported yet: run edgeq-pull there)")
+        )
+    eligible = [r for r in measured if r.drop_points is not None and r.drop_points <= max_accuracy_drop]
+    if not eligible:
+        raise RegistryToolError(f"none of the {len(measured)} versions measured on {device} is within {max_accuracy_drop:.2f} accuracy points")
+    best = min(eligible, key=lambda r: r.device_p50_ms[device])
+    others = ", ".join(f"v{r.version} {r.variant} {r.device_p50_ms[device]:.2f} ms" for r in measured if r is not best)
+    reason = (
+        f"v{best.version} ({best.variant}) is the fastest on {device} at {best.device_p50_ms[device]:.2f} ms p50 "
+        f"with a drop of {best.drop_points:+.2f} points (budget {max_accuracy_drop:.2f}); "
+        f"{len(measured)} measured{': ' + others if others else ''}"
+    )
+    return Choice(best, reason)

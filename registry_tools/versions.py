@@ -1,0 +1,118 @@
+"""Everything known about each version of a registered model, gathered in one pass."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from edge import contract
+
+
+class RegistryToolError(Exception):
+    """A one-line problem for the user (unknown model, version, device, refused promotion…)."""
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: str
+    variant: str
+    format: str
+    run_id: str
+    accuracy: float | None
+    drop_points: float | None
+    size_bytes: int | None
+    host_p50_ms: float | None
+    device_p50_ms: dict[str, float] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    created: str = ""
+    min_runtime: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "version": self.version, "variant": self.variant, "format": self.format, "run_id": self.run_id,
+            "test_accuracy": self.accuracy, "accuracy_drop_points": self.drop_points, "size_bytes": self.size_bytes,
+            "host_latency_p50_ms": self.host_p50_ms, "device_latency_p50_ms": self.device_p50_ms,
+            "aliases": list(self.aliases), "created": self.created, "min_runtime_version": self.min_runtime,
+        }
+
+
+def registered_model(client: MlflowClient, name: str):
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryToolError(f"unknown model {name!r}: see the registered models in the MLflow UI") from None
+        raise
+
+
+def model_version(client: MlflowClient, name: str, version: str):
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise RegistryToolError(f"model {name!r} has no version {version!r}") from None
+        raise
+
+
+def device_latencies(metrics: dict[str, float]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        parsed = contract.parse_device_key(key)
+        if parsed and parsed[1] == "latency_p50_ms":
+            out[parsed[0]] = value
+    return out
+
+
+def collect(client: MlflowClient, name: str) -> list[VersionRow]:
+    """All versions of ``name``, newest first, with run metrics and device figures."""
+    rm = registered_model(client, name)
+    aliases_of: dict[str, list[str]] = {}
+    for alias, version in (rm.aliases or {}).items():
+        aliases_of.setdefault(str(version), []).append(alias)
+    rows = []
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        size = metrics.get(contract.M_SIZE)
+        rows.append(
+            VersionRow(
+                version=str(mv.version),
+                variant=mv.tags.get(contract.TAG_VARIANT, "?"),
+                format=mv.tags.get(contract.TAG_FORMAT, "?"),
+                run_id=mv.run_id or "",
+                accuracy=metrics.get(contract.M_ACCURACY),
+                drop_points=metrics.get(contract.M_DROP),
+                size_bytes=int(size) if size is not None else None,
+                host_p50_ms=metrics.get(contract.M_P50),
+                device_p50_ms=device_latencies(metrics),
+                aliases=tuple(sorted(aliases_of.get(str(mv.version), []))),
+                created=datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                min_runtime=mv.tags.get(contract.TAG_MIN_RUNTIME, ""),
+            )
+        )
+    return sorted(rows, key=lambda r: int(r.version), reverse=True)
+
+
+def devices(rows: list[VersionRow]) -> list[str]:
+    return sorted({d for r in rows for d in r.device_p50_ms})
+
+
+def format_table(rows: list[VersionRow]) -> str:
+    devs = devices(rows)
+    header = ["version", "variant", "accuracy %", "drop pts", "size MB", "host p50 ms"] + [f"{d} p50 ms" for d in devs] + ["aliases", "created"]
+
+    def num(v: float | None, spec: str) -> str:
+        return "—" if v is None else format(v, spec)
+
+    body = [
+        [r.version, r.variant, num(None if r.accuracy is None else 100 * r.accuracy, ".2f"), num(r.drop_points, "+.2f"),
+         num(None if r.size_bytes is None else r.size_bytes / 1e6, ".3f"), num(r.host_p50_ms, ".3f")]
+        + [num(r.device_p50_ms.get(d), ".3f") for d in devs]
+        + [",".join(r.aliases) or "-", r.created]
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in [header] + body) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

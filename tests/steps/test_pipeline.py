@@ -1,0 +1,112 @@
+"""The pipeline end to end against a real MLflow server: versions, tags, metrics, artifacts, reuse."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge import contract
+from edge.bundle import sha256_file, verify_bundle
+from edge.tflite_info import read_info_file
+from tests.conftest import MODEL_NAME, PIPELINE_ARGS, REPO
+
+VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")
+
+
+def test_every_variant_and_the_baseline_are_registered(pipeline):
+    assert set(pipeline.versions) == set(VARIANTS) | {contract.BASELINE}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_variant_version_has_tags_metrics_and_bundle(pipeline, client, variant, tmp_path):
+    mv = client.get_model_version(MODEL_NAME, pipeline.versions[variant])
+    tags = mv.tags
+    assert tags[contract.TAG_VARIANT] == variant
+    assert tags[contract.TAG_FORMAT] == "tflite"
+    assert tags[contract.TAG_QUANTIZATION] == ("int8" if variant == "qat" else variant)
+    assert tags[contract.TAG_INPUT_SHAPE] == "1x16x16x3"
+    assert tags[contract.TAG_INPUT_DTYPE] == ("uint8" if variant in ("int8", "qat") else "float32")
+    assert tags[contract.TAG_LABELS] == ",".join(str(i) for i in range(10))
+    assert "CONV_2D" in tags[contract.TAG_OPS]
+
+    run = client.get_run(mv.run_id)
+    assert run.data.tags["mlflow.parentRunId"], "variant runs are children of the pipeline run"
+    metrics = run.data.metrics
+    for key in (contract.M_ACCURACY, contract.M_DROP, contract.M_SIZE, contract.M_SIZE_RATIO, contract.M_P50, contract.M_P90):
+        assert key in metrics, key
+    assert 0.0 <= metrics[contract.M_ACCURACY] <= 1.0
+    assert metrics[contract.M_P90] >= metrics[contract.M_P50] > 0
+    assert metrics[contract.M_SIZE] == int(tags[contract.TAG_SIZE_BYTES])
+
+    local = Path(client.download_artifacts(mv.run_id, contract.ARTIFACT_DIR, str(tmp_path)))
+    assert sorted(p.name for p in local.iterdir()) == sorted(contract.DEVICE_FILES)
+    verify_bundle(local, tags[contract.TAG_SHA256])
+    assert sha256_file(local / contract.MODEL_FILE) == tags[contract.TAG_SHA256]
+    assert read_info_file(local / contract.MODEL_FILE).min_runtime_version == tags[contract.TAG_MIN_RUNTIME]
+    with np.load(local / contract.SAMPLE_FILE, allow_pickle=False) as sample:
+        assert sample["images"].shape == (16, 16, 16, 3) and sample["images"].dtype == np.uint8
+        assert sample["labels"].shape == (16,)
+    confusion = json.loads(Path(client.download_artifacts(mv.run_id, "confusion_matrix.json", str(tmp_path))).read_text())
+    assert np.sum(confusion["matrix"]) == 181  # every digits test image (1797 - 1257 - 359)
+
+
+def test_every_model_loads_on_tflite_runtime_2_14(pipeline, client):
+    """tflite-runtime 2.14 equals TFLite 2.14: every variant must declare a runtime it can meet."""
+    from edge.runtime import parse_version
+
+    for variant in VARIANTS:
+        needed = client.get_model_version(MODEL_NAME, pipeline.versions[variant]).tags[contract.TAG_MIN_RUNTIME]
+        assert parse_version(needed) <= parse_version("2.14.0"), (variant, needed)
+
+
+def test_int8_and_qat_stay_within_the_accuracy_budget(pipeline, client):
+    def drop(variant: str) -> float:
+        mv = client.get_model_version(MODEL_NAME, pipeline.versions[variant])
+        return client.get_run(mv.run_id).data.metrics[contract.M_DROP]
+
+    assert drop("int8") <= 1.0
+    assert drop("qat") <= 0.5
+    assert abs(drop("fp16")) <= 0.6 and abs(drop("fp32")) < 1e-9
+
+
+def test_parent_run_logs_the_comparison(pipeline, client, tmp_path):
+    baseline_run = client.get_model_version(MODEL_NAME, pipeline.versions[contract.BASELINE]).run_id
+    parent_id = client.get_run(baseline_run).data.tags["mlflow.parentRunId"]
+    names = {a.path for a in client.list_artifacts(parent_id)}
+    assert {"comparison.md", "comparison.html", "tradeoff.png"} <= names
+    table = Path(client.download_artifacts(parent_id, "comparison.md", str(tmp_path))).read_text()
+    for variant in VARIANTS:
+        assert f"| {variant} | {pipeline.versions[variant]} |" in table
+    assert "| fp32 |" in pipeline.output  # printed too
+
+
+def test_second_run_with_another_quant_reuses_the_baseline(pipeline, client, server):
+    """`mlflow run` (the user's command) with quant=fp16 finds the session's baseline and does not train."""
+    baseline_run = client.get_model_version(MODEL_NAME, pipeline.versions[contract.BASELINE]).run_id
+    params = []
+    it = iter(PIPELINE_ARGS)
+    for flag, value in zip(it, it):
+        params += ["-P", f"{flag[2:].replace('-', '_')}={value}"]
+    env = dict(os.environ, MLFLOW_TRACKING_URI=server.uri)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("mlflow")), "run", str(REPO), "--env-manager", "local",
+         "--experiment-name", "edgeq-tests", "-P", "quant=fp16", *params],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert f"reusing baseline run {baseline_run}" in proc.stdout
+    assert "Epoch 1/" not in proc.stdout + proc.stderr
+    parents = client.search_runs(
+        [client.get_run(baseline_run).info.experiment_id],
+        filter_string="tags.`edgeq.role` = 'pipeline' and params.quant = 'fp16'",
+    )
+    assert len(parents) == 1
+    assert parents[0].data.tags[contract.TAG_BASELINE_RUN] == baseline_run
+    assert parents[0].data.tags["edgeq.baseline_reused"] == "true"
+    fp16 = [mv for mv in client.search_model_versions(f"name = '{MODEL_NAME}'") if mv.tags.get("variant") == "fp16"]
+    assert len(fp16) == 2  # the session's and this run's
