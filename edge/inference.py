@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.runtime import Runtime, find_runtime
+from edge.runtime import Runtime, find_runtime, quiet_native_stderr
 
 
 class TFLiteClassifier:
@@ -17,8 +17,9 @@ class TFLiteClassifier:
 
     def __init__(self, model_path: Path | str, runtime: Runtime | None = None, threads: int | None = None):
         self.runtime = runtime or find_runtime()
-        self.interpreter = self.runtime.interpreter(str(model_path), threads)
-        self.interpreter.allocate_tensors()
+        with quiet_native_stderr():
+            self.interpreter = self.runtime.interpreter(str(model_path), threads)
+            self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self.input_shape = tuple(int(d) for d in self._input["shape"])

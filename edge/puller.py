@@ -115,6 +115,7 @@ def _pull_locked(config: PullConfig, client: RegistryClient, state: DeviceState,
         f"{mv.name} v{mv.version} on {runtime.label}: p50 {result.latency.p50_ms:.2f} ms, "
         f"p90 {result.latency.p90_ms:.2f} ms"
         + (f", sample accuracy {result.accuracy:.3f}" if result.accuracy is not None else "")
+        + (f", downloaded {downloaded} bytes" if downloaded else "")
     )
     try:
         client.log_batch(report.run_id, report.metrics, report.tags, report.timestamp_ms)

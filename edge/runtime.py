@@ -9,8 +9,11 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import re
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 # LiteRT major.minor -> the TensorFlow Lite version its kernels match (conservative).
 _LITERT_TF_EQUIVALENT = {1: "2.18.0", 2: "2.20.0"}
@@ -52,10 +55,12 @@ def parse_version(text: str) -> tuple[int, ...]:
     """'2.17.0' -> (2, 17, 0); non-numeric suffixes are ignored."""
     parts = []
     for piece in text.strip().split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
+        match = re.match(r"\d+", piece)
+        if not match:
             break
-        parts.append(int(digits))
+        parts.append(int(match.group()))
+        if match.end() < len(piece):  # '0rc1': a pre-release suffix ends the number
+            break
     while len(parts) < 3:
         parts.append(0)
     return tuple(parts)
@@ -87,3 +92,26 @@ def find_runtime(preferred: str | None = None) -> Runtime:
         f"no TFLite runtime found ({wanted}); install one: pip install ai-edge-litert"
         + (f" [tried: {'; '.join(tried)}]" if tried else "")
     )
+
+
+@contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what the runtime's C++ code prints on fd 2 (an INFO line about XNNPACK).
+
+    A cron run should print one line. Real load errors still surface: the runtime
+    raises them as Python exceptions carrying the message.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)

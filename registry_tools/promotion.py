@@ -54,6 +54,7 @@ def current_version(client: MlflowClient, name: str, alias: str) -> str | None:
 
 def check_gate(client: MlflowClient, name: str, version: str, gate: Gate) -> None:
     """Raise RegistryToolError when the version may not be promoted under ``gate``."""
+    registered_model(client, name)
     mv = model_version(client, name, version)
     if mv.tags.get(contract.TAG_FORMAT) != "tflite":
         raise RegistryToolError(f"version {version} is the {mv.tags.get(contract.TAG_VARIANT, '?')} (not a .tflite): devices cannot run it")

@@ -1,6 +1,7 @@
 """Session fixtures: one real MLflow server, one tiny pipeline run registering every variant."""
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edge import contract
 from tests.servers import MlflowServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,3 +60,37 @@ def client(server):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(server.uri, registry_uri=server.uri)
+
+
+@pytest.fixture(scope="session")
+def bundles(pipeline, tmp_path_factory) -> dict[str, Path]:
+    """variant -> a local copy of that version's device files, as the pipeline registered them."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(pipeline.uri, registry_uri=pipeline.uri)
+    root = tmp_path_factory.mktemp("bundles")
+    out = {}
+    for variant in contract.VARIANTS:
+        mv = client.get_model_version(MODEL_NAME, pipeline.versions[variant])
+        out[variant] = Path(client.download_artifacts(mv.run_id, contract.ARTIFACT_DIR, str(root / variant)))
+    return out
+
+
+_names = itertools.count(1)
+
+
+@pytest.fixture()
+def fresh_model(pipeline, client) -> str:
+    """A fresh registered model for one test, so aliases set here never touch other tests."""
+    name = f"edgeq-test-model-{next(_names)}"
+    client.create_registered_model(name)
+    return name
+
+
+def copy_version(client, pipeline, name: str, variant: str, source: str | None = None, run_id: str | None = None,
+                 **tag_overrides: str) -> str:
+    """Register the pipeline's ``variant`` version again under ``name`` (optionally with other tags or files)."""
+    src = client.get_model_version(MODEL_NAME, pipeline.versions[variant])
+    tags = {**src.tags, **tag_overrides}
+    mv = client.create_model_version(name, source=source or src.source, run_id=run_id or src.run_id, tags=tags)
+    return str(mv.version)

@@ -92,7 +92,9 @@ def test_second_run_with_another_quant_reuses_the_baseline(pipeline, client, ser
     it = iter(PIPELINE_ARGS)
     for flag, value in zip(it, it):
         params += ["-P", f"{flag[2:].replace('-', '_')}={value}"]
-    env = dict(os.environ, MLFLOW_TRACKING_URI=server.uri)
+    # As in an activated virtualenv: `mlflow run --env-manager local` runs the `python` on PATH.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, MLFLOW_TRACKING_URI=server.uri, PATH=path)
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("mlflow")), "run", str(REPO), "--env-manager", "local",
          "--experiment-name", "edgeq-tests", "-P", "quant=fp16", *params],

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The offline main job, end to end: an MLflow server (SQLite, served artifacts) on
+# loopback, the pipeline on scikit-learn's digits with every variant, promotion of
+# the int8 version, one pull on a simulated device, and the comparison.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+# shellcheck disable=SC1091
+source .venv/bin/activate
+
+PORT=${EDGEQ_DEMO_PORT:-5000}
+DIR=${EDGEQ_DEMO_DIR:-.edgeq/demo}
+MODEL=edgeq-digits-tiny_cnn
+export MLFLOW_TRACKING_URI=http://127.0.0.1:$PORT
+export MLFLOW_HTTP_REQUEST_MAX_RETRIES=1
+mkdir -p "$DIR"
+
+healthy() { python -c "import requests,sys; sys.exit(0 if requests.get('$MLFLOW_TRACKING_URI/health', timeout=2).ok else 1)" 2>/dev/null; }
+if healthy; then
+    echo "== using the MLflow server already on $MLFLOW_TRACKING_URI"
+else
+    echo "== starting mlflow server on $MLFLOW_TRACKING_URI (store: $DIR)"
+    nohup mlflow server --host 127.0.0.1 --port "$PORT" --workers 1 \
+        --backend-store-uri "sqlite:///$PWD/$DIR/mlflow.db" --artifacts-destination "$PWD/$DIR/artifacts" \
+        > "$DIR/server.log" 2>&1 &
+    echo $! > "$DIR/server.pid"
+    for _ in $(seq 1 120); do healthy && break; sleep 0.5; done
+    healthy || { echo "mlflow server did not start: see $DIR/server.log (port $PORT busy? set EDGEQ_DEMO_PORT)" >&2; exit 1; }
+fi
+
+echo "== pipeline: digits, tiny CNN from scratch, 32 px, every variant"
+mlflow run . --env-manager local --experiment-name edgeq-demo \
+    -P quant=all -P dataset=digits -P model=tiny_cnn -P weights=none -P image_size=32 \
+    -P epochs=10 -P learning_rate=0.001 -P qat_epochs=2 -P qat_learning_rate=0.0001
+
+INT8=$(edgeq versions "$MODEL" --json | python -c 'import json,sys; print(max((r for r in json.load(sys.stdin) if r["variant"] == "int8"), key=lambda r: int(r["version"]))["version"])')
+echo "== promote the int8 version (v$INT8) through the accuracy gate"
+edgeq promote "$MODEL" "$INT8"
+
+echo "== pull on a simulated device (state in $DIR/device)"
+edgeq-pull --model "$MODEL" --device-id pi-sim --state-dir "$DIR/device" --runs 200 --warmup 20
+
+echo "== what the registry knows now"
+edgeq versions "$MODEL"
+edgeq compare "$MODEL" -o "$DIR/compare.png"
+echo
+echo "MLflow UI: $MLFLOW_TRACKING_URI  (models → $MODEL; the pipeline run holds comparison.md and tradeoff.png)"
+[ -f "$DIR/server.pid" ] && echo "stop the server: kill \$(cat $DIR/server.pid)"

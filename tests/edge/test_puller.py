@@ -1,0 +1,197 @@
+"""The puller against a real MLflow server: install, verify, reject, benchmark, report, outbox."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge import contract
+from edge.bundle import sha256_file
+from edge.outbox import Outbox
+from edge.puller import Exit, PullConfig, pull
+from edge.registry_client import RegistryClient
+from edge.state import DeviceState
+from tests.conftest import copy_version
+
+
+def _config(state_dir: Path, model: str, device: str, **kw) -> PullConfig:
+    return PullConfig(model=model, state_dir=state_dir, device_id=device, runs=20, warmup=2, **kw)
+
+
+def _device_metrics(client, run_id: str, device: str) -> dict[str, float]:
+    prefix = contract.device_key(device, "")
+    return {k[len(prefix):]: v for k, v in client.get_run(run_id).data.metrics.items() if k.startswith(prefix)}
+
+
+def test_first_pull_installs_benchmarks_and_reports_to_the_versions_run(pipeline, client, registry, fresh_model, tmp_path):
+    version = copy_version(client, pipeline, fresh_model, "int8")
+    client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, version)
+
+    outcome = pull(_config(tmp_path, fresh_model, "pi-first"), registry)
+
+    assert outcome.code == Exit.OK, outcome.message
+    assert outcome.version == version and outcome.bytes_downloaded > 0
+    current = DeviceState(tmp_path).current()
+    assert (current.version, current.benchmarked) == (version, True)
+    assert (tmp_path / "current").resolve() == Path(current.path).resolve()
+    assert sorted(p.name for p in (tmp_path / "current").iterdir()) == sorted(contract.DEVICE_FILES)
+
+    run = client.get_run(client.get_model_version(fresh_model, version).run_id)
+    metrics = _device_metrics(client, run.info.run_id, "pi-first")
+    for key in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms", "peak_rss_mb", "sample_accuracy"):
+        assert key in metrics, key
+    assert metrics["latency_p99_ms"] >= metrics["latency_p90_ms"] >= metrics["latency_p50_ms"] > 0
+    assert metrics["sample_accuracy"] >= 0.75  # the int8 model on its own labelled sample
+    tags = run.data.tags
+    assert tags[contract.device_key("pi-first", "runtime")] == "ai-edge-litert"
+    assert tags[contract.device_key("pi-first", "model_version")] == version
+    assert tags[contract.device_key("pi-first", "cpu")]
+
+
+def test_second_run_downloads_nothing(pipeline, client, registry, fresh_model, tmp_path):
+    version = copy_version(client, pipeline, fresh_model, "fp16")
+    client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, version)
+    assert pull(_config(tmp_path, fresh_model, "pi-again"), registry).code == Exit.OK
+    before = (tmp_path / "state.json").read_text()
+
+    again = pull(_config(tmp_path, fresh_model, "pi-again"), registry)
+
+    assert (again.code, again.bytes_downloaded, again.result) == (Exit.OK, 0, None)
+    assert "already installed" in again.message
+    assert (tmp_path / "state.json").read_text() == before
+
+
+def test_new_promotion_is_installed_and_previous_kept_for_rollback(pipeline, client, registry, fresh_model, tmp_path):
+    first = copy_version(client, pipeline, fresh_model, "fp32")
+    second = copy_version(client, pipeline, fresh_model, "int8")
+    client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, first)
+    assert pull(_config(tmp_path, fresh_model, "pi-swap"), registry).code == Exit.OK
+    client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, second)
+
+    assert pull(_config(tmp_path, fresh_model, "pi-swap"), registry).code == Exit.OK
+
+    state = DeviceState(tmp_path)
+    assert (state.current().version, state.previous().version) == (second, first)
+    assert (tmp_path / "previous").resolve() == Path(state.previous().path).resolve()
+
+
+def test_pinned_version_overrides_the_alias(pipeline, client, registry, fresh_model, tmp_path):
+    version = copy_version(client, pipeline, fresh_model, "dynamic")
+    outcome = pull(_config(tmp_path, fresh_model, "pi-pin", version=version), registry)
+    assert outcome.code == Exit.OK and DeviceState(tmp_path).current().version == version
+
+
+def _serving(client, pipeline, registry, model: str, state_dir: Path) -> str:
+    good = copy_version(client, pipeline, model, "int8")
+    client.set_registered_model_alias(model, contract.DEFAULT_ALIAS, good)
+    assert pull(_config(state_dir, model, "pi-guard"), registry).code == Exit.OK
+    return good
+
+
+def _assert_still_serving(state_dir: Path, version: str) -> None:
+    state = DeviceState(state_dir)
+    assert state.current().version == version
+    assert (state_dir / "current" / contract.MODEL_FILE).is_file()
+    assert not list((state_dir / "downloads").iterdir()), "rejected downloads are cleaned up"
+
+
+def test_sha_mismatch_is_rejected_and_the_old_model_keeps_serving(pipeline, client, registry, fresh_model, tmp_path):
+    good = _serving(client, pipeline, registry, fresh_model, tmp_path)
+    tampered = copy_version(client, pipeline, fresh_model, "fp32", **{contract.TAG_SHA256: "0" * 64})
+    client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, tampered)
+
+    outcome = pull(_config(tmp_path, fresh_model, "pi-guard"), registry)
+
+    assert outcome.code == Exit.REJECTED
+    assert "sha256" in outcome.message and f"v{good} serving" in outcome.message
+    _assert_still_serving(tmp_path, good)
+
+
+def test_truncated_tflite_is_rejected_and_the_old_model_keeps_serving(pipeline, client, registry, fresh_model, bundles, tmp_path):
+    good = _serving(client, pipeline, registry, fresh_model, tmp_path / "state")
+    # A bundle whose sha256 and manifest are consistent, but whose model is cut in half.
+    broken = tmp_path / "broken"
+    shutil.copytree(bundles["fp32"], broken)
+    data = (broken / contract.MODEL_FILE).read_bytes()
+    (broken / contract.MODEL_FILE).write_bytes(data[: len(data) // 2])
+    manifest = json.loads((broken / contract.MANIFEST_FILE).read_text())
+    manifest["files"][contract.MODEL_FILE] = sha256_file(broken / contract.MODEL_FILE)
+    (broken / contract.MANIFEST_FILE).write_text(json.dumps(manifest))
+    run = client.create_run(client.get_experiment_by_name("edgeq-tests").experiment_id)
+    client.log_artifacts(run.info.run_id, str(broken), contract.ARTIFACT_DIR)
+    client.set_terminated(run.info.run_id)
+    bad = copy_version(client, pipeline, fresh_model, "fp32", source=f"{run.info.artifact_uri}/{contract.ARTIFACT_DIR}",
+                       run_id=run.info.run_id, **{contract.TAG_SHA256: sha256_file(broken / contract.MODEL_FILE)})
+    client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, bad)
+
+    outcome = pull(_config(tmp_path / "state", fresh_model, "pi-guard"), registry)
+
+    assert outcome.code == Exit.REJECTED, outcome.message
+    assert "truncated" in outcome.message or "test inference failed" in outcome.message
+    _assert_still_serving(tmp_path / "state", good)
+
+
+def test_model_needing_a_newer_runtime_is_rejected_before_download(pipeline, client, registry, fresh_model, tmp_path):
+    good = _serving(client, pipeline, registry, fresh_model, tmp_path)
+    future = copy_version(client, pipeline, fresh_model, "fp32", **{contract.TAG_MIN_RUNTIME: "9.0.0"})
+    client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, future)
+
+    outcome = pull(_config(tmp_path, fresh_model, "pi-guard"), registry)
+
+    assert (outcome.code, outcome.bytes_downloaded) == (Exit.REJECTED, 0)
+    assert "9.0.0" in outcome.message
+    _assert_still_serving(tmp_path, good)
+
+
+def test_unknown_model_or_alias_is_bad_configuration(pipeline, registry, fresh_model, tmp_path):
+    assert pull(_config(tmp_path, "no-such-model", "pi"), registry).code == Exit.BAD_CONFIG
+    outcome = pull(_config(tmp_path, fresh_model, "pi", alias="nobody-set-this"), registry)
+    assert outcome.code == Exit.BAD_CONFIG and "nobody-set-this" in outcome.message
+
+
+def test_two_devices_report_to_the_same_run_without_overwriting(pipeline, client, registry, fresh_model, tmp_path):
+    version = copy_version(client, pipeline, fresh_model, "qat")
+    client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, version)
+
+    for device in ("pi4-kitchen", "pi5-garage"):
+        assert pull(_config(tmp_path / device, fresh_model, device), registry).code == Exit.OK
+
+    run_id = client.get_model_version(fresh_model, version).run_id
+    for device in ("pi4-kitchen", "pi5-garage"):
+        assert _device_metrics(client, run_id, device)["latency_p50_ms"] > 0
+
+
+class _StopsServerBeforeReporting(RegistryClient):
+    """The server goes away between the benchmark and the report (the real server, really stopped)."""
+
+    def __init__(self, uri: str, server):
+        super().__init__(uri)
+        self.server = server
+
+    def log_batch(self, *args, **kwargs):
+        self.server.stop()
+        return super().log_batch(*args, **kwargs)
+
+
+def test_server_down_results_wait_in_the_outbox_and_are_sent_later(server, pipeline, client, registry, fresh_model, tmp_path):
+    version = copy_version(client, pipeline, fresh_model, "int8")
+    client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, version)
+    run_id = client.get_model_version(fresh_model, version).run_id
+    try:
+        outcome = pull(_config(tmp_path, fresh_model, "pi-offline"), _StopsServerBeforeReporting(pipeline.uri, server))
+        assert outcome.code == Exit.UNREACHABLE and "queued" in outcome.message
+        assert len(Outbox(tmp_path / "outbox").pending()) == 1
+
+        while_down = pull(_config(tmp_path, fresh_model, "pi-offline"), registry)
+        assert while_down.code == Exit.UNREACHABLE
+        assert len(Outbox(tmp_path / "outbox").pending()) == 1, "nothing measured is lost while the server is down"
+    finally:
+        server.start()
+
+    back = pull(_config(tmp_path, fresh_model, "pi-offline"), registry)
+
+    assert back.code == Exit.OK and "sent 1 queued report" in back.message
+    assert Outbox(tmp_path / "outbox").pending() == []
+    assert _device_metrics(client, run_id, "pi-offline")["latency_p50_ms"] > 0
