@@ -33,15 +33,13 @@ class Timed:
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> Timed:
-    """Run to completion; wall time and the process's own peak RSS (wait4)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0), err.seek(0)
-        return Timed(seconds, usage.ru_maxrss / 1024, proc.returncode, out.read(), err.read())
+    """Run to completion through bench.measure: wall time and the command's own peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "measure.json"
+        proc = subprocess.run([sys.executable, "-m", "bench.measure", str(report), *cmd], cwd=REPO,
+                              env=dict(env, PYTHONPATH=str(REPO)), capture_output=True, text=True)
+        measured = json.loads(report.read_text()) if report.exists() else {"seconds": 0.0, "peak_rss_mb": 0.0}
+    return Timed(measured["seconds"], measured["peak_rss_mb"], proc.returncode, proc.stdout, proc.stderr)
 
 
 def _check(t: Timed, what: str) -> Timed:

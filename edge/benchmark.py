@@ -53,7 +53,18 @@ def latency_stats(times_ms: list[float] | np.ndarray) -> LatencyStats:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far."""
+    """Peak resident memory of this process so far.
+
+    Linux's ``ru_maxrss`` survives exec: a puller started by a large process would
+    report its parent's size. ``VmHWM`` belongs to this process's own address space.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")
+# int8 with the layers that lose most kept float; built on request or when int8 misses its budget.
+SELECTIVE = "selective"
 BASELINE = "baseline"
 
 DEFAULT_ALIAS = "production"

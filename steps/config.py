@@ -5,12 +5,12 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from edge.contract import VARIANTS
+from edge.contract import SELECTIVE, VARIANTS
 
 DATASETS = ("cats_vs_dogs", "digits")  # or a path to an image folder
 MODELS = ("efficientnet_b0", "tiny_cnn")
 WEIGHTS = ("imagenet", "none")
-QUANT_CHOICES = VARIANTS + ("all",)
+QUANT_CHOICES = VARIANTS + (SELECTIVE, "all")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class QuantConfig:
     qat_epochs: int = 2
     qat_learning_rate: float = 1e-5
     sample_size: int = 32
+    # int8 losing more accuracy points than this also gets the selective variant.
+    selective_if_drop_above: float = 1.0
 
 
 def variants_for(quant: str) -> tuple[str, ...]:

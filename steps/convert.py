@@ -6,6 +6,8 @@ FULLY_CONNECTED at an op version that tflite-runtime 2.14 still loads.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -64,5 +66,8 @@ def convert(model, variant: str, rep_images: np.ndarray | None, out_dir: Path) -
     configure(converter, variant, rep_images)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{variant}.tflite"
-    path.write_bytes(converter.convert())
+    # Keras' export prints every captured variable of the traced function to stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
+        flatbuffer = converter.convert()
+    path.write_bytes(flatbuffer)
     return path

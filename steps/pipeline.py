@@ -80,6 +80,11 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
             result = run_variant(variant, base, arrays, data, train, quant, work, fp32_p50)
             fp32_p50 = fp32_p50 or result.metrics[contract.M_P50]
             results.append(result)
+            drop = result.metrics[contract.M_DROP]
+            if variant == "int8" and drop > quant.selective_if_drop_above and contract.SELECTIVE not in variants_for(quant_choice):
+                click.echo(f"int8 loses {drop:.2f} points (budget {quant.selective_if_drop_above:.2f}): "
+                           "building the selective variant (sensitive layers stay float)")
+                results.append(run_variant(contract.SELECTIVE, base, arrays, data, train, quant, work, fp32_p50))
 
         # Registered only once every variant converted and evaluated: nothing half-way.
         register.ensure_registered_model(client, name, f"edgeq: {train.model} on {data.dataset}")
@@ -124,14 +129,18 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
 @click.option("--qat-learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-5)
 @click.option("--sample-size", type=click.IntRange(1), default=32, help="Labelled test images bundled for on-device accuracy.")
 @click.option("--registered-model", default="", help="Registered model name (default edgeq-<dataset>-<model>).")
+@click.option("--selective-if-drop-above", type=float, default=1.0,
+              help="Also build the selective variant when int8 loses more accuracy points than this.")
 def main(quant: str, dataset: str, data_dir: str | None, image_size: int, model_arch: str, weights: str, epochs: int,
          batch_size: int, learning_rate: float, seed: int, min_test_images: int, calibration_images: int,
-         qat_epochs: int, qat_learning_rate: float, sample_size: int, registered_model: str) -> None:
+         qat_epochs: int, qat_learning_rate: float, sample_size: int, registered_model: str,
+         selective_if_drop_above: float) -> None:
     """Train (or reuse) the baseline, build the TFLite variants, evaluate and register each."""
     data = DataConfig(dataset=dataset, image_size=image_size, seed=seed, min_test_images=min_test_images, data_dir=data_dir or None)
     train = TrainConfig(model=model_arch, weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
     quant_cfg = QuantConfig(calibration_images=calibration_images, qat_epochs=qat_epochs,
-                            qat_learning_rate=qat_learning_rate, sample_size=sample_size)
+                            qat_learning_rate=qat_learning_rate, sample_size=sample_size,
+                            selective_if_drop_above=selective_if_drop_above)
     run(quant, data, train, quant_cfg, registered_model or None)
 
 

@@ -16,6 +16,7 @@ from steps.convert import convert
 from steps.evaluate import Evaluation, evaluate_tflite
 from steps.qat import convert_qat
 from steps.report import confusion_plot
+from steps.selective import convert_selective
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,14 @@ class VariantResult:
 
 def build_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConfig, train: TrainConfig,
                   quant: QuantConfig, work: Path) -> Path:
+    """Convert one variant; the selective variant also logs which layers stayed float and why."""
     if variant == "qat":
         return convert_qat(baseline.model, data, train, quant, work)
+    if variant == contract.SELECTIVE:
+        selective = convert_selective(baseline.model, arrays.calibration.astype(np.float32), work)
+        mlflow.log_param("float_layers", len(selective.float_layers))
+        mlflow.log_artifact(str(selective.layer_stats), "quantization_debugger")
+        return selective.path
     return convert(baseline.model, variant, arrays.calibration.astype(np.float32), work)
 
 
@@ -69,7 +76,7 @@ def run_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConf
         info = read_info_file(path)
         tags = {
             contract.TAG_VARIANT: variant,
-            contract.TAG_QUANTIZATION: "int8" if variant == "qat" else variant,
+            contract.TAG_QUANTIZATION: {"qat": "int8", contract.SELECTIVE: "mixed"}.get(variant, variant),
             contract.TAG_FORMAT: "tflite",
             contract.TAG_SHA256: sha256_file(path),
             contract.TAG_SIZE_BYTES: str(size),

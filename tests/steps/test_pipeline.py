@@ -13,7 +13,7 @@ import pytest
 from edge import contract
 from edge.bundle import sha256_file, verify_bundle
 from edge.tflite_info import read_info_file
-from tests.conftest import MODEL_NAME, PIPELINE_ARGS, REPO
+from tests.conftest import MODEL_NAME, PIPELINE_ARGS, REPO, run_pipeline
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")
 
@@ -112,3 +112,23 @@ def test_second_run_with_another_quant_reuses_the_baseline(pipeline, client, ser
     assert parents[0].data.tags["edgeq.baseline_reused"] == "true"
     fp16 = [mv for mv in client.search_model_versions(f"name = '{MODEL_NAME}'") if mv.tags.get("variant") == "fp16"]
     assert len(fp16) == 2  # the session's and this run's
+
+
+def test_int8_over_budget_also_builds_the_selective_variant(pipeline, client, server, tmp_path):
+    """A budget int8 cannot meet (-100 points) triggers the quantization-debugger variant."""
+    args = list(PIPELINE_ARGS)
+    args[args.index("--registered-model") + 1] = "edgeq-test-selective"
+    proc = run_pipeline(server.uri, "--quant", "int8", "--selective-if-drop-above", "-100", *args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "building the selective variant" in proc.stdout
+    assert "reusing baseline run" in proc.stdout
+
+    (mv,) = [mv for mv in client.search_model_versions("name = 'edgeq-test-selective'") if mv.tags["variant"] == "selective"]
+    assert mv.tags[contract.TAG_QUANTIZATION] == "mixed" and mv.tags[contract.TAG_INPUT_DTYPE] == "float32"
+    ops = mv.tags[contract.TAG_OPS]
+    assert "QUANTIZE" in ops and "DEQUANTIZE" in ops, "part int8, part float"
+    run = client.get_run(mv.run_id)
+    assert int(run.data.params["float_layers"]) >= 1
+    assert run.data.metrics[contract.M_DROP] <= 1.0
+    stats = Path(client.download_artifacts(mv.run_id, "quantization_debugger/layer_stats.csv", str(tmp_path))).read_text()
+    assert stats.splitlines()[0].endswith("rmse_per_step,kept_float") and ",True" in stats
