@@ -1,6 +1,8 @@
 """Registered model versions: one per variant (and the Keras baseline), with the tags devices read."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -9,8 +11,6 @@ from edge import contract
 
 def registered_model_name(dataset: str, model: str) -> str:
     """One registered model per (dataset, model): ``edgeq-digits-tiny_cnn``."""
-    from pathlib import Path
-
     slug = Path(dataset).name if "/" in dataset or dataset.startswith(".") else dataset
     clean = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in slug)
     return f"edgeq-{clean}-{model}"
