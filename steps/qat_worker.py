@@ -18,23 +18,30 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras  # noqa: E402
 
 from steps import data as data_mod  # noqa: E402
+from steps.bn_fold import fold_batchnorms  # noqa: E402
 from steps.config import DataConfig, QuantConfig, TrainConfig  # noqa: E402
 from steps.convert import configure, with_batch_one  # noqa: E402
 from steps.model import build  # noqa: E402
 
 quant = tfmot.quantization.keras
 
-# Preprocessing and squeeze-excitation layers stay float: tfmot has no quantize config
-# for Rescaling/Normalization, and quantizing the SE Multiply costs accuracy.
-_LEAVE_FLOAT = (tf_keras.layers.Rescaling, tf_keras.layers.Normalization, tf_keras.layers.Multiply)
+# tfmot has no quantize config for these (no weights to quantize): they get an
+# output-only quantizer, so the layers after them receive int8 tensors. Left
+# unannotated, EfficientNet's SE `Multiply` would feed float into every block's
+# project conv (and its squeeze pooling into the SE convs), and the converter would
+# keep those convs float.
+_OUTPUT_ONLY = (tf_keras.layers.Rescaling, tf_keras.layers.Normalization, tf_keras.layers.Multiply,
+                tf_keras.layers.GlobalAveragePooling2D)
 
 
-class InputRangeConfig(quant.QuantizeConfig):
+class OutputQuantizerConfig(quant.QuantizeConfig):
     """Quantize only a layer's output, never its weights (it has none).
 
-    Given to the model's first Rescaling so that ``quantize_apply`` puts a quantizer on
-    the model input: the converted model then takes uint8 pixels directly (scale 1,
-    zero point 0 for 0..255) instead of a float input followed by float rescaling.
+    (Not named OutputOnlyConfig: tfmot's own scope has a class of that name.)
+
+    On the model's first layer (Rescaling) it also makes ``quantize_apply`` put a
+    quantizer on the model input: the converted model then takes uint8 pixels directly
+    (scale 1, zero point 0 for 0..255), like the post-training int8 variant.
     """
 
     def get_weights_and_quantizers(self, layer):
@@ -58,13 +65,12 @@ class InputRangeConfig(quant.QuantizeConfig):
 
 def annotate(model: tf_keras.Model) -> tf_keras.Model:
     registry = quant.default_8bit.Default8BitQuantizeRegistry()
-    first = model.layers[1] if len(model.layers) > 1 else None
 
     def clone(layer):
         fresh = layer.__class__.from_config(layer.get_config())
-        if layer is first and isinstance(layer, tf_keras.layers.Rescaling):
-            return quant.quantize_annotate_layer(fresh, InputRangeConfig())
-        if isinstance(layer, _LEAVE_FLOAT) or not registry.supports(layer):
+        if isinstance(layer, _OUTPUT_ONLY):
+            return quant.quantize_annotate_layer(fresh, OutputQuantizerConfig())
+        if not registry.supports(layer):
             return fresh
         return quant.quantize_annotate_layer(fresh)
 
@@ -87,9 +93,10 @@ def main(config_path: str, weights_path: str, out_path: str) -> None:
     splits = data_mod.load(data_cfg)
     model = build(train_cfg, len(splits.info.labels), data_cfg.image_size, keras=tf_keras)
     load_weights(model, Path(weights_path))
+    model = fold_batchnorms(model, tf_keras)
     annotated = annotate(model)
     annotated.set_weights(model.get_weights())
-    with quant.quantize_scope({"InputRangeConfig": InputRangeConfig}):
+    with quant.quantize_scope({"OutputQuantizerConfig": OutputQuantizerConfig}):
         qat_model = quant.quantize_apply(annotated)
     qat_model.compile(
         optimizer=tf_keras.optimizers.Adam(quant_cfg.qat_learning_rate),

@@ -74,6 +74,14 @@ def test_int8_and_qat_stay_within_the_accuracy_budget(pipeline, client):
     assert abs(drop("fp16")) <= 0.6 and abs(drop("fp32")) < 1e-9
 
 
+def test_qat_model_is_integer_only_after_batchnorm_folding(pipeline, client):
+    """Without folding, the converter keeps each BN as float MUL/ADD between DEQUANTIZE and QUANTIZE."""
+    qat = client.get_model_version(MODEL_NAME, pipeline.versions["qat"]).tags
+    int8 = client.get_model_version(MODEL_NAME, pipeline.versions["int8"]).tags
+    assert "DEQUANTIZE" not in qat[contract.TAG_OPS]
+    assert int(qat[contract.TAG_SIZE_BYTES]) <= int(int8[contract.TAG_SIZE_BYTES])
+
+
 def test_parent_run_logs_the_comparison(pipeline, client, tmp_path):
     baseline_run = client.get_model_version(MODEL_NAME, pipeline.versions[contract.BASELINE]).run_id
     parent_id = client.get_run(baseline_run).data.tags["mlflow.parentRunId"]
