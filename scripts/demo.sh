@@ -31,7 +31,7 @@ fi
 echo "== pipeline: digits, tiny CNN from scratch, 32 px, every variant"
 mlflow run . --env-manager local --experiment-name edgeq-demo \
     -P quant=all -P dataset=digits -P model=tiny_cnn -P weights=none -P image_size=32 \
-    -P epochs=10 -P learning_rate=0.001 -P qat_epochs=2 -P qat_learning_rate=0.0001
+    -P epochs=10 -P learning_rate=0.001 -P qat_epochs=2
 
 INT8=$(edgeq versions "$MODEL" --json | python -c 'import json,sys; print(max((r for r in json.load(sys.stdin) if r["variant"] == "int8"), key=lambda r: int(r["version"]))["version"])')
 echo "== promote the int8 version (v$INT8) through the accuracy gate"
