@@ -94,3 +94,17 @@ def copy_version(client, pipeline, name: str, variant: str, source: str | None =
     tags = {**src.tags, **tag_overrides}
     mv = client.create_model_version(name, source=source or src.source, run_id=run_id or src.run_id, tags=tags)
     return str(mv.version)
+
+
+def version_in_own_run(client, pipeline, name: str, variant: str, bundle: Path, metrics: dict[str, float] | None = None,
+                       **tag_overrides: str) -> str:
+    """Register ``bundle`` as a version of ``name`` whose source is a new run of its own (with ``metrics``),
+    tagged like the pipeline's ``variant`` version apart from ``tag_overrides``."""
+    src = client.get_model_version(MODEL_NAME, pipeline.versions[variant])
+    run = client.create_run(client.get_run(src.run_id).info.experiment_id)
+    client.log_artifacts(run.info.run_id, str(bundle), contract.ARTIFACT_DIR)
+    for key, value in (metrics or {}).items():
+        client.log_metric(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id)
+    return copy_version(client, pipeline, name, variant, source=f"{run.info.artifact_uri}/{contract.ARTIFACT_DIR}",
+                        run_id=run.info.run_id, **tag_overrides)

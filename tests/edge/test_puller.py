@@ -13,7 +13,7 @@ from edge.outbox import Outbox
 from edge.puller import Exit, PullConfig, pull
 from edge.registry_client import RegistryClient
 from edge.state import DeviceState
-from tests.conftest import copy_version
+from tests.conftest import copy_version, version_in_own_run
 
 
 def _config(state_dir: Path, model: str, device: str, **kw) -> PullConfig:
@@ -119,11 +119,8 @@ def test_truncated_tflite_is_rejected_and_the_old_model_keeps_serving(pipeline, 
     manifest = json.loads((broken / contract.MANIFEST_FILE).read_text())
     manifest["files"][contract.MODEL_FILE] = sha256_file(broken / contract.MODEL_FILE)
     (broken / contract.MANIFEST_FILE).write_text(json.dumps(manifest))
-    run = client.create_run(client.get_experiment_by_name("edgeq-tests").experiment_id)
-    client.log_artifacts(run.info.run_id, str(broken), contract.ARTIFACT_DIR)
-    client.set_terminated(run.info.run_id)
-    bad = copy_version(client, pipeline, fresh_model, "fp32", source=f"{run.info.artifact_uri}/{contract.ARTIFACT_DIR}",
-                       run_id=run.info.run_id, **{contract.TAG_SHA256: sha256_file(broken / contract.MODEL_FILE)})
+    bad = version_in_own_run(client, pipeline, fresh_model, "fp32", broken,
+                             **{contract.TAG_SHA256: sha256_file(broken / contract.MODEL_FILE)})
     client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, bad)
 
     outcome = pull(_config(tmp_path / "state", fresh_model, "pi-guard"), registry)

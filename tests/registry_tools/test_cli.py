@@ -14,7 +14,7 @@ from edge import contract
 from edge.puller import Exit, PullConfig, pull
 from edge.registry_client import RegistryClient
 from registry_tools.cli import main
-from tests.conftest import MODEL_NAME, copy_version
+from tests.conftest import MODEL_NAME, copy_version, version_in_own_run
 from tests.servers import free_port
 
 
@@ -24,14 +24,8 @@ def edgeq(pipeline, *args: str):
 
 def _version_with_drop(client, pipeline, bundles, model: str, drop: float) -> str:
     """A tflite version in a run of its own whose metrics say it loses ``drop`` points (badly calibrated)."""
-    src = client.get_model_version(MODEL_NAME, pipeline.versions["int8"])
-    run = client.create_run(client.get_run(src.run_id).info.experiment_id)
-    client.log_artifacts(run.info.run_id, str(bundles["int8"]), contract.ARTIFACT_DIR)
-    client.log_metric(run.info.run_id, contract.M_DROP, drop)
-    client.log_metric(run.info.run_id, contract.M_ACCURACY, 0.5)
-    client.set_terminated(run.info.run_id)
-    source = f"{run.info.artifact_uri}/{contract.ARTIFACT_DIR}"
-    return str(client.create_model_version(model, source=source, run_id=run.info.run_id, tags=src.tags).version)
+    return version_in_own_run(client, pipeline, model, "int8", bundles["int8"],
+                              {contract.M_DROP: drop, contract.M_ACCURACY: 0.5})
 
 
 def _alias(client, model: str) -> str | None:
