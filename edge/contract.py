@@ -5,6 +5,7 @@ device all agree on them without importing each other.
 """
 from __future__ import annotations
 
+import enum
 import re
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")
@@ -13,6 +14,7 @@ SELECTIVE = "selective"
 BASELINE = "baseline"
 
 DEFAULT_ALIAS = "production"
+CANARY_ALIAS = "canary"
 STAGE_PRODUCTION = "Production"
 
 # Files inside a model version's artifact directory.
@@ -81,3 +83,73 @@ def parse_device_key(key: str) -> tuple[str, str] | None:
         return None
     device, _, name = key[len(DEVICE_PREFIX) :].partition(".")
     return (device, name) if device and name else None
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes shared by ``edgeq`` and ``edgeq-pull`` (documented in the README)."""
+
+    OK = 0
+    FAILED = 1  # unexpected: a bug; reported with its traceback
+    BAD_CONFIG = 2  # bad input or configuration: unknown model/alias/version/device, bad option, missing runtime
+    UNREACHABLE = 3  # server unreachable or failing (5xx); device results wait in the outbox
+    REJECTED = 4  # a check refused: device health gate, checksum, signature, promotion gate
+    BUSY = 5  # another puller holds the lock
+
+
+# What a device reports, as ``device.<id>.<name>`` on the version's own run.
+# Metrics:
+D_P50 = "latency_p50_ms"
+D_P90 = "latency_p90_ms"
+D_P99 = "latency_p99_ms"
+D_MEAN = "latency_mean_ms"
+D_STD = "latency_std_ms"
+D_PEAK_RSS = "peak_rss_mb"
+D_SAMPLE_ACCURACY = "sample_accuracy"
+D_SAMPLE_SIZE = "sample_size"
+D_ACCURACY_BOUND = "sample_accuracy_lower_bound"  # what the sample size allows below the registered accuracy
+D_CPU_FREQ_MHZ = "cpu_freq_mhz"
+D_TEMP_BEFORE_C = "soc_temp_before_c"
+D_TEMP_AFTER_C = "soc_temp_after_c"
+# Tags:
+D_STATUS = "status"  # one of DEVICE_STATUSES
+D_REASON = "reason"  # why a device rejected the version (empty when healthy)
+D_HOSTNAME = "hostname"
+D_CPU = "cpu"
+D_RUNTIME = "runtime"
+D_RUNTIME_VERSION = "runtime_version"
+D_DELEGATE = "delegate"
+D_THREADS = "threads"
+D_MODEL_VERSION = "model_version"
+D_ALIAS = "alias"
+D_GOVERNOR = "cpu_governor"
+D_THROTTLED = "throttled"  # "yes" / "no" / "unknown"
+D_THROTTLE_FLAGS = "throttle_flags"  # vcgencmd get_throttled value on a Pi
+D_REPORTED_AT = "reported_at"  # ISO 8601, UTC
+
+STATUS_HEALTHY = "healthy"
+STATUS_REJECTED = "rejected"
+DEVICE_STATUSES = (STATUS_HEALTHY, STATUS_REJECTED)
+
+# The fleet: one run per (model, device) in this experiment holds the device's heartbeats and history.
+FLEET_EXPERIMENT = "edgeq-fleet"
+ROLE_DEVICE = "device"
+TAG_DEVICE_ID = "edgeq.device_id"
+TAG_MODEL = "edgeq.model"
+TAG_ALIAS = "edgeq.alias"
+TAG_HOSTNAME = "edgeq.hostname"
+TAG_RUNNING_VERSION = "edgeq.running_version"
+TAG_LAST_STATUS = "edgeq.last_status"
+TAG_LAST_REASON = "edgeq.last_reason"
+TAG_INTERVAL_S = "edgeq.interval_s"  # how often the device runs, so the fleet view can call it stale
+M_HEARTBEAT = "heartbeat"  # 1 per run; its timestamp is "last seen"
+M_RUNNING_VERSION = "running_version"
+
+VERSION_RE = re.compile(r"[0-9]{1,9}")
+
+
+def check_version_number(version: str) -> str:
+    """Model versions are whole numbers; anything else from a server or a user is refused."""
+    text = str(version).strip()
+    if not VERSION_RE.fullmatch(text):
+        raise ValueError(f"model version must be a whole number, got {version!r}")
+    return text
