@@ -153,3 +153,9 @@ def check_version_number(version: str) -> str:
     if not VERSION_RE.fullmatch(text):
         raise ValueError(f"model version must be a whole number, got {version!r}")
     return text
+
+
+# Registered-model tag: every alias change (promote / rollback) as a JSON list, newest last, for `edgeq history`.
+# People read the same log as a table in the registered model's description, under this heading.
+TAG_HISTORY = "edgeq.history"
+HISTORY_HEADING = "### Alias history (kept by edgeq)"
