@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from edge import contract
 from edge.runtime import parse_version
+from registry_tools import history as alias_history
 from registry_tools.versions import RegistryToolError, VersionRow, collect, model_version, registered_model
 
 _HISTORY_KEEP = 30
@@ -52,14 +53,14 @@ def current_version(client: MlflowClient, name: str, alias: str) -> str | None:
     return str(version) if version is not None else None
 
 
-def check_gate(client: MlflowClient, name: str, version: str, gate: Gate) -> None:
-    """Raise RegistryToolError when the version may not be promoted under ``gate``."""
+def check_gate(client: MlflowClient, name: str, version: str, gate: Gate) -> str:
+    """Raise RegistryToolError when the version may not be promoted under ``gate``; else say what it checked."""
     registered_model(client, name)
     mv = model_version(client, name, version)
     if mv.tags.get(contract.TAG_FORMAT) != "tflite":
         raise RegistryToolError(f"version {version} is the {mv.tags.get(contract.TAG_VARIANT, '?')} (not a .tflite): devices cannot run it")
     if gate.force:
-        return
+        return "forced past the accuracy and runtime gate"
     drop = client.get_run(mv.run_id).data.metrics.get(contract.M_DROP)
     if drop is None:
         raise RegistryToolError(f"version {version} has no {contract.M_DROP} metric; use --force to promote it anyway")
@@ -73,6 +74,8 @@ def check_gate(client: MlflowClient, name: str, version: str, gate: Gate) -> Non
         raise RegistryToolError(
             f"version {version} needs TFLite runtime {needed}, devices have {gate.runtime_version}; use --force to promote anyway"
         )
+    runtime_note = f", needs runtime {needed} ≤ {gate.runtime_version}" if gate.runtime_version and needed else ""
+    return f"gate passed: drop {drop:+.2f} points ≤ {gate.max_accuracy_drop:.2f}{runtime_note}"
 
 
 def _set_stage(client: MlflowClient, name: str, version: str) -> bool:
@@ -93,8 +96,9 @@ def _point_alias(client: MlflowClient, name: str, alias: str, version: str) -> b
     return _set_stage(client, name, version) if alias == contract.DEFAULT_ALIAS else False
 
 
-def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gate) -> Promotion:
-    check_gate(client, name, version, gate)
+def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gate, reason: str = "") -> Promotion:
+    """``reason`` (e.g. the canary evidence) goes into the alias history together with the gate's summary."""
+    checked = check_gate(client, name, version, gate)
     previous = current_version(client, name, alias)
     entries = history(client, name, alias)
     if previous and (not entries or entries[-1]["version"] != previous):
@@ -102,10 +106,12 @@ def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gat
     stage = _point_alias(client, name, alias, version)
     entries.append({"version": version, "by": getpass.getuser(), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     _save_history(client, name, alias, entries)
+    why = "; ".join(part for part in (reason, checked) if part)
+    alias_history.record(client, name, alias_history.new_event(alias_history.PROMOTE, alias, previous, version, why, gate.force))
     return Promotion(name, alias, version, previous, stage)
 
 
-def rollback(client: MlflowClient, name: str, alias: str) -> Promotion:
+def rollback(client: MlflowClient, name: str, alias: str, reason: str = "") -> Promotion:
     current = current_version(client, name, alias)
     if current is None:
         raise RegistryToolError(f"model {name!r} has no alias {alias!r} to roll back")
@@ -118,6 +124,8 @@ def rollback(client: MlflowClient, name: str, alias: str) -> Promotion:
     model_version(client, name, target)
     stage = _point_alias(client, name, alias, target)
     _save_history(client, name, alias, entries)
+    why = reason or f"rolled back from v{current} to the version before it"
+    alias_history.record(client, name, alias_history.new_event(alias_history.ROLLBACK, alias, current, target, why))
     return Promotion(name, alias, target, current, stage)
 
 
