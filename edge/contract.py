@@ -25,6 +25,10 @@ LABELS_FILE = "labels.txt"
 SAMPLE_FILE = "sample.npz"
 MANIFEST_FILE = "manifest.json"
 DEVICE_FILES = (MODEL_FILE, LABELS_FILE, SAMPLE_FILE, MANIFEST_FILE)
+# Ed25519 signature over manifest.json (edge/signing.py), next to it; fetched when a device trusts a key.
+SIGNATURE_FILE = "manifest.json.sig"
+# The pipeline's private signing key (a path); the device's --trust-key is EDGEQ_TRUST_KEY.
+ENV_SIGNING_KEY = "EDGEQ_SIGNING_KEY"
 
 # Model version tags.
 TAG_VARIANT = "variant"
@@ -37,6 +41,7 @@ TAG_INPUT_DTYPE = "input_dtype"
 TAG_LABELS = "labels"
 TAG_OPS = "ops"
 TAG_MIN_RUNTIME = "min_runtime_version"
+TAG_SIGNING_KEY_FINGERPRINT = "signing_key_fingerprint"  # "sha256:<hex>" of the key that signed the manifest
 TAG_PROMOTED_BY = "edgeq.promoted_by"
 TAG_PROMOTED_AT = "edgeq.promoted_at"
 
