@@ -17,7 +17,9 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from registry_tools import compare_plot, promotion  # noqa: E402
+from registry_tools import canary, compare_plot, evidence, promotion  # noqa: E402
+from registry_tools import fleet as fleet_view  # noqa: E402
+from registry_tools import history as alias_history  # noqa: E402
 from registry_tools.versions import RegistryToolError, collect, format_table  # noqa: E402
 
 
@@ -73,15 +75,28 @@ def compare(client: MlflowClient, model: str, output: Path | None) -> None:
 @click.argument("model")
 @click.argument("version", required=False)
 @click.option("--alias", default=contract.DEFAULT_ALIAS, show_default=True)
-@click.option("--max-accuracy-drop", type=float, default=1.0, show_default=True, help="Refuse versions losing more accuracy points than this.")
+@click.option("--max-accuracy-drop", type=float, default=1.0, show_default=True, help="Refuse versions losing more accuracy points than this; with --from, when given, also devices whose sample accuracy lies more points below the registered one.")
 @click.option("--runtime-version", default=None, help="TFLite runtime version of the devices; refuse models needing a newer one.")
 @click.option("--force", is_flag=True, help="Promote despite the gate.")
 @click.option("--best", is_flag=True, help="Pick the version fastest on --device within the accuracy budget.")
 @click.option("--device", default=None, help="Device id whose measured latency decides --best.")
-@click.pass_obj
-def promote(client: MlflowClient, model: str, version: str | None, alias: str, max_accuracy_drop: float,
-            runtime_version: str | None, force: bool, best: bool, device: str | None) -> None:
-    """Point ALIAS (default production) at VERSION, or at the best version for a device."""
+@click.option("--from", "from_alias", default=None, metavar="ALIAS", help="Promote the version behind ALIAS (e.g. canary) on what its devices reported.")
+@click.option("--require-devices", type=int, default=None, help="With --from: devices that must have reported it healthy within the limits.")
+@click.option("--max-p99-ms", multiple=True, metavar="DEVICE_OR_ALL=MS", help="With --from: p99 limit for one device or 'all' (repeatable).")
+@click.option("--max-rss-mb", type=float, default=None, help="With --from: peak RSS limit for every device.")
+@click.option("--reason", default="", help="Why, kept in the alias history (edgeq history).")
+@click.pass_context
+def promote(ctx: click.Context, model: str, version: str | None, alias: str, max_accuracy_drop: float,
+            runtime_version: str | None, force: bool, best: bool, device: str | None, from_alias: str | None,
+            require_devices: int | None, max_p99_ms: tuple[str, ...], max_rss_mb: float | None, reason: str) -> None:
+    """Point ALIAS (default production) at VERSION, at the best version for a device, or at the canary's version."""
+    client: MlflowClient = ctx.obj
+    if from_alias is not None or require_devices is not None or max_p99_ms or max_rss_mb is not None:
+        explicit_drop = ctx.get_parameter_source("max_accuracy_drop") != click.core.ParameterSource.DEFAULT
+        _check_from(from_alias, alias, version, best)
+        limits = canary_limits(require_devices, max_accuracy_drop if explicit_drop else None, max_p99_ms, max_rss_mb)
+        _promote_from(client, model, from_alias, alias, limits, promotion.Gate(max_accuracy_drop, runtime_version, force), reason)
+        return
     if best == (version is not None):
         raise click.UsageError("give either VERSION or --best --device ID")
     if best:
@@ -91,7 +106,7 @@ def promote(client: MlflowClient, model: str, version: str | None, alias: str, m
         click.echo(choice.reason)
         version = choice.row.version
     gate = promotion.Gate(max_accuracy_drop, runtime_version, force)
-    result = promotion.promote(client, model, version, alias, gate)
+    result = promotion.promote(client, model, version, alias, gate, reason)
     stage = " (stage Production set too)" if result.stage_set else ""
     click.echo(f"{model}: {alias} → v{result.version}{stage}; was {('v' + result.previous) if result.previous else 'unset'}")
 
@@ -99,8 +114,94 @@ def promote(client: MlflowClient, model: str, version: str | None, alias: str, m
 @main.command()
 @click.argument("model")
 @click.option("--alias", default=contract.DEFAULT_ALIAS, show_default=True)
+@click.option("--reason", default="", help="Why, kept in the alias history (edgeq history).")
 @click.pass_obj
-def rollback(client: MlflowClient, model: str, alias: str) -> None:
+def rollback(client: MlflowClient, model: str, alias: str, reason: str) -> None:
     """Move ALIAS back to the version it pointed to before."""
-    result = promotion.rollback(client, model, alias)
+    result = promotion.rollback(client, model, alias, reason)
     click.echo(f"{model}: {alias} rolled back from v{result.previous} to v{result.version}")
+
+
+class BadInput(click.ClickException):
+    """One line, exit code 2."""
+
+    exit_code = int(contract.ExitCode.BAD_CONFIG)
+
+
+class Refused(click.ClickException):
+    """A check said no: one line, exit code 4."""
+
+    exit_code = int(contract.ExitCode.REJECTED)
+
+
+def canary_limits(require_devices: int | None, max_accuracy_drop: float | None, max_p99_ms: tuple[str, ...],
+                  max_rss_mb: float | None) -> canary.Limits:
+    if require_devices is None or require_devices < 1:
+        raise BadInput("--from needs --require-devices N (N ≥ 1): how many devices must have reported the version healthy")
+    if max_rss_mb is not None and not max_rss_mb > 0:
+        raise BadInput(f"--max-rss-mb must be above 0, got {max_rss_mb:g}")
+    if max_accuracy_drop is not None and max_accuracy_drop < 0:
+        raise BadInput(f"--max-accuracy-drop must be 0 or more points, got {max_accuracy_drop:g}")
+    try:
+        p99 = canary.parse_p99_limits(max_p99_ms)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    return canary.Limits(require_devices, max_accuracy_drop, p99, max_rss_mb)
+
+
+def _check_from(from_alias: str | None, alias: str, version: str | None, best: bool) -> None:
+    if from_alias is None:
+        raise BadInput("--require-devices, --max-p99-ms and --max-rss-mb go with --from ALIAS, e.g. --from canary")
+    if version is not None or best:
+        raise BadInput("--from takes the version behind the alias: drop VERSION / --best")
+    if from_alias == alias:
+        raise BadInput(f"--from {from_alias} and --alias {alias} are the same alias; promote to another one, e.g. --alias {contract.DEFAULT_ALIAS}")
+
+
+def _promote_from(client: MlflowClient, model: str, from_alias: str, alias: str, limits: canary.Limits,
+                  gate: promotion.Gate, reason: str) -> None:
+    """``promote --from canary``: the canary's version moves on when enough devices reported it healthy."""
+    found = evidence.for_alias(client, model, from_alias)
+    decision = canary.decide(found.version, found.reports, limits, found.registered_accuracy)
+    click.echo(f"{model}: {from_alias} is at v{found.version}; {alias} needs {limits.describe()}")
+    for verdict in decision.verdicts:
+        click.echo(f"  {'counted' if verdict.counted else 'not counted':<11}  {verdict.device}  {verdict.why}")
+    if not decision.verdicts:
+        click.echo(f"  no device has reported on v{found.version}'s run yet")
+    counted = f"{len(decision.counted)} device(s) count, {limits.required} required"
+    if not decision.approved and not gate.force:
+        raise Refused(f"refused: {counted}; nothing changed (wait for more canary devices, or --force)")
+    click.echo(f"{counted}{'' if decision.approved else ' — promoting anyway (--force)'}")
+    why = "; ".join(part for part in (reason, decision.summary()) if part)
+    result = promotion.promote(client, model, found.version, alias, gate, why)
+    stage = " (stage Production set too)" if result.stage_set else ""
+    click.echo(f"{model}: {alias} → v{result.version}{stage}; was {('v' + result.previous) if result.previous else 'unset'}")
+
+
+@main.command("history")
+@click.argument("model")
+@click.option("--alias", default=None, help="Only the changes of this alias.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def history_command(client: MlflowClient, model: str, alias: str | None, as_json: bool) -> None:
+    """Every promotion and rollback of MODEL: when, who, which alias, from which version to which, why, forced."""
+    events = alias_history.read(client, model, alias)
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in reversed(events)], indent=2, ensure_ascii=False))
+    else:
+        click.echo(alias_history.format_table(events))
+
+
+@main.command("fleet")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
+              help="Call a device stale when it has not been seen for this many of its run intervals.")
+@click.pass_obj
+def fleet_command(client: MlflowClient, model: str, as_json: bool, stale_after: float) -> None:
+    """Every device running MODEL: alias, version, last seen, p50/p99, sample accuracy, status."""
+    rows = fleet_view.collect(client, model, stale_after)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        click.echo(fleet_view.format_table(rows))

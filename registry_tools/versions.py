@@ -28,6 +28,7 @@ class VersionRow:
     aliases: tuple[str, ...] = ()
     created: str = ""
     min_runtime: str = ""
+    device_throttled: tuple[str, ...] = ()  # devices whose figures were measured while throttled
 
     def as_dict(self) -> dict:
         return {
@@ -35,6 +36,7 @@ class VersionRow:
             "test_accuracy": self.accuracy, "accuracy_drop_points": self.drop_points, "size_bytes": self.size_bytes,
             "host_latency_p50_ms": self.host_p50_ms, "device_latency_p50_ms": self.device_p50_ms,
             "aliases": list(self.aliases), "created": self.created, "min_runtime_version": self.min_runtime,
+            "device_throttled": list(self.device_throttled),
         }
 
 
@@ -65,6 +67,12 @@ def device_latencies(metrics: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def throttled_devices(tags: dict[str, str]) -> tuple[str, ...]:
+    """Devices whose report on this run says it was taken while throttled."""
+    found = (contract.parse_device_key(key) for key, value in tags.items() if value == "yes")
+    return tuple(sorted(p[0] for p in found if p and p[1] == contract.D_THROTTLED))
+
+
 def collect(client: MlflowClient, name: str) -> list[VersionRow]:
     """All versions of ``name``, newest first, with run metrics and device figures."""
     rm = registered_model(client, name)
@@ -73,7 +81,8 @@ def collect(client: MlflowClient, name: str) -> list[VersionRow]:
         aliases_of.setdefault(str(version), []).append(alias)
     rows = []
     for mv in client.search_model_versions(f"name = '{name}'"):
-        metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        data = client.get_run(mv.run_id).data if mv.run_id else None
+        metrics, tags = (data.metrics, data.tags) if data else ({}, {})
         size = metrics.get(contract.M_SIZE)
         rows.append(
             VersionRow(
@@ -89,6 +98,7 @@ def collect(client: MlflowClient, name: str) -> list[VersionRow]:
                 aliases=tuple(sorted(aliases_of.get(str(mv.version), []))),
                 created=datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
                 min_runtime=mv.tags.get(contract.TAG_MIN_RUNTIME, ""),
+                device_throttled=throttled_devices(tags),
             )
         )
     return sorted(rows, key=lambda r: int(r.version), reverse=True)
@@ -108,11 +118,13 @@ def format_table(rows: list[VersionRow]) -> str:
     body = [
         [r.version, r.variant, num(None if r.accuracy is None else 100 * r.accuracy, ".2f"), num(r.drop_points, "+.2f"),
          num(None if r.size_bytes is None else r.size_bytes / 1e6, ".3f"), num(r.host_p50_ms, ".3f")]
-        + [num(r.device_p50_ms.get(d), ".3f") for d in devs]
+        + [num(r.device_p50_ms.get(d), ".3f") + ("*" if d in r.device_throttled else "") for d in devs]
         + [",".join(r.aliases) or "-", r.created]
         for r in rows
     ]
     widths = [max(len(str(row[i])) for row in [header] + body) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + body]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if any(r.device_throttled for r in rows):
+        lines.append("* measured while the device was throttled: not comparable with the others")
     return "\n".join(lines)
