@@ -14,7 +14,7 @@ import click
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from edge import contract
+from edge import contract, signing
 from edge.registry_client import ServerUnreachable, check_server
 from steps import baseline as baseline_mod
 from steps import data as data_mod
@@ -48,7 +48,8 @@ def validate(data: DataConfig, train: TrainConfig, quant: QuantConfig) -> data_m
     return info
 
 
-def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantConfig, model_name: str | None) -> list[report.Row]:
+def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantConfig, model_name: str | None,
+        signing_key: signing.Ed25519PrivateKey | None = None) -> list[report.Row]:
     info = validate(data, train, quant)
     name = model_name or register.registered_model_name(data.dataset, train.model)
     client = MlflowClient()
@@ -97,7 +98,8 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         else:
             rows.append(report.Row(contract.BASELINE, "reused", base.accuracy, 0.0, base.size_bytes, 1.0, None, None, None))
         for r in results:
-            version = register.register_version(client, name, r.run_id, r.tags, f"{r.variant} TFLite of baseline run {base.run_id}")
+            version = register.register_version(client, name, r.run_id, r.tags, f"{r.variant} TFLite of baseline run {base.run_id}",
+                                                 signing_key=signing_key)
             m = r.metrics
             rows.append(report.Row(r.variant, version, m[contract.M_ACCURACY], m[contract.M_DROP], r.size_bytes,
                                    m[contract.M_SIZE_RATIO], m[contract.M_P50], m[contract.M_P90], m[contract.M_SPEEDUP]))
@@ -131,17 +133,24 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
 @click.option("--registered-model", default="", help="Registered model name (default edgeq-<dataset>-<model>).")
 @click.option("--selective-if-drop-above", type=float, default=1.0,
               help="Also build the selective variant when int8 loses more accuracy points than this.")
+@click.option("--signing-key", envvar=contract.ENV_SIGNING_KEY, type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"Ed25519 private key signing each version's manifest (${contract.ENV_SIGNING_KEY}; "
+                   "create one with: python -m edge.signing keygen PATH).")
 def main(quant: str, dataset: str, data_dir: str | None, image_size: int, model_arch: str, weights: str, epochs: int,
          batch_size: int, learning_rate: float, seed: int, min_test_images: int, calibration_images: int,
          qat_epochs: int, qat_learning_rate: float, sample_size: int, registered_model: str,
-         selective_if_drop_above: float) -> None:
+         selective_if_drop_above: float, signing_key: Path | None) -> None:
     """Train (or reuse) the baseline, build the TFLite variants, evaluate and register each."""
     data = DataConfig(dataset=dataset, image_size=image_size, seed=seed, min_test_images=min_test_images, data_dir=data_dir or None)
     train = TrainConfig(model=model_arch, weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
     quant_cfg = QuantConfig(calibration_images=calibration_images, qat_epochs=qat_epochs,
                             qat_learning_rate=qat_learning_rate, sample_size=sample_size,
                             selective_if_drop_above=selective_if_drop_above)
-    run(quant, data, train, quant_cfg, registered_model or None)
+    try:
+        key = signing.load_private_key(signing_key) if signing_key else None
+    except signing.SigningKeyError as exc:
+        raise PipelineError(str(exc)) from exc
+    run(quant, data, train, quant_cfg, registered_model or None, signing_key=key)
 
 
 if __name__ == "__main__":
