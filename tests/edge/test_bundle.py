@@ -10,9 +10,9 @@ from edge.bundle import BundleError, load_sample, sha256_file, verify_bundle, wr
 
 
 @pytest.fixture()
-def bundle(bundles, tmp_path):
+def bundle(edge_bundles, tmp_path):
     copy = tmp_path / "bundle"
-    shutil.copytree(bundles["int8"], copy)
+    shutil.copytree(edge_bundles["int8"], copy)
     return copy
 
 
@@ -47,9 +47,9 @@ def test_sample_with_pickled_objects_is_refused(bundle):
         load_sample(bundle)
 
 
-def test_write_bundle_round_trip(bundles, tmp_path):
+def test_write_bundle_round_trip(edge_bundles, tmp_path):
     images = np.zeros((3, 16, 16, 3), np.uint8)
-    manifest = write_bundle(tmp_path / "b", bundles["fp32"] / contract.MODEL_FILE, ["a", "b"], images, np.array([0, 1, 1]))
+    manifest = write_bundle(tmp_path / "b", edge_bundles["fp32"] / contract.MODEL_FILE, ["a", "b"], images, np.array([0, 1, 1]))
     verify_bundle(tmp_path / "b", manifest["files"][contract.MODEL_FILE])
     loaded, labels = load_sample(tmp_path / "b")
     assert loaded.shape == images.shape and labels.tolist() == [0, 1, 1]
