@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import platform
 import re
 import sys
 from contextlib import contextmanager
@@ -18,14 +19,33 @@ from typing import Any, Callable, Iterator
 # LiteRT major.minor -> the TensorFlow Lite version its kernels match (conservative).
 _LITERT_TF_EQUIVALENT = {1: "2.18.0", 2: "2.20.0"}
 
-_CANDIDATES = (
-    ("ai-edge-litert", "ai_edge_litert.interpreter"),
-    ("tflite-runtime", "tflite_runtime.interpreter"),
+# Package -> its interpreter module, in order of preference.
+_CANDIDATES = {
+    "ai-edge-litert": "ai_edge_litert.interpreter",
+    "tflite-runtime": "tflite_runtime.interpreter",
+}
+RUNTIME_PACKAGES = tuple(_CANDIDATES)
+
+# An empty TFLite model (one subgraph, no tensors, no operators), written with the TFLite
+# schema's object API. Creating an interpreter from it makes the runtime's native code
+# import NumPy's C API: the step where a runtime built for another NumPy fails.
+_PROBE_MODEL = bytes.fromhex(
+    "1800000054464c3300000e00140010000c000800000004000e000000100000001c00000050000000"
+    "030000000100000008000000040004000400000001000000100000000c00140010000c0008000400"
+    "0c000000100000001000000010000000100000000000000000000000000000000000000000000000"
 )
+
+# What a module built against NumPy 1.x says when it meets NumPy 2 (the runtime itself
+# only raises "returned a result with an exception set").
+_NUMPY_ABI_SIGNS = ("_ARRAY_API", "numpy.core.multiarray failed to import", "compiled using NumPy 1.x")
 
 
 class RuntimeMissingError(RuntimeError):
-    """No TFLite runtime is installed."""
+    """No usable TFLite runtime is installed."""
+
+
+class RuntimeIncompatibleError(RuntimeMissingError):
+    """A runtime is installed but cannot run here (for example tflite-runtime 2.14 with NumPy 2)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +58,20 @@ class Runtime:
     interpreter_class: Callable[..., Any]
 
     def interpreter(self, model_path: str, threads: int | None = None) -> Any:
-        return self.interpreter_class(model_path=model_path, num_threads=threads)
+        try:
+            return self.interpreter_class(model_path=model_path, num_threads=threads)
+        except (SystemError, ImportError, AttributeError) as exc:
+            if numpy_abi_mismatch(exc):
+                raise incompatible(self.package, self.version, exc) from exc
+            raise
+
+    def check(self) -> None:
+        """Create an interpreter from an empty model; RuntimeIncompatibleError if that fails here."""
+        try:
+            with quiet_native_stderr():
+                self.interpreter_class(model_content=_PROBE_MODEL).allocate_tensors()
+        except Exception as exc:  # noqa: BLE001 - whatever the native code raises means: unusable
+            raise incompatible(self.package, self.version, exc) from exc
 
     def supports(self, min_runtime_version: str | None) -> bool:
         """Whether a model with this recorded minimum runtime may run here."""
@@ -74,24 +107,96 @@ def tf_equivalent(package: str, version: str) -> str:
 
 
 def find_runtime(preferred: str | None = None) -> Runtime:
-    """The first installed runtime (or the one named by ``preferred`` / $EDGEQ_RUNTIME)."""
+    """The first usable installed runtime (or the one named by ``preferred`` / $EDGEQ_RUNTIME).
+
+    Each candidate is imported and checked with an empty model, so a runtime that is
+    installed but cannot run (a NumPy ABI mismatch) is reported here, in one line with
+    the fix, and not later as a failed inference.
+    """
     preferred = preferred or os.environ.get("EDGEQ_RUNTIME") or None
-    tried = []
-    for package, module_name in _CANDIDATES:
+    tried: list[str] = []
+    broken: list[RuntimeIncompatibleError] = []
+    for package in RUNTIME_PACKAGES:
         if preferred and package != preferred:
             continue
         try:
-            module = importlib.import_module(module_name)
+            runtime = load_runtime(package)
+        except RuntimeIncompatibleError as exc:
+            broken.append(exc)
+            continue
         except ImportError as exc:
             tried.append(f"{package} ({exc})")
             continue
-        version = importlib.metadata.version(package)
-        return Runtime(package, version, tf_equivalent(package, version), module.Interpreter)
+        return runtime
+    if broken:
+        raise broken[0]
     wanted = preferred or "ai-edge-litert or tflite-runtime"
     raise RuntimeMissingError(
-        f"no TFLite runtime found ({wanted}); install one: pip install ai-edge-litert"
+        f"no TFLite runtime found ({wanted}); install one: {install_hint(preferred)}"
         + (f" [tried: {'; '.join(tried)}]" if tried else "")
     )
+
+
+def load_runtime(package: str) -> Runtime:
+    """Import ``package``'s interpreter and check it: ImportError if it is not installed,
+    RuntimeIncompatibleError if it is but cannot run here."""
+    try:
+        module = importlib.import_module(_CANDIDATES[package])
+    except ImportError as exc:
+        if numpy_abi_mismatch(exc):
+            raise incompatible(package, package_version(package), exc) from exc
+        raise
+    except Exception as exc:  # noqa: BLE001 - a native module failing while it loads
+        raise incompatible(package, package_version(package), exc) from exc
+    version = package_version(package)
+    runtime = Runtime(package, version, tf_equivalent(package, version), module.Interpreter)
+    runtime.check()
+    return runtime
+
+
+def package_version(package: str) -> str:
+    """The installed version of ``package``, or 'unknown' where it has no metadata."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def numpy_abi_mismatch(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a module built for NumPy 1.x meeting NumPy 2."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(sign in str(current) for sign in _NUMPY_ABI_SIGNS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def incompatible(package: str, version: str, exc: BaseException) -> RuntimeIncompatibleError:
+    """One line saying why an installed runtime cannot run here, and what to do."""
+    if numpy_abi_mismatch(exc):
+        return RuntimeIncompatibleError(
+            f"{package} {version} was built for NumPy 1.x but NumPy {package_version('numpy')} is installed "
+            f'(_ARRAY_API not found); fix: pip install "numpy<2" (the edgeq[tflite-runtime] extra pins it)'
+        )
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return RuntimeIncompatibleError(
+        f"{package} {version} is installed but cannot create an interpreter here "
+        f"({type(exc).__name__}: {first}); reinstall it, or install the other runtime: {install_hint()}"
+    )
+
+
+def install_hint(package: str | None = None, machine: str | None = None) -> str:
+    """The install command that fits this machine (README: 'On a Raspberry Pi: install')."""
+    machine = machine or platform.machine()
+    if package == "tflite-runtime" or machine.startswith("armv"):
+        if machine.startswith("armv"):
+            return ('apt install python3-numpy, a venv made with --system-site-packages, then '
+                    'pip install "edgeq[tflite-runtime]" (32-bit: LiteRT has no armv7l wheels)')
+        return 'pip install "tflite-runtime==2.14.0" "numpy<2" (Python 3.8-3.11), or the edgeq[tflite-runtime] extra'
+    return 'pip install ai-edge-litert (the edgeq[edge] extra)'
 
 
 @contextmanager

@@ -35,3 +35,30 @@ def test_missing_runtime_names_what_to_install(monkeypatch):
             find_runtime()
     else:
         assert find_runtime().package == "tflite-runtime"
+
+
+def test_the_probe_model_is_a_tflite_model_the_installed_runtime_runs():
+    """find_runtime checks each runtime with this empty model; it must be a real model, not a failure on any runtime."""
+    from edge.runtime import _PROBE_MODEL
+    from edge.tflite_info import read_info
+
+    assert read_info(_PROBE_MODEL).ops == ()
+    find_runtime().check()
+
+
+def test_tflite_runtime_with_numpy_2_says_what_is_wrong_and_how_to_fix_it(tmp_path):
+    """Issue 8 #11: the runtime used to fail later with '... returned a result with an exception set'."""
+    from tests.edge.runtime_venvs import run_in, runtime_python
+
+    python = runtime_python("tflite-runtime-2.14-numpy2")
+    proc = run_in(python, "-c", "from edge.cli import main; main()", "--tracking-uri", "http://127.0.0.1:9",
+                  "--model", "m", "--state-dir", str(tmp_path / "state"), "--device-id", "d")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert 'pip install "numpy<2"' in out and "_ARRAY_API" in out and "NumPy 2." in out, out
+    assert "exception set" not in out and "Traceback" not in out, out
+    assert len(out.strip().splitlines()) == 1, out
+
+    found = run_in(python, "-c", "from edge.runtime import RuntimeIncompatibleError, find_runtime\n"
+                                 "try:\n    find_runtime()\nexcept RuntimeIncompatibleError as exc:\n    print('caught', exc)")
+    assert found.stdout.startswith("caught tflite-runtime 2.14.0 was built for NumPy 1.x"), found.stdout + found.stderr
