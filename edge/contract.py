@@ -65,6 +65,22 @@ M_P50 = "host_latency_p50_ms"
 M_P90 = "host_latency_p90_ms"
 M_SPEEDUP = "speedup_vs_fp32"
 
+# The promotion gate's default budget (accuracy points lost against the baseline); the pipeline's summary uses it too.
+DEFAULT_MAX_ACCURACY_DROP = 1.0
+# Variants that run integer kernels end to end (selective keeps some layers float).
+INT8_FAMILY = ("int8", "qat", SELECTIVE)
+
+# The pipeline (parent) run's summary: metrics, and tags naming the version behind each.
+M_BEST_INT8_DROP = "summary.best_int8_family_drop_points"
+M_SMALLEST_SIZE = "summary.smallest_within_budget_size_bytes"
+M_SMALLEST_RATIO = "summary.smallest_within_budget_size_ratio"
+M_FASTEST_P50 = "summary.fastest_within_budget_p50_ms"
+M_FASTEST_SPEEDUP = "summary.fastest_within_budget_speedup"
+TAG_BEST_INT8 = "edgeq.summary.best_int8_family"
+TAG_SMALLEST = "edgeq.summary.smallest_within_budget"
+TAG_FASTEST = "edgeq.summary.fastest_within_budget"
+TAG_BUDGET = "edgeq.summary.accuracy_budget_points"
+
 DEVICE_PREFIX = "device."
 _DEVICE_ID_RE = re.compile(r"[^A-Za-z0-9_\-]")
 
