@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from registry_tools.label_layout import place_labels  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Row:
@@ -60,20 +62,26 @@ def html_table(rows: list[Row], title: str) -> str:
     )
 
 
-def tradeoff_plot(rows: list[Row], path: Path, title: str) -> Path:
-    """Accuracy against host latency; marker area proportional to model size."""
+def tradeoff_figure(rows: list[Row], title: str):
+    """Accuracy against host latency; marker area proportional to model size; labels never overlap."""
     rows = [r for r in rows if r.p50_ms is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sizes = np.array([r.size_bytes for r in rows], dtype=float)
-    areas = 60 + 1200 * sizes / max(sizes.max(), 1.0)
-    ax.scatter([r.p50_ms for r in rows], [100 * r.accuracy for r in rows], s=areas, alpha=0.5)
-    for r in rows:
-        ax.annotate(f"{r.variant} ({r.size_bytes / 1e6:.2f} MB)", (r.p50_ms, 100 * r.accuracy), fontsize=8, ha="center", va="bottom")
+    areas = 60 + 1200 * sizes / max(sizes.max(initial=0.0), 1.0)
+    points = [(r.p50_ms, 100 * r.accuracy) for r in rows]
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=areas, alpha=0.5)
+    ax.margins(0.15, 0.2)
     ax.set_xlabel("host latency p50 (ms)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    place_labels(ax, points, [f"{r.variant} ({r.size_bytes / 1e6:.2f} MB)" for r in rows], list(areas), fontsize=8)
+    return fig
+
+
+def tradeoff_plot(rows: list[Row], path: Path, title: str) -> Path:
+    fig = tradeoff_figure(rows, title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
