@@ -161,7 +161,10 @@ def _check_from(from_alias: str | None, alias: str, version: str | None, best: b
 def _promote_from(client: MlflowClient, model: str, from_alias: str, alias: str, limits: canary.Limits,
                   gate: promotion.Gate, reason: str) -> None:
     """``promote --from canary``: the canary's version moves on when enough devices reported it healthy."""
-    found = evidence.for_alias(client, model, from_alias)
+    try:
+        found = evidence.for_alias(client, model, from_alias)
+    except RegistryToolError as exc:  # unknown model, alias not set: the user's input
+        raise BadInput(str(exc)) from None
     decision = canary.decide(found.version, found.reports, limits, found.registered_accuracy)
     click.echo(f"{model}: {from_alias} is at v{found.version}; {alias} needs {limits.describe()}")
     for verdict in decision.verdicts:

@@ -1,0 +1,161 @@
+"""``edgeq promote --from canary`` against a real MLflow server holding the reports devices log."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edge import contract
+from registry_tools import canary
+from registry_tools.cli import main
+from registry_tools.evidence import DeviceReport
+from tests.registry_tools.devices import new_model, report, tiny_version
+
+
+def edgeq(server, *args: str):
+    return CliRunner().invoke(main, ["--tracking-uri", server.uri, *args], catch_exceptions=False)
+
+
+def alias_of(client, model: str, alias: str = contract.DEFAULT_ALIAS) -> str | None:
+    version = client.get_registered_model(model).aliases.get(alias)
+    return None if version is None else str(version)
+
+
+@pytest.fixture()
+def canary_model(server, client):
+    """production at v1; v2 behind canary; pi-a and pi-b report v2 healthy, pi-c rejects it."""
+    model = new_model(client)
+    v1, _ = tiny_version(client, model, alias=contract.DEFAULT_ALIAS)
+    v2, run_id = tiny_version(client, model, accuracy=0.96, alias=contract.CANARY_ALIAS)
+    report(client, run_id, "pi-a", v2, p50=1.1, p99=1.9, rss=58.0, sample_accuracy=0.969)
+    report(client, run_id, "pi-b", v2, p50=1.3, p99=2.4, rss=61.0, sample_accuracy=0.938)
+    report(client, run_id, "pi-c", v2, status=contract.STATUS_REJECTED, p99=1.5,
+           reason="sample accuracy 0.094 below the bound 0.810 (32 images)", sample_accuracy=0.094)
+    return model, v1, v2, run_id
+
+
+def test_require_two_promotes_and_names_the_devices_and_figures_it_used(server, client, canary_model):
+    model, v1, v2, _ = canary_model
+    result = edgeq(server, "promote", model, "--from", "canary", "--require-devices", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.split()[:2] == ["counted", "pi-a"] and "p99 1.90 ms" in line and "sample 0.969 of 32" in line for line in lines)
+    assert any(line.split()[:2] == ["counted", "pi-b"] and "p99 2.40 ms" in line for line in lines)
+    assert any(line.split()[:3] == ["not", "counted", "pi-c"] and "rejected it: sample accuracy 0.094" in line for line in lines)
+    assert f"production → v{v2}" in result.output and f"was v{v1}" in result.output
+    assert alias_of(client, model) == v2
+
+
+def test_require_three_refuses_says_why_and_changes_nothing(server, client, canary_model):
+    model, v1, _, _ = canary_model
+    result = edgeq(server, "promote", model, "--from", "canary", "--require-devices", "3")
+    assert result.exit_code == contract.ExitCode.REJECTED, result.output
+    assert "refused: 2 device(s) count, 3 required" in result.output
+    assert "pi-c  rejected it: sample accuracy 0.094 below the bound" in result.output
+    assert alias_of(client, model) == v1
+
+
+def test_a_rejected_device_is_not_counted_however_good_its_figures(server, client):
+    model = new_model(client)
+    version, run_id = tiny_version(client, model, alias=contract.CANARY_ALIAS)
+    report(client, run_id, "pi-fast", version, p99=0.5)
+    report(client, run_id, "pi-refuses", version, status=contract.STATUS_REJECTED, p99=0.4, sample_accuracy=0.99,
+           reason="p99 9.1 ms above --max-p99-ms 5")
+    result = edgeq(server, "promote", model, "--from", "canary", "--require-devices", "2")
+    assert result.exit_code == contract.ExitCode.REJECTED
+    assert "refused: 1 device(s) count, 2 required" in result.output
+    assert alias_of(client, model) is None
+
+
+def test_a_p99_limit_names_the_device_and_its_figure(server, client, canary_model):
+    model, v1, _, _ = canary_model
+    result = edgeq(server, "promote", model, "--from", "canary", "--require-devices", "2",
+                   "--max-p99-ms", "all=5", "--max-p99-ms", "pi-b=2.0")
+    assert result.exit_code == contract.ExitCode.REJECTED, result.output
+    assert "pi-b  p99 2.40 ms > limit 2 ms (pi-b)" in result.output
+    assert "refused: 1 device(s) count, 2 required" in result.output
+    assert alias_of(client, model) == v1
+
+
+def test_rss_and_accuracy_limits_fail_with_the_figures(server, client, canary_model):
+    model, v1, _, _ = canary_model
+    result = edgeq(server, "promote", model, "--from", "canary", "--require-devices", "2",
+                   "--max-rss-mb", "60", "--max-accuracy-drop", "2")
+    assert result.exit_code == contract.ExitCode.REJECTED, result.output
+    assert "counted      pi-a  p50 1.10 ms" in result.output  # 0.9 points above registered, 58 MB
+    assert ("pi-b  sample accuracy 0.938 is 2.20 points below registered 0.960 (limit 2); "
+            "peak RSS 61.0 MB > limit 60 MB") in result.output
+    assert alias_of(client, model) == v1
+
+
+def test_force_promotes_without_evidence_and_history_records_it(server, client, canary_model):
+    model, v1, v2, _ = canary_model
+    result = edgeq(server, "promote", model, "--from", "canary", "--require-devices", "5", "--force",
+                   "--reason", "field test ends today")
+    assert result.exit_code == 0, result.output
+    assert "promoting anyway (--force)" in result.output
+    assert alias_of(client, model) == v2
+
+    events = json.loads(edgeq(server, "history", model, "--json").output)
+    latest = events[0]
+    assert (latest["kind"], latest["alias"], latest["from_version"], latest["to_version"], latest["forced"]) == \
+        ("promote", contract.DEFAULT_ALIAS, v1, v2, True)
+    assert latest["reason"].startswith("field test ends today; canary v2: 2 of 5 required devices")
+    assert latest["by"]
+
+
+def test_reports_about_another_version_on_a_shared_run_are_ignored(server, client):
+    model = new_model(client)
+    v1, run_id = tiny_version(client, model)
+    v2 = str(client.create_model_version(model, client.get_model_version(model, v1).source, run_id,
+                                         tags={contract.TAG_FORMAT: "tflite"}).version)
+    client.set_registered_model_alias(model, contract.CANARY_ALIAS, v2)
+    report(client, run_id, "pi-old", v1)  # healthy, but about v1
+    report(client, run_id, "pi-new", v2)
+    result = edgeq(server, "promote", model, "--from", "canary", "--require-devices", "2")
+    assert result.exit_code == contract.ExitCode.REJECTED
+    assert "pi-old" not in result.output and "counted      pi-new" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--from", "canary"], "--from needs --require-devices N"),
+    (["--from", "canary", "--require-devices", "0"], "--from needs --require-devices N"),
+    (["--from", "canary", "--require-devices", "2", "--max-p99-ms", "pi-a"], "expected DEVICE=MS or all=MS"),
+    (["--from", "canary", "--require-devices", "2", "--max-p99-ms", "all=-3"], "expected DEVICE=MS or all=MS"),
+    (["--require-devices", "2"], "go with --from ALIAS"),
+    (["1", "--from", "canary", "--require-devices", "2"], "drop VERSION"),
+    (["--from", "canary", "--alias", "canary", "--require-devices", "2"], "are the same alias"),
+    (["--from", "beta", "--require-devices", "2"], "has no alias 'beta'"),
+])
+def test_bad_input_is_one_line_and_exit_2(server, client, canary_model, args, message):
+    model, v1, _, _ = canary_model
+    result = edgeq(server, "promote", model, *args)
+    assert result.exit_code == contract.ExitCode.BAD_CONFIG, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert alias_of(client, model) == v1
+
+
+def _report(device: str, version: str = "7", status: str | None = contract.STATUS_HEALTHY, **metrics: float) -> DeviceReport:
+    tags = {contract.D_MODEL_VERSION: version} | ({contract.D_STATUS: status} if status else {})
+    return DeviceReport(device, {contract.D_P99: 2.0, contract.D_PEAK_RSS: 50.0, contract.D_SAMPLE_ACCURACY: 0.9, **metrics}, tags)
+
+
+def test_rules_a_device_limit_overrides_the_one_for_all_devices():
+    limits = canary.Limits(2, max_p99_ms=canary.parse_p99_limits(["all=3", "pi-slow=10"]))
+    decision = canary.decide("7", [_report("pi-slow", **{contract.D_P99: 8.0}), _report("pi-a", **{contract.D_P99: 4.0})],
+                             limits, 0.9)
+    assert [v.device for v in decision.counted] == ["pi-slow"]
+    assert decision.not_counted[0].why.startswith("p99 4.00 ms > limit 3 ms (all)")
+    assert not decision.approved
+
+
+def test_rules_a_report_without_status_or_without_the_limited_figure_does_not_count():
+    limits = canary.Limits(1, max_rss_mb=100)
+    no_status = _report("pi-old-puller", status=None)
+    no_rss = DeviceReport("pi-no-rss", {contract.D_P99: 1.0}, {contract.D_MODEL_VERSION: "7", contract.D_STATUS: contract.STATUS_HEALTHY})
+    decision = canary.decide("7", [no_status, no_rss], limits, 0.9)
+    assert not decision.counted
+    whys = {v.device: v.why for v in decision.verdicts}
+    assert whys["pi-old-puller"].startswith("no health status reported")
+    assert whys["pi-no-rss"].startswith("peak RSS limit 100 MB given but the device sent none")

@@ -1,0 +1,89 @@
+"""``edgeq history``: promotions and rollbacks a person can read, in the CLI and in the model's description."""
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from edge import contract
+from registry_tools import history
+from registry_tools.cli import main
+from tests.registry_tools.devices import new_model, report, tiny_version
+
+
+def edgeq(server, *args: str):
+    return CliRunner().invoke(main, ["--tracking-uri", server.uri, *args], catch_exceptions=False)
+
+
+def test_history_lists_promotions_and_rollbacks_newest_first_and_rollback_still_works(server, client):
+    model = new_model(client)
+    client.update_registered_model(model, description="Digits classifier for the door sensor.")
+    v1, _ = tiny_version(client, model)
+    v2, run2 = tiny_version(client, model, drop=0.4)
+    assert edgeq(server, "promote", model, v1, "--reason", "first release").exit_code == 0
+    assert edgeq(server, "promote", model, v2, "--alias", contract.CANARY_ALIAS).exit_code == 0
+    report(client, run2, "pi-a", v2)
+    assert edgeq(server, "promote", model, "--from", "canary", "--require-devices", "1").exit_code == 0
+    rolled = edgeq(server, "rollback", model, "--reason", "door sensor app crashed on v2")
+    assert rolled.exit_code == 0 and f"rolled back from v{v2} to v{v1}" in rolled.output
+    assert str(client.get_registered_model(model).aliases[contract.DEFAULT_ALIAS]) == v1
+
+    events = json.loads(edgeq(server, "history", model, "--json").output)
+    summary = [(e["kind"], e["alias"], e["from_version"], e["to_version"], e["forced"]) for e in events]
+    assert summary == [
+        ("rollback", contract.DEFAULT_ALIAS, v2, v1, False),
+        ("promote", contract.DEFAULT_ALIAS, v1, v2, False),
+        ("promote", contract.CANARY_ALIAS, None, v2, False),
+        ("promote", contract.DEFAULT_ALIAS, None, v1, False),
+    ]
+    assert events[0]["reason"] == "door sensor app crashed on v2"
+    assert events[1]["reason"].startswith(f"canary v{v2}: 1 of 1 required devices healthy within limits: pi-a (p50 1.00 ms")
+    assert events[3]["reason"] == "first release; gate passed: drop +0.20 points ≤ 1.00"
+    assert all(e["by"] and e["at"].endswith("+00:00") for e in events)
+
+    only_canary = json.loads(edgeq(server, "history", model, "--alias", "canary", "--json").output)
+    assert [e["alias"] for e in only_canary] == [contract.CANARY_ALIAS]
+
+    table = edgeq(server, "history", model).output.splitlines()
+    assert table[0].split()[:6] == ["when", "(UTC)", "alias", "from", "to", "kind"]
+    assert f"v{v2}" in table[2] and "rollback" in table[2] and "door sensor app crashed" in table[2]
+
+
+def test_the_model_description_shows_the_history_as_a_table_and_keeps_the_users_text(server, client):
+    model = new_model(client)
+    client.update_registered_model(model, description="Digits classifier for the door sensor.")
+    v1, _ = tiny_version(client, model)
+    v2, _ = tiny_version(client, model)
+    assert edgeq(server, "promote", model, v1).exit_code == 0
+    assert edgeq(server, "promote", model, v2, "--force", "--reason", "hotfix | urgent").exit_code == 0
+
+    description = client.get_registered_model(model).description
+    own, heading, table = description.partition(contract.HISTORY_HEADING)
+    assert own.strip() == "Digits classifier for the door sensor." and heading
+    rows = [line for line in table.splitlines() if line.startswith("| 20")]
+    assert len(rows) == 2
+    assert f"| v{v1} → v{v2} | promote (forced) |" in rows[0] and "hotfix \\| urgent" in rows[0]
+    assert f"| unset → v{v1} | promote |" in rows[1]
+
+
+def test_history_of_a_model_never_promoted_says_so(server, client):
+    model = new_model(client)
+    result = edgeq(server, "history", model)
+    assert result.exit_code == 0 and "no alias changes recorded" in result.output
+
+
+def _event(i: int, reason: str) -> history.Event:
+    return history.Event("promote", "production", str(i), str(i + 1), "ci", f"2026-11-26T12:{i % 60:02d}:00+00:00",
+                         False, reason)
+
+
+def test_a_long_history_stays_within_what_the_sql_stores_hold():
+    events = [_event(i, "canary evidence " + "x" * 900) for i in range(80)]
+    encoded = history._encode(events)
+    assert len(encoded) <= history.STORE_LIMIT
+    kept = history._decode(encoded)
+    assert kept and kept[-1].to_version == "80", "the newest events are the ones kept"
+    assert all(len(e.reason) <= 400 for e in kept)
+    description = history.with_section("x" * 4900, events)
+    assert len(description) <= history.STORE_LIMIT and contract.HISTORY_HEADING in description
+    assert "| v79 → v80 |" in description
