@@ -1,7 +1,12 @@
 """Finding the runtime and comparing minimum runtime versions."""
+import os
+import subprocess
+import sys
+
 import pytest
 
-from edge.runtime import Runtime, RuntimeMissingError, find_runtime, parse_version, tf_equivalent
+from edge.runtime import Runtime, find_runtime, parse_version, tf_equivalent
+from tests.conftest import REPO
 
 
 def test_parse_version_pads_and_ignores_suffixes():
@@ -26,15 +31,36 @@ def test_ai_edge_litert_is_preferred():
     assert find_runtime().package == "ai-edge-litert"
 
 
-def test_missing_runtime_names_what_to_install(monkeypatch):
-    monkeypatch.setenv("EDGEQ_RUNTIME", "tflite-runtime")
-    try:
-        import tflite_runtime  # noqa: F401
-    except ImportError:
-        with pytest.raises(RuntimeMissingError, match="pip install"):
-            find_runtime()
-    else:
-        assert find_runtime().package == "tflite-runtime"
+# Runs find_runtime in a fresh interpreter where neither runtime can be imported, whatever
+# this machine has installed, and prints what it raised.
+_NO_RUNTIME = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('ai_edge_litert', 'tflite_runtime'):
+            raise ImportError('blocked by the test: ' + name)
+sys.meta_path.insert(0, Block())
+from edge.runtime import RuntimeMissingError, find_runtime
+try:
+    runtime = find_runtime(sys.argv[1] or None)
+except RuntimeMissingError as exc:
+    print(type(exc).__name__, exc)
+else:
+    print('FOUND', runtime.label)
+"""
+
+
+@pytest.mark.parametrize("preferred, install", [
+    ("", "pip install ai-edge-litert"),
+    ("tflite-runtime", 'pip install "tflite-runtime=='),
+])
+def test_missing_runtime_names_what_to_install(preferred, install):
+    env = {k: v for k, v in os.environ.items() if k != "EDGEQ_RUNTIME"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", _NO_RUNTIME, preferred], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.startswith("RuntimeMissingError no TFLite runtime found"), proc.stdout + proc.stderr
+    assert install in proc.stdout, proc.stdout
 
 
 def test_the_probe_model_is_a_tflite_model_the_installed_runtime_runs():
