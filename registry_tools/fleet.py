@@ -189,10 +189,10 @@ def format_table(rows: list[DeviceRow], now: datetime | None = None) -> str:
     lines = ["  ".join([c.ljust(w) for c, w in zip(row[:-1], widths)] + [row[-1]]).rstrip() for row in [header] + body]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  ------")
     counts: dict[str, int] = {}
-    for r in rows:
-        for flag in r.flags or (OK,):
-            key = flag.split(" ")[0] if not flag.startswith(NOT_INSTALLED) else NOT_INSTALLED
-            counts[key] = counts.get(key, 0) + 1
+    for r in rows:  # by each device's first flag, so the counts add up to the devices
+        first = (r.flags or (OK,))[0]
+        key = NOT_INSTALLED if first.startswith(NOT_INSTALLED) else first.split(" ")[0]
+        counts[key] = counts.get(key, 0) + 1
     lines.append("")
     lines.append(f"{len(rows)} device(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     if any(r.throttled for r in rows):

@@ -1,0 +1,95 @@
+"""``edgeq fleet`` and throttled marks in ``edgeq versions``, from the runs devices write to a real MLflow server."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edge import contract
+from registry_tools.cli import main
+from tests.registry_tools.devices import fleet_device, new_model, report, tiny_version
+
+
+def edgeq(server, *args: str):
+    return CliRunner().invoke(main, ["--tracking-uri", server.uri, *args], catch_exceptions=False)
+
+
+@pytest.fixture()
+def fleet(server, client):
+    """production at v2, canary at v3; five devices in the states the fleet view must tell apart."""
+    model = new_model(client, "edgeq-fleet")
+    v1, run1 = tiny_version(client, model)
+    v2, run2 = tiny_version(client, model, alias=contract.DEFAULT_ALIAS)
+    v3, run3 = tiny_version(client, model, alias=contract.CANARY_ALIAS)
+    report(client, run2, "pi-ok", v2, p50=1.25, p99=2.5, sample_accuracy=0.969, alias=contract.DEFAULT_ALIAS)
+    fleet_device(client, model, "pi-ok", running_version=v2, p50=1.25, p99=2.5, sample_accuracy=0.969)
+    fleet_device(client, model, "pi-stale", running_version=v2, seen_s_ago=2 * 3600, interval_s=900)
+    report(client, run1, "pi-behind", v1, alias=contract.DEFAULT_ALIAS)
+    fleet_device(client, model, "pi-behind", running_version=v1)
+    report(client, run3, "pi-refuses", v3, status=contract.STATUS_REJECTED, reason="sample accuracy 0.094 below bound 0.810")
+    fleet_device(client, model, "pi-refuses", alias=contract.CANARY_ALIAS, running_version=v2,
+                 status=contract.STATUS_REJECTED, reason="sample accuracy 0.094 below bound 0.810")
+    report(client, run2, "pi-hot", v2, p50=4.0, p99=9.0, throttled="yes", alias=contract.DEFAULT_ALIAS)
+    fleet_device(client, model, "pi-hot", running_version=v2, p50=4.0, p99=9.0)
+    return model, v1, v2, v3
+
+
+def test_fleet_json_tells_ok_stale_rejected_behind_and_throttled_apart(server, fleet):
+    model, v1, v2, v3 = fleet
+    result = edgeq(server, "fleet", model, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["device"]: r for r in json.loads(result.output)}
+    assert sorted(rows) == ["pi-behind", "pi-hot", "pi-ok", "pi-refuses", "pi-stale"]
+
+    ok = rows["pi-ok"]
+    assert ok["status"] == "ok" and ok["flags"] == [] and not ok["throttled"]
+    assert (ok["hostname"], ok["alias"], ok["running_version"], ok["alias_version"]) == ("host-pi-ok", "production", v2, v2)
+    assert (ok["latency_p50_ms"], ok["latency_p99_ms"], ok["sample_accuracy"]) == (1.25, 2.5, 0.969)
+    assert ok["last_seen"] is not None
+
+    assert rows["pi-stale"]["flags"] == ["stale"]
+    assert rows["pi-behind"]["flags"] == [f"behind (v{v1} < v{v2})"]
+    assert rows["pi-refuses"]["flags"] == [f"rejected v{v3} (sample accuracy 0.094 below bound 0.810)", f"behind (v{v2} < v{v3})"]
+    assert rows["pi-refuses"]["alias"] == contract.CANARY_ALIAS
+    assert rows["pi-hot"]["throttled"] and rows["pi-hot"]["status"] == "ok"
+
+
+def test_fleet_table_marks_each_state_and_throttled_figures(server, fleet):
+    model, v1, v2, v3 = fleet
+    result = edgeq(server, "fleet", model)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("pi-")}
+    assert lines["pi-ok"].rstrip().endswith("ok") and "1.25" in lines["pi-ok"] and "0.969" in lines["pi-ok"]
+    assert lines["pi-stale"].rstrip().endswith("stale") and "2h ago" in lines["pi-stale"]
+    assert f"rejected v{v3} (sample accuracy 0.094" in lines["pi-refuses"]
+    assert lines["pi-behind"].rstrip().endswith(f"behind (v{v1} < v{v2})")
+    assert "4.00*" in lines["pi-hot"] and "9.00*" in lines["pi-hot"] and lines["pi-hot"].rstrip().endswith("ok, throttled")
+    assert "* measured while the device was throttled" in result.output
+    assert "5 device(s): 1 behind, 2 ok, 1 rejected, 1 stale" in result.output
+
+
+def test_stale_after_counts_in_the_devices_own_intervals(server, fleet):
+    model, *_ = fleet
+    rows = {r["device"]: r for r in json.loads(edgeq(server, "fleet", model, "--json", "--stale-after", "10").output)}
+    assert "stale" not in rows["pi-stale"]["flags"], "2 h is under 10 intervals of 15 min"
+    bad = edgeq(server, "fleet", model, "--stale-after", "0")
+    assert bad.exit_code == contract.ExitCode.BAD_CONFIG
+
+
+def test_a_model_without_devices_says_so(server, client):
+    model = new_model(client, "edgeq-fleet-empty")
+    result = edgeq(server, "fleet", model)
+    assert result.exit_code == 0 and "no device has reported" in result.output
+    assert json.loads(edgeq(server, "fleet", model, "--json").output) == []
+
+
+def test_versions_marks_figures_measured_while_throttled(server, fleet):
+    model, v1, v2, v3 = fleet
+    result = edgeq(server, "versions", model)
+    assert result.exit_code == 0, result.output
+    v2_line = next(line for line in result.output.splitlines() if line.startswith(f"{v2} "))
+    assert "4.000*" in v2_line and "1.250 " in v2_line + " "
+    assert "* measured while the device was throttled" in result.output
+    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json").output)}
+    assert rows[v2]["device_throttled"] == ["pi-hot"] and rows[v1]["device_throttled"] == []
