@@ -1,14 +1,27 @@
-"""Reports that could not reach the server wait here, one JSON file each, in order."""
+"""Reports that could not reach the server wait here, one JSON file each, in order.
+
+A report the server refuses (its run was deleted, the request is invalid) can never
+be sent: it moves to ``dead-letter/`` with the reason beside it, so it neither blocks
+the reports behind it nor the run. A file that cannot be read moves to ``quarantine/``.
+Both are kept for a person to look at; nothing is deleted.
+"""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edge.registry_client import RegistryClient, ServerUnreachable
+from edge.fsutil import atomic_write
+from edge.registry_client import AuthError, Refused, RegistryClient, ServerUnreachable
+
+log = logging.getLogger("edgeq-pull")
+
+DEAD_LETTER = "dead-letter"
+QUARANTINE = "quarantine"
 
 
 @dataclass(frozen=True)
@@ -17,6 +30,24 @@ class Report:
     metrics: dict[str, float]
     tags: dict[str, str]
     timestamp_ms: int
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    sent: int = 0
+    dead_lettered: int = 0
+    quarantined: int = 0
+    waiting: int = 0
+    problems: tuple[str, ...] = field(default=())
+
+    def note(self) -> str:
+        parts = [f"sent {self.sent} queued report(s)"] if self.sent else []
+        if self.dead_lettered:
+            parts.append(f"{self.dead_lettered} refused report(s) moved to {DEAD_LETTER}/")
+        if self.quarantined:
+            parts.append(f"{self.quarantined} unreadable report(s) moved to {QUARANTINE}/")
+        return "; ".join(parts)
 
 
 class Outbox:
@@ -26,24 +57,61 @@ class Outbox:
 
     def put(self, report: Report) -> Path:
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
-        tmp = self.directory / (name + ".tmp")
-        tmp.write_text(json.dumps(asdict(report)), encoding="utf-8")
         final = self.directory / name
-        os.replace(tmp, final)
+        atomic_write(final, json.dumps(asdict(report)))
         return final
 
     def pending(self) -> list[Path]:
         return sorted(self.directory.glob("*.json"))
 
-    def flush(self, client: RegistryClient) -> int:
-        """Send waiting reports oldest first; stops at the first unreachable server. Returns how many were sent."""
-        sent = 0
-        for path in self.pending():
-            report = Report(**json.loads(path.read_text(encoding="utf-8")))
+    def dead_letters(self) -> list[Path]:
+        return sorted((self.directory / DEAD_LETTER).glob("*.json"))
+
+    def quarantined(self) -> list[Path]:
+        return sorted((self.directory / QUARANTINE).glob("*"))
+
+    def flush(self, client: RegistryClient) -> FlushResult:
+        """Send waiting reports oldest first.
+
+        Stops (keeping the rest) when the server is unreachable or refuses the
+        credentials; a report the server refuses goes to the dead-letter folder.
+        Never raises for what a server or a damaged file can do.
+        """
+        sent = dead = bad = 0
+        pending = self.pending()
+        for i, path in enumerate(pending):
             try:
-                client.log_batch(report.run_id, report.metrics, report.tags, report.timestamp_ms)
-            except ServerUnreachable:
-                break
+                report = Report(**json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError) as exc:
+                self._move(path, QUARANTINE, f"unreadable: {exc}")
+                bad += 1
+                continue
+            try:
+                client.log_batch(report.run_id, report.metrics, report.tags, report.timestamp_ms, report.step)
+            except (ServerUnreachable, AuthError):
+                return FlushResult(sent, dead, bad, len(pending) - i)
+            except Refused as exc:
+                self._move(path, DEAD_LETTER, f"refused by the server: {exc}")
+                dead += 1
+                continue
             path.unlink()
             sent += 1
-        return sent
+        return FlushResult(sent, dead, bad, 0)
+
+    def send(self, path: Path, client: RegistryClient) -> None:
+        """Send one queued report now; removed when sent, moved to the dead-letter folder when
+        refused, kept queued (and the error raised) when the server is down or refuses the credentials."""
+        report = Report(**json.loads(path.read_text(encoding="utf-8")))
+        try:
+            client.log_batch(report.run_id, report.metrics, report.tags, report.timestamp_ms, report.step)
+        except Refused as exc:
+            self._move(path, DEAD_LETTER, f"refused by the server: {exc}")
+            raise
+        path.unlink()
+
+    def _move(self, path: Path, folder: str, reason: str) -> None:
+        target_dir = self.directory / folder
+        target_dir.mkdir(exist_ok=True)
+        os.replace(path, target_dir / path.name)
+        atomic_write(target_dir / (path.stem + ".reason.txt"), reason + "\n")
+        log.warning("report %s %s; kept in %s", path.name, reason, target_dir)

@@ -1,21 +1,34 @@
 """A small client for the MLflow REST API: just what a device needs.
 
 Resolve a model version by alias or number, download its files, log metrics and
-tags to its run. Plain ``requests``, so a device needs neither TensorFlow nor mlflow.
-Credentials follow MLflow's own environment variables.
+tags to a run, keep a fleet run. Plain ``requests``, so a device needs neither
+TensorFlow nor mlflow. Credentials follow MLflow's own environment variables.
+
+Every body is streamed and capped: nothing the server sends can make the device
+read more than the caps below into memory or onto its disk.
 """
 from __future__ import annotations
 
+import json
 import os
+import signal
 import stat
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import requests
 
+from edge import contract
+
 _TIMEOUT_S = 15
+_JSON_CAP_BYTES = 4 << 20  # an API answer larger than this is not one a device asked for
+_ERROR_CAP_BYTES = 64 << 10
+_CHUNK = 1 << 16
 
 
 class RegistryError(RuntimeError):
@@ -23,11 +36,24 @@ class RegistryError(RuntimeError):
 
 
 class ServerUnreachable(RegistryError):
-    """The server could not be reached at all."""
+    """The server could not be reached, failed (5xx), cut the connection, sent what no MLflow server
+    sends, or the run's deadline passed: the device cannot trust this answer, and tries again next run."""
 
 
-class NotFound(RegistryError):
-    """The model, version or alias does not exist."""
+class Refused(RegistryError):
+    """The server refused the request itself (HTTP 400/404): sending it again cannot help."""
+
+
+class NotFound(Refused):
+    """The model, version, alias or run does not exist (HTTP 404 / RESOURCE_DOES_NOT_EXIST)."""
+
+
+class AuthError(RegistryError):
+    """The server refused the credentials (HTTP 401/403): fix them, nothing else helps."""
+
+
+class TooLarge(RegistryError):
+    """The server sent more bytes than the cap allows."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +92,28 @@ def tls_verify_from_env() -> bool | str:
     return os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
 
 
+def check_tracking_uri(uri: str) -> str:
+    """An http(s) URI without credentials in it (they would end up in logs and crontabs)."""
+    if not uri.startswith(("http://", "https://")):
+        raise ValueError(f"tracking URI must be http(s)://…, got {redact_uri(uri)!r}")
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        raise ValueError(
+            f"the tracking URI {redact_uri(uri)} carries credentials; remove them and put "
+            "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in a mode-600 "
+            "file given with --credentials-file"
+        )
+    return uri.rstrip("/")
+
+
+def redact_uri(uri: str) -> str:
+    """``https://user:pass@host`` → ``https://***@host``; other URIs unchanged."""
+    parts = urlsplit(uri)
+    if not (parts.username or parts.password):
+        return uri
+    return uri.replace(parts.netloc, "***@" + parts.netloc.rpartition("@")[2], 1)
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     name: str
@@ -76,22 +124,68 @@ class ModelVersion:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ModelVersion":
+        try:
+            version = contract.check_version_number(str(data["version"]))
+        except ValueError as exc:
+            raise ServerUnreachable(f"the server sent a malformed model version: {exc}") from None
         return cls(
             name=data["name"],
-            version=str(data["version"]),
+            version=version,
             run_id=data.get("run_id", ""),
             tags={t["key"]: t.get("value", "") for t in data.get("tags", [])},
             aliases=tuple(data.get("aliases", [])),
         )
 
 
+class Deadline:
+    """Seconds left for the whole run; every request's timeout and every download loop obey it."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self._end = None if seconds is None else time.monotonic() + seconds
+
+    def remaining(self) -> float | None:
+        return None if self._end is None else self._end - time.monotonic()
+
+    def timeout(self) -> float:
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise ServerUnreachable(f"the run's deadline of {self.seconds:.0f} s passed (--deadline)")
+        return _TIMEOUT_S if left is None else max(0.1, min(_TIMEOUT_S, left))
+
+    @contextmanager
+    def enforced(self) -> Iterator[None]:
+        """Interrupt a blocking read when the deadline passes.
+
+        Socket timeouts cannot stop a server that drips one byte every few seconds;
+        an interval timer can. Only in the main thread (where signals are delivered).
+        """
+        left = self.remaining()
+        if left is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        if left <= 0:
+            self.timeout()
+
+        def expired(signum: int, frame: object) -> None:
+            raise ServerUnreachable(f"the run's deadline of {self.seconds:.0f} s passed (--deadline)")
+
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, left)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
 class RegistryClient:
     """MLflow tracking server at ``base_uri`` (http or https)."""
 
-    def __init__(self, base_uri: str, credentials: Credentials | None = None, verify: bool | str = True):
-        if not base_uri.startswith(("http://", "https://")):
-            raise ValueError(f"tracking URI must be http(s)://…, got {base_uri!r}")
-        self.base_uri = base_uri.rstrip("/")
+    def __init__(self, base_uri: str, credentials: Credentials | None = None, verify: bool | str = True,
+                 deadline: Deadline | None = None):
+        self.base_uri = check_tracking_uri(base_uri)
+        self.deadline = deadline or Deadline(None)
         self.session = requests.Session()
         self.session.verify = verify
         creds = credentials or Credentials()
@@ -101,57 +195,131 @@ class RegistryClient:
             self.session.auth = (creds.username, creds.password)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send; raise the matching error for any status but 2xx, before the body is read."""
         try:
-            response = self.session.request(method, self.base_uri + path, timeout=_TIMEOUT_S, **kwargs)
+            response = self.session.request(method, self.base_uri + path, timeout=self.deadline.timeout(),
+                                            stream=True, **kwargs)
         except requests.exceptions.SSLError as exc:
             raise RegistryError(f"TLS verification failed for {self.base_uri}: {exc}") from exc
         except requests.exceptions.RequestException as exc:
             raise ServerUnreachable(f"cannot reach {self.base_uri} ({type(exc).__name__})") from exc
-        if response.status_code == 404 or "RESOURCE_DOES_NOT_EXIST" in response.text[:500]:
-            raise NotFound(_error_message(response))
-        if response.status_code in (401, 403):
-            raise RegistryError(f"{self.base_uri} refused the credentials (HTTP {response.status_code})")
-        if response.status_code >= 500:
-            raise ServerUnreachable(f"{self.base_uri} failed: {_error_message(response)}")
-        if response.status_code >= 400:
-            raise RegistryError(_error_message(response))
-        return response
+        code = response.status_code
+        if code < 400:
+            return response
+        with response:
+            message = self._error_message(response)
+        if code in (401, 403):
+            raise AuthError(f"{self.base_uri} refused the credentials (HTTP {code}); check the credentials file")
+        if code >= 500 or code in (408, 429):
+            raise ServerUnreachable(f"{self.base_uri} failed: {message}")
+        if code == 404 or "RESOURCE_DOES_NOT_EXIST" in message:
+            raise NotFound(message)
+        raise Refused(message)
+
+    def _error_message(self, response: requests.Response) -> str:
+        try:
+            body = self._read_capped(response, _ERROR_CAP_BYTES, truncate=True)
+        except ServerUnreachable:
+            body = b""
+        try:
+            data = json.loads(body)
+            return f"{data.get('error_code', response.status_code)}: {data.get('message', '')}".strip()
+        except ValueError:
+            return f"HTTP {response.status_code}: {body[:200].decode('utf-8', 'replace')}"
+
+    def _read_capped(self, response: requests.Response, cap: int, truncate: bool = False) -> bytes:
+        data = bytearray()
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                data += chunk
+                if len(data) > cap:
+                    if truncate:
+                        return bytes(data[:cap])
+                    raise ServerUnreachable(f"{self.base_uri} sent more than {cap} bytes for one API answer")
+                self.deadline.timeout()
+        except requests.exceptions.RequestException as exc:
+            raise ServerUnreachable(f"connection to {self.base_uri} broke while reading ({type(exc).__name__})") from exc
+        return bytes(data)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        with self.deadline.enforced(), self._request(method, path, **kwargs) as response:
+            body = self._read_capped(response, _JSON_CAP_BYTES)
+        try:
+            return json.loads(body) if body else {}
+        except ValueError as exc:
+            raise ServerUnreachable(f"{self.base_uri} sent an answer that is not JSON ({exc})") from exc
 
     def version_by_alias(self, name: str, alias: str) -> ModelVersion:
-        r = self._request("GET", "/api/2.0/mlflow/registered-models/alias", params={"name": name, "alias": alias})
-        return ModelVersion.from_json(r.json()["model_version"])
+        data = self._json("GET", "/api/2.0/mlflow/registered-models/alias", params={"name": name, "alias": alias})
+        return ModelVersion.from_json(data["model_version"])
 
     def version(self, name: str, version: str) -> ModelVersion:
-        r = self._request("GET", "/api/2.0/mlflow/model-versions/get", params={"name": name, "version": version})
-        return ModelVersion.from_json(r.json()["model_version"])
+        data = self._json("GET", "/api/2.0/mlflow/model-versions/get", params={"name": name, "version": version})
+        return ModelVersion.from_json(data["model_version"])
 
-    def download(self, mv: ModelVersion, filename: str, dest: Path) -> int:
-        """Stream one file of the version's artifact to ``dest``; returns bytes written."""
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        data = self._json("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})
+        return {m["key"]: float(m["value"]) for m in data.get("run", {}).get("data", {}).get("metrics", [])}
+
+    def download(self, mv: ModelVersion, filename: str, dest: Path, max_bytes: int) -> int:
+        """Stream one file of the version's artifact to ``dest`` (at most ``max_bytes``); returns bytes written."""
         params = {"name": mv.name, "version": mv.version, "path": filename}
         written = 0
-        with self._request("GET", "/model-versions/get-artifact", params=params, stream=True) as r:
-            with open(dest, "wb") as fh:
-                for chunk in r.iter_content(1 << 16):
-                    fh.write(chunk)
-                    written += len(chunk)
+        with self.deadline.enforced(), self._request("GET", "/model-versions/get-artifact", params=params) as r:
+            declared = r.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise TooLarge(f"{filename} is {int(declared)} bytes, more than the {max_bytes} allowed")
+            try:
+                with open(dest, "wb") as fh:
+                    for chunk in r.iter_content(_CHUNK):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise TooLarge(f"{filename} is larger than the {max_bytes} bytes allowed")
+                        fh.write(chunk)
+                        self.deadline.timeout()
+            except requests.exceptions.RequestException as exc:
+                raise ServerUnreachable(
+                    f"download of {filename} broke after {written} bytes ({type(exc).__name__})") from exc
         return written
 
-    def log_batch(self, run_id: str, metrics: dict[str, float], tags: dict[str, str], timestamp_ms: int | None = None) -> None:
+    def log_batch(self, run_id: str, metrics: dict[str, float], tags: dict[str, str], timestamp_ms: int | None = None,
+                  step: int = 0) -> None:
         ts = timestamp_ms or int(time.time() * 1000)
         body = {
             "run_id": run_id,
-            "metrics": [{"key": k, "value": float(v), "timestamp": ts, "step": 0} for k, v in metrics.items()],
+            "metrics": [{"key": k, "value": float(v), "timestamp": ts, "step": step} for k, v in metrics.items()],
             "tags": [{"key": k, "value": str(v)[:5000]} for k, v in tags.items()],
         }
-        self._request("POST", "/api/2.0/mlflow/runs/log-batch", json=body)
+        self._json("POST", "/api/2.0/mlflow/runs/log-batch", json=body)
 
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment ``name``, created when missing (two devices may race: both end with the same id)."""
+        try:
+            return self._json("GET", "/api/2.0/mlflow/experiments/get-by-name",
+                              params={"experiment_name": name})["experiment"]["experiment_id"]
+        except NotFound:
+            pass
+        try:
+            return self._json("POST", "/api/2.0/mlflow/experiments/create", json={"name": name})["experiment_id"]
+        except Refused:  # RESOURCE_ALREADY_EXISTS: another device created it meanwhile
+            return self._json("GET", "/api/2.0/mlflow/experiments/get-by-name",
+                              params={"experiment_name": name})["experiment"]["experiment_id"]
 
-def _error_message(response: requests.Response) -> str:
-    try:
-        data = response.json()
-        return f"{data.get('error_code', response.status_code)}: {data.get('message', '')}".strip()
-    except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
+    def find_run(self, experiment_id: str, tags: dict[str, str]) -> str | None:
+        """The oldest run of the experiment carrying all ``tags``, or None."""
+        clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        data = self._json("POST", "/api/2.0/mlflow/runs/search", json={
+            "experiment_ids": [experiment_id], "filter": clauses, "max_results": 1, "order_by": ["attributes.start_time ASC"],
+        })
+        runs = data.get("runs", [])
+        return runs[0]["info"]["run_id"] if runs else None
+
+    def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
+        data = self._json("POST", "/api/2.0/mlflow/runs/create", json={
+            "experiment_id": experiment_id, "run_name": run_name, "start_time": int(time.time() * 1000),
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        })
+        return data["run"]["info"]["run_id"]
 
 
 def check_server(uri: str, timeout_s: float = 5.0) -> None:
@@ -162,6 +330,6 @@ def check_server(uri: str, timeout_s: float = 5.0) -> None:
         requests.get(uri.rstrip("/") + "/health", timeout=timeout_s, verify=tls_verify_from_env()).raise_for_status()
     except requests.RequestException as exc:
         raise ServerUnreachable(
-            f"MLflow tracking server {uri} is not reachable ({type(exc).__name__}): start it "
+            f"MLflow tracking server {redact_uri(uri)} is not reachable ({type(exc).__name__}): start it "
             "(mlflow server --host 127.0.0.1 --port 5000) or set MLFLOW_TRACKING_URI"
         ) from exc

@@ -1,11 +1,19 @@
 """Crontab line and systemd service+timer that run the puller on an interval."""
 from __future__ import annotations
 
+import hashlib
 import shlex
 import subprocess
 
+MARK = "# edgeq-pull:"
 
-def cron_line(command: list[str], every_minutes: int, log_file: str | None = None) -> str:
+
+def schedule_key(model: str, alias: str, state_dir: str) -> str:
+    """One scheduled puller per (model, alias, state dir): its crontab line ends with this mark."""
+    return MARK + hashlib.sha256(f"{model}\0{alias}\0{state_dir}".encode()).hexdigest()[:12]
+
+
+def cron_line(command: list[str], every_minutes: int, key: str, log_file: str | None = None) -> str:
     if not 1 <= every_minutes <= 59 and every_minutes % 60:
         raise ValueError("--every must be 1..59 minutes or a whole number of hours")
     if every_minutes < 60:
@@ -13,7 +21,7 @@ def cron_line(command: list[str], every_minutes: int, log_file: str | None = Non
     else:
         when = f"0 */{every_minutes // 60} * * *"
     redirect = f" >> {shlex.quote(log_file)} 2>&1" if log_file else " 2>&1 | logger -t edgeq-pull"
-    return f"{when} {shlex.join(command)}{redirect}"
+    return f"{when} {shlex.join(command)}{redirect} {key}"
 
 
 def systemd_units(command: list[str], every_minutes: int, user: str | None = None) -> dict[str, str]:
@@ -23,7 +31,7 @@ def systemd_units(command: list[str], every_minutes: int, user: str | None = Non
         "[Unit]\nDescription=edgeq: pull, benchmark and report the production model\n"
         "Wants=network-online.target\nAfter=network-online.target\n\n"
         f"[Service]\nType=oneshot\n{user_line}EnvironmentFile=-/etc/edgeq/pull.env\n"
-        f"ExecStart={shlex.join(command)}\nSuccessExitStatus=3 5\n"
+        f"ExecStart={shlex.join(command)}\nSuccessExitStatus=3 4 5\n"
     )
     timer = (
         "[Unit]\nDescription=Run edgeq-pull periodically\n\n"
@@ -33,8 +41,24 @@ def systemd_units(command: list[str], every_minutes: int, user: str | None = Non
     return {"edgeq-pull.service": service, "edgeq-pull.timer": timer}
 
 
-def install_cron_line(line: str) -> None:
-    """Add ``line`` to the user's crontab, replacing an earlier edgeq-pull line."""
+def merge_crontab(existing: str, line: str, key: str) -> str:
+    """``existing`` with the line carrying ``key`` replaced in place (or ``line`` appended); other lines kept."""
+    lines = existing.splitlines()
+    out, replaced = [], False
+    for current in lines:
+        if current.rstrip().endswith(key):
+            if not replaced:
+                out.append(line)
+                replaced = True
+            continue
+        out.append(current)
+    if not replaced:
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def install_cron_line(line: str, key: str) -> None:
+    """Put ``line`` into the user's crontab, replacing only the line of the same puller."""
     current = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
-    kept = [l for l in current.stdout.splitlines() if "edgeq-pull" not in l] if current.returncode == 0 else []
-    subprocess.run(["crontab", "-"], input="\n".join(kept + [line]) + "\n", text=True, check=True)
+    existing = current.stdout if current.returncode == 0 else ""
+    subprocess.run(["crontab", "-"], input=merge_crontab(existing, line, key), text=True, check=True)

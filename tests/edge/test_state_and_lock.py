@@ -1,6 +1,7 @@
 """Device state on disk, the lock, the outbox, the schedule lines, credentials."""
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -11,23 +12,51 @@ from edge.registry_client import Credentials
 from edge.state import DeviceState
 
 
-def _download(state: DeviceState, text: str):
+def _stage(state: DeviceState, version: str):
     d = state.new_download_dir()
-    (d / "model.tflite").write_text(text)
-    return d
+    (d / "model.tflite").write_text(version)
+    return state.stage(d, "m", version, version * 64)
 
 
-def test_install_swaps_current_keeps_previous_and_prunes_older(tmp_path):
+def test_activate_swaps_current_keeps_previous_and_prunes_older(tmp_path):
     state = DeviceState(tmp_path)
     for version in ("1", "2", "3"):
-        state.install(_download(state, version), "m", version, version * 64)
+        state.activate(_stage(state, version))
     assert (state.current().version, state.previous().version) == ("3", "2")
     assert (tmp_path / "current" / "model.tflite").read_text() == "3"
     assert (tmp_path / "previous" / "model.tflite").read_text() == "2"
-    assert len(list((tmp_path / "models" / "m").iterdir())) == 2
+    assert len([p for p in (tmp_path / "models" / "m").iterdir() if p.is_dir()]) == 2
     assert not state.current().benchmarked
-    state.mark_benchmarked()
+    state.mark_benchmarked(state.current())
     assert state.current().benchmarked
+
+
+def test_links_are_relative_so_any_working_directory_and_a_moved_state_dir_work(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = DeviceState(Path("rel") / "device")
+    state.activate(_stage(state, "1"))
+    assert state.root.is_absolute()
+    assert not os.readlink(tmp_path / "rel" / "device" / "current").startswith("/")
+    (tmp_path / "rel").rename(tmp_path / "moved")
+    monkeypatch.chdir("/")
+    assert (tmp_path / "moved" / "device" / "current" / "model.tflite").read_text() == "1"
+    assert DeviceState(tmp_path / "moved" / "device").current().version == "1"
+
+
+def test_model_names_cannot_leave_the_models_folder(tmp_path):
+    state = DeviceState(tmp_path / "s")
+    d = state.new_download_dir()
+    staged = state.stage(d, "..", "1", "a" * 64)
+    assert Path(staged.path).parent.parent == state.root / "models"
+
+
+def test_rejections_are_remembered_per_exact_version_and_survive_damage(tmp_path):
+    state = DeviceState(tmp_path)
+    state.remember_rejection("m", "7", "s" * 64, "health gate: too slow")
+    assert state.rejection_for("m", "7", "s" * 64).reason == "health gate: too slow"
+    assert state.rejection_for("m", "7", "t" * 64) is None and state.rejection_for("m", "8", "s" * 64) is None
+    (tmp_path / "rejected.json").write_text("")
+    assert state.rejection_for("m", "7", "s" * 64) is None
 
 
 def test_lock_is_exclusive_and_released(tmp_path):
@@ -44,7 +73,7 @@ class _DownThenUp:
     def __init__(self):
         self.sent, self.up = [], False
 
-    def log_batch(self, run_id, metrics, tags, timestamp_ms):
+    def log_batch(self, run_id, metrics, tags, timestamp_ms, step=0):
         from edge.registry_client import ServerUnreachable
 
         if not self.up:
@@ -56,19 +85,30 @@ def test_outbox_keeps_reports_until_sent_in_order(tmp_path):
     box, server = Outbox(tmp_path), _DownThenUp()
     for i in range(3):
         box.put(Report(f"run{i}", {"m": float(i)}, {"t": "x"}, 1000 + i))
-    assert box.flush(server) == 0 and len(box.pending()) == 3
+    assert box.flush(server).waiting == 3 and len(box.pending()) == 3
     server.up = True
-    assert box.flush(server) == 3 and box.pending() == []
+    assert box.flush(server).sent == 3 and box.pending() == []
     assert [s[0] for s in server.sent] == ["run0", "run1", "run2"]
     assert server.sent[0][3] == 1000, "the original measurement time is kept"
 
 
-def test_cron_line_quotes_the_command():
-    line = schedule.cron_line(["/opt/edgeq bin/edgeq-pull", "--model", "m"], 15)
-    assert line.startswith("*/15 * * * * '/opt/edgeq bin/edgeq-pull' --model m")
-    assert schedule.cron_line(["p"], 120).startswith("0 */2 * * * p")
+def test_cron_line_quotes_the_command_and_ends_with_its_key():
+    key = schedule.schedule_key("m", "production", "/s")
+    line = schedule.cron_line(["/opt/edgeq bin/edgeq-pull", "--model", "m"], 15, key)
+    assert line.startswith("*/15 * * * * '/opt/edgeq bin/edgeq-pull' --model m") and line.endswith(key)
+    assert schedule.cron_line(["p"], 120, key).startswith("0 */2 * * * p")
     with pytest.raises(ValueError):
-        schedule.cron_line(["p"], 90)
+        schedule.cron_line(["p"], 90, key)
+
+
+def test_installing_a_second_model_keeps_the_first_and_reinstalling_replaces_in_place():
+    a, b = schedule.schedule_key("a", "production", "/s/a"), schedule.schedule_key("b", "production", "/s/b")
+    assert a != b != schedule.schedule_key("a", "canary", "/s/a")
+    mine = "0 3 * * * backup.sh  # mentions edgeq-pull in a comment"
+    tab = schedule.merge_crontab(mine + "\n", "*/15 * * * * edgeq-pull --model a " + a, a)
+    tab = schedule.merge_crontab(tab, "*/15 * * * * edgeq-pull --model b " + b, b)
+    tab = schedule.merge_crontab(tab, "*/5 * * * * edgeq-pull --model a " + a, a)
+    assert tab.splitlines() == [mine, "*/5 * * * * edgeq-pull --model a " + a, "*/15 * * * * edgeq-pull --model b " + b]
 
 
 def test_systemd_units_run_the_command_on_a_timer():

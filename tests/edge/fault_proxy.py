@@ -1,0 +1,145 @@
+"""A loopback HTTP proxy in front of the test's MLflow server that injects faults.
+
+Rules match a request by method and a substring of its path and query, and replace
+the server's answer: an error status, a huge body, a body cut short, a slow drip, or
+a rewritten JSON answer. Every rule fires a bounded number of times; every answer is
+bounded in size and time. Everything else is forwarded unchanged.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+import requests
+
+_CHUNK = b"\0" * (1 << 20)
+_DECLARED = 8000  # what cut and drip answers announce: below any model's size cap, so only the body misbehaves
+
+
+@dataclass
+class Rule:
+    match: str  # substring of "METHOD /path?query"
+    action: str  # status | huge | cut | drip | rewrite
+    status: int = 500
+    size: int = 0  # bytes, for huge
+    seconds: float = 0.0  # for drip: how long to keep dripping at most
+    rewrite: Callable[[dict], dict] | None = None
+    times: int = 1_000_000
+    fired: int = 0
+
+
+@dataclass
+class FaultProxy:
+    upstream: str
+    rules: list[Rule] = field(default_factory=list)
+    requests_seen: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                key = f"{self.command} {self.path}"
+                proxy.requests_seen.append(key)
+                rule = proxy._rule_for(key)
+                try:
+                    if rule is None or rule.action == "rewrite":
+                        self._forward(body, rule)
+                    else:
+                        getattr(self, "_" + rule.action)(rule)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+            def _forward(self, body: bytes, rule: Rule | None):
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+                r = requests.request(self.command, proxy.upstream + self.path, data=body, headers=headers, timeout=60)
+                content = r.content
+                if rule is not None and rule.rewrite is not None and r.ok:
+                    content = json.dumps(rule.rewrite(r.json())).encode()
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def _status(self, rule: Rule):
+                payload = json.dumps({"error_code": "INJECTED", "message": f"injected HTTP {rule.status}"}).encode()
+                self.send_response(rule.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _huge(self, rule: Rule):
+                # No Content-Length: the client can only find out by reading.
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                sent = 0
+                while sent < rule.size:
+                    piece = _CHUNK[: min(len(_CHUNK), rule.size - sent)]
+                    self.wfile.write(piece)
+                    sent += len(piece)
+                self.close_connection = True
+
+            def _cut(self, rule: Rule):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(_DECLARED))
+                self.end_headers()
+                self.wfile.write(_CHUNK[: _DECLARED // 2])
+                self.wfile.flush()
+                self.close_connection = True
+
+            def _drip(self, rule: Rule):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(_DECLARED))
+                self.end_headers()
+                end = time.monotonic() + rule.seconds
+                while time.monotonic() < end:
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    time.sleep(0.5)
+                self.close_connection = True
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.uri = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _rule_for(self, key: str) -> Rule | None:
+        for rule in self.rules:
+            if rule.match in key and rule.fired < rule.times:
+                rule.fired += 1
+                return rule
+        return None
+
+    def add(self, match: str, action: str, **kw) -> Rule:
+        rule = Rule(match, action, **kw)
+        self.rules.append(rule)
+        return rule
+
+    def count(self, match: str) -> int:
+        return sum(match in key for key in self.requests_seen)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
