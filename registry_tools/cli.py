@@ -9,6 +9,10 @@ import click
 
 from edge import contract
 from edge.registry_client import ServerUnreachable, check_server
+from registry_tools import program
+
+# Before anything imports mlflow: an [edge]-only install gets one line naming the extra, not a traceback.
+program.require_registry_extra()
 
 # An unreachable server should fail in seconds, not after MLflow's minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -17,30 +21,83 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from registry_tools import canary, compare_plot, evidence, promotion  # noqa: E402
+from registry_tools import canary, evidence, promotion  # noqa: E402
 from registry_tools import fleet as fleet_view  # noqa: E402
 from registry_tools import history as alias_history  # noqa: E402
-from registry_tools.versions import RegistryToolError, collect, format_table  # noqa: E402
+from registry_tools.versions import GateRefused, RegistryToolError, collect, format_table  # noqa: E402
+
+# MLflow error codes that mean the user named something that is not there, or named it badly.
+_INPUT_ERRORS = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS")
+
+
+class Unreachable(click.ClickException):
+    """The server cannot be reached or keeps failing: one line, exit code 3."""
+
+    exit_code = int(contract.ExitCode.UNREACHABLE)
+
+
+def _mlflow_error(exc: MlflowException) -> click.ClickException:
+    first = f"MLflow: {exc.message.splitlines()[0] if exc.message else exc.error_code}"
+    if exc.error_code in _INPUT_ERRORS:
+        return BadInput(first)
+    if "API request to" in first:  # MLflow's client gave up on the connection or on 5xx answers
+        return Unreachable(first)
+    return click.ClickException(first)
+
+
+class _ServerCommand(click.Command):
+    """Checks the server when the command runs: after parsing, so ``edgeq CMD --help`` needs no server."""
+
+    def invoke(self, ctx: click.Context):
+        check_server(ctx.find_root().params["tracking_uri"])
+        return super().invoke(ctx)
 
 
 class _Group(click.Group):
-    """Turns the expected failures into one line and exit code 1."""
+    """Expected failures become one line and an exit code from edge.contract.ExitCode."""
+
+    command_class = _ServerCommand
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (RegistryToolError, ServerUnreachable, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
+        except GateRefused as exc:
+            raise Refused(str(exc)) from None
+        except (RegistryToolError, ValueError) as exc:
+            raise BadInput(str(exc)) from None
+        except ServerUnreachable as exc:
+            raise Unreachable(str(exc)) from None
         except MlflowException as exc:
-            raise click.ClickException(f"MLflow: {exc.message.splitlines()[0]}") from None
+            raise _mlflow_error(exc) from None
+
+
+def _deprecated(new: str):
+    """Callback of an old option name kept for one release: it still works, with a warning."""
+
+    def warn(ctx: click.Context, param: click.Parameter, value):
+        if value is not None:
+            click.echo(f"edgeq: {param.opts[0]} is deprecated and will be removed in the next release; use {new}", err=True)
+        return value
+
+    return warn
+
+
+def _either(new_name: str, new, old_name: str, old):
+    if new is not None and old is not None and new != old:
+        raise BadInput(f"{new_name} {new} and {old_name} {old} disagree: give {new_name} only")
+    return new if new is not None else old
 
 
 @click.group(cls=_Group)
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True)
+@click.version_option(program.version(), "--version", prog_name="edgeq", message="%(prog)s %(version)s")
 @click.pass_context
 def main(ctx: click.Context, tracking_uri: str) -> None:
-    """List, compare, promote and roll back edgeq model versions."""
-    check_server(tracking_uri)
+    """List, compare, promote and roll back edgeq model versions.
+
+    Exit codes: 0 ok, 1 unexpected, 2 bad input (unknown model, version, alias or device; bad option),
+    3 server unreachable, 4 refused by a check (promotion gate, canary evidence).
+    """
     ctx.obj = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
@@ -63,6 +120,8 @@ def versions(client: MlflowClient, model: str, as_json: bool) -> None:
 @click.pass_obj
 def compare(client: MlflowClient, model: str, output: Path | None) -> None:
     """Plot accuracy against latency (host and each device) and mark the Pareto-optimal versions."""
+    from registry_tools import compare_plot  # matplotlib: only for this command
+
     rows = collect(client, model)
     output = output or Path(f"{model}-compare.png")
     fronts = compare_plot.plot(rows, output, model)
@@ -75,11 +134,15 @@ def compare(client: MlflowClient, model: str, output: Path | None) -> None:
 @click.argument("model")
 @click.argument("version", required=False)
 @click.option("--alias", default=contract.DEFAULT_ALIAS, show_default=True)
-@click.option("--max-accuracy-drop", type=float, default=1.0, show_default=True, help="Refuse versions losing more accuracy points than this; with --from, when given, also devices whose sample accuracy lies more points below the registered one.")
-@click.option("--runtime-version", default=None, help="TFLite runtime version of the devices; refuse models needing a newer one.")
+@click.option("--max-accuracy-drop", type=float, default=contract.DEFAULT_MAX_ACCURACY_DROP, show_default=True, help="Refuse versions losing more accuracy points than this; with --from, when given, also devices whose sample accuracy lies more points below the registered one.")
+@click.option("--tflite-version", default=None, metavar="X.Y[.Z]",
+              help="TensorFlow Lite version the devices run (LiteRT 2.x counts as 2.20); refuse models needing a newer one.")
+@click.option("--runtime-version", "old_runtime_version", default=None, hidden=True,
+              callback=_deprecated("--tflite-version"))
 @click.option("--force", is_flag=True, help="Promote despite the gate.")
-@click.option("--best", is_flag=True, help="Pick the version fastest on --device within the accuracy budget.")
-@click.option("--device", default=None, help="Device id whose measured latency decides --best.")
+@click.option("--best", is_flag=True, help="Pick the version fastest on --device-id within the accuracy budget.")
+@click.option("--device-id", default=None, help="Device whose measured latency decides --best.")
+@click.option("--device", "old_device", default=None, hidden=True, callback=_deprecated("--device-id"))
 @click.option("--from", "from_alias", default=None, metavar="ALIAS", help="Promote the version behind ALIAS (e.g. canary) on what its devices reported.")
 @click.option("--require-devices", type=int, default=None, help="With --from: devices that must have reported it healthy within the limits.")
 @click.option("--max-p99-ms", multiple=True, metavar="DEVICE_OR_ALL=MS", help="With --from: p99 limit for one device or 'all' (repeatable).")
@@ -87,10 +150,13 @@ def compare(client: MlflowClient, model: str, output: Path | None) -> None:
 @click.option("--reason", default="", help="Why, kept in the alias history (edgeq history).")
 @click.pass_context
 def promote(ctx: click.Context, model: str, version: str | None, alias: str, max_accuracy_drop: float,
-            runtime_version: str | None, force: bool, best: bool, device: str | None, from_alias: str | None,
+            tflite_version: str | None, old_runtime_version: str | None, force: bool, best: bool, device_id: str | None,
+            old_device: str | None, from_alias: str | None,
             require_devices: int | None, max_p99_ms: tuple[str, ...], max_rss_mb: float | None, reason: str) -> None:
     """Point ALIAS (default production) at VERSION, at the best version for a device, or at the canary's version."""
     client: MlflowClient = ctx.obj
+    runtime_version = _either("--tflite-version", tflite_version, "--runtime-version", old_runtime_version)
+    device = _either("--device-id", device_id, "--device", old_device)
     if from_alias is not None or require_devices is not None or max_p99_ms or max_rss_mb is not None:
         explicit_drop = ctx.get_parameter_source("max_accuracy_drop") != click.core.ParameterSource.DEFAULT
         _check_from(from_alias, alias, version, best)
@@ -98,10 +164,10 @@ def promote(ctx: click.Context, model: str, version: str | None, alias: str, max
         _promote_from(client, model, from_alias, alias, limits, promotion.Gate(max_accuracy_drop, runtime_version, force), reason)
         return
     if best == (version is not None):
-        raise click.UsageError("give either VERSION or --best --device ID")
+        raise click.UsageError("give either VERSION or --best --device-id ID")
     if best:
         if not device:
-            raise click.UsageError("--best needs --device ID")
+            raise click.UsageError("--best needs --device-id ID")
         choice = promotion.best_for_device(client, model, device, max_accuracy_drop)
         click.echo(choice.reason)
         version = choice.row.version

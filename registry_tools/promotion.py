@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from edge import contract
 from edge.runtime import parse_version
 from registry_tools import history as alias_history
-from registry_tools.versions import RegistryToolError, VersionRow, collect, model_version, registered_model
+from registry_tools.versions import GateRefused, RegistryToolError, VersionRow, collect, model_version, registered_model
 
 _HISTORY_KEEP = 30
 
@@ -54,24 +54,24 @@ def current_version(client: MlflowClient, name: str, alias: str) -> str | None:
 
 
 def check_gate(client: MlflowClient, name: str, version: str, gate: Gate) -> str:
-    """Raise RegistryToolError when the version may not be promoted under ``gate``; else say what it checked."""
+    """Raise GateRefused when the version may not be promoted under ``gate``; else say what it checked."""
     registered_model(client, name)
     mv = model_version(client, name, version)
     if mv.tags.get(contract.TAG_FORMAT) != "tflite":
-        raise RegistryToolError(f"version {version} is the {mv.tags.get(contract.TAG_VARIANT, '?')} (not a .tflite): devices cannot run it")
+        raise GateRefused(f"version {version} is the {mv.tags.get(contract.TAG_VARIANT, '?')} (not a .tflite): devices cannot run it")
     if gate.force:
         return "forced past the accuracy and runtime gate"
     drop = client.get_run(mv.run_id).data.metrics.get(contract.M_DROP)
     if drop is None:
-        raise RegistryToolError(f"version {version} has no {contract.M_DROP} metric; use --force to promote it anyway")
+        raise GateRefused(f"version {version} has no {contract.M_DROP} metric; use --force to promote it anyway")
     if drop > gate.max_accuracy_drop:
-        raise RegistryToolError(
+        raise GateRefused(
             f"version {version} loses {drop:.2f} accuracy points (limit {gate.max_accuracy_drop:.2f}); "
             "raise --max-accuracy-drop or use --force"
         )
     needed = mv.tags.get(contract.TAG_MIN_RUNTIME)
     if gate.runtime_version and needed and parse_version(needed) > parse_version(gate.runtime_version):
-        raise RegistryToolError(
+        raise GateRefused(
             f"version {version} needs TFLite runtime {needed}, devices have {gate.runtime_version}; use --force to promote anyway"
         )
     runtime_note = f", needs runtime {needed} ≤ {gate.runtime_version}" if gate.runtime_version and needed else ""
@@ -147,7 +147,7 @@ def best_for_device(client: MlflowClient, name: str, device: str, max_accuracy_d
         )
     eligible = [r for r in measured if r.drop_points is not None and r.drop_points <= max_accuracy_drop]
     if not eligible:
-        raise RegistryToolError(f"none of the {len(measured)} versions measured on {device} is within {max_accuracy_drop:.2f} accuracy points")
+        raise GateRefused(f"none of the {len(measured)} versions measured on {device} is within {max_accuracy_drop:.2f} accuracy points")
     best = min(eligible, key=lambda r: r.device_p50_ms[device])
     others = ", ".join(f"v{r.version} {r.variant} {r.device_p50_ms[device]:.2f} ms" for r in measured if r is not best)
     reason = (

@@ -1,17 +1,26 @@
 """Everything known about each version of a registered model, gathered in one pass."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from edge import contract
+from registry_tools import runs
+
+RunFetcher = Callable[[MlflowClient, Iterable[str]], dict[str, Run]]
 
 
 class RegistryToolError(Exception):
-    """A one-line problem for the user (unknown model, version, device, refused promotion…)."""
+    """A one-line problem with the user's input (unknown model, version, alias, device…): exit code 2."""
+
+
+class GateRefused(RegistryToolError):
+    """A check refused the promotion (accuracy, runtime, not a .tflite, no version within budget): exit code 4."""
 
 
 @dataclass(frozen=True)
@@ -73,15 +82,29 @@ def throttled_devices(tags: dict[str, str]) -> tuple[str, ...]:
     return tuple(sorted(p[0] for p in found if p and p[1] == contract.D_THROTTLED))
 
 
-def collect(client: MlflowClient, name: str) -> list[VersionRow]:
-    """All versions of ``name``, newest first, with run metrics and device figures."""
+def all_versions(client: MlflowClient, name: str) -> list:
+    """Every version of ``name``, page by page."""
+    out, token = [], None
+    while True:
+        page = client.search_model_versions(f"name = '{name}'", page_token=token)
+        out += list(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_by_id) -> list[VersionRow]:
+    """All versions of ``name``, newest first, with run metrics and device figures (runs fetched in batches)."""
     rm = registered_model(client, name)
     aliases_of: dict[str, list[str]] = {}
     for alias, version in (rm.aliases or {}).items():
         aliases_of.setdefault(str(version), []).append(alias)
     rows = []
-    for mv in client.search_model_versions(f"name = '{name}'"):
-        data = client.get_run(mv.run_id).data if mv.run_id else None
+    versions = all_versions(client, name)
+    fetched = fetch_runs(client, [mv.run_id for mv in versions])
+    for mv in versions:
+        run = fetched.get(mv.run_id) if mv.run_id else None
+        data = run.data if run else None
         metrics, tags = (data.metrics, data.tags) if data else ({}, {})
         size = metrics.get(contract.M_SIZE)
         rows.append(
