@@ -75,6 +75,7 @@ def _model_version_from_env(ctx: click.Context, param: click.Parameter, value: s
 @click.option("--lock-wait", envvar="EDGEQ_LOCK_WAIT", type=click.FloatRange(0), default=0.0, help="Seconds to wait for another run's lock.")
 @click.option("--deadline", envvar="EDGEQ_DEADLINE", type=click.FloatRange(1), default=900.0, show_default=True, help="Seconds the network part of a run may take in all; then it exits 3.")
 @click.option("--credentials-file", envvar="EDGEQ_CREDENTIALS_FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="KEY=VALUE file with MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD; mode 600.")
+@click.option("--trust-key", envvar="EDGEQ_TRUST_KEY", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Ed25519 public key (edgeq keygen): accept only versions whose manifest it signed.")
 @click.option("--min-sample-accuracy", envvar="EDGEQ_MIN_SAMPLE_ACCURACY", type=click.FloatRange(0, 1), default=None, help="Health gate: reject below this sample accuracy (on top of the binomial bound).")
 @click.option("--max-p99-ms", envvar="EDGEQ_MAX_P99_MS", type=click.FloatRange(0, min_open=True), default=None, help="Health gate: reject a p99 latency above this.")
 @click.option("--max-rss-mb", envvar="EDGEQ_MAX_RSS_MB", type=click.FloatRange(0, min_open=True), default=None, help="Health gate: reject a peak RSS above this.")
@@ -85,7 +86,7 @@ def _model_version_from_env(ctx: click.Context, param: click.Parameter, value: s
 @click.pass_context
 def main(ctx: click.Context, tracking_uri: str | None, model: str | None, alias: str, model_version: str | None,
          device_id: str | None, state_dir: Path | None, runs: int, warmup: int, threads: int | None,
-         runtime: str | None, lock_wait: float, deadline: float, credentials_file: Path | None,
+         runtime: str | None, lock_wait: float, deadline: float, credentials_file: Path | None, trust_key: Path | None,
          min_sample_accuracy: float | None, max_p99_ms: float | None, max_rss_mb: float | None,
          max_slowdown: float | None, on_change: str | None, hook_timeout: float, every_minutes: int) -> None:
     """Pull the model behind ALIAS, verify, check its health on this device, benchmark and report back to its run."""
@@ -110,6 +111,12 @@ def main(ctx: click.Context, tracking_uri: str | None, model: str | None, alias:
     try:
         creds = Credentials.from_file(credentials_file) if credentials_file else Credentials.from_env()
         client = RegistryClient(tracking_uri, creds, tls_verify_from_env(), Deadline(deadline))
+        if trust_key:
+            from edge.signing import load_public_key
+
+            load_public_key(trust_key)
+    except ImportError as exc:
+        _fail(f"--trust-key needs the cryptography package ({exc}): pip install \"edgeq[edge]\"")
     except (ValueError, PermissionError, OSError) as exc:
         _fail(f"bad configuration: {exc}")
     config = PullConfig(
@@ -117,6 +124,7 @@ def main(ctx: click.Context, tracking_uri: str | None, model: str | None, alias:
         warmup=warmup, threads=threads, lock_wait_s=lock_wait, runtime=runtime,
         gate=GateLimits(min_sample_accuracy, max_p99_ms, max_rss_mb, max_slowdown),
         on_change=on_change, hook_timeout_s=hook_timeout, interval_s=every_minutes * 60,
+        trust_key=trust_key.resolve() if trust_key else None,
     )
     outcome = pull(config, client)
     (log.info if outcome.code in (ExitCode.OK, ExitCode.BUSY) else log.error)(

@@ -39,6 +39,7 @@ log = logging.getLogger("edgeq-pull")
 MAX_AUX_FILE_BYTES = 64 << 20
 SIZE_SLACK_BYTES = 64 << 10
 MAX_MODEL_BYTES = 1 << 30  # when a version declares no size
+MAX_SIGNATURE_BYTES = 4096
 # Both runtimes apply XNNPACK to CPU inference by default; edgeq adds no other delegate.
 DELEGATE = "xnnpack (runtime default)"
 
@@ -59,6 +60,7 @@ class PullConfig:
     on_change: str | None = None
     hook_timeout_s: float = 120.0
     interval_s: int = 900
+    trust_key: Path | None = None  # Ed25519 public key: accept only versions whose manifest it signed
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class _Run:
         staged = self.state.staged(mv.name, mv.version, sha)
         if staged:
             try:
-                _check(Path(staged.path), sha, self.runtime)
+                self._check(Path(staged.path), sha)
                 log.info("found v%s already downloaded by an interrupted run; verified, not downloaded again", mv.version)
                 return staged, 0
             except Rejected:
@@ -176,12 +178,31 @@ class _Run:
             downloaded = 0
             for name in contract.DEVICE_FILES:
                 downloaded += self.client.download(mv, name, tmp / name, _cap(mv, name))
-            _check(tmp, sha, self.runtime)
+            if self.config.trust_key:
+                downloaded += self._download_signature(mv, tmp)
+            self._check(tmp, sha)
             return self.state.stage(tmp, mv.name, mv.version, sha), downloaded
         except NotFound as exc:
             raise Rejected(f"a file is missing from the version's artifacts ({exc})") from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _download_signature(self, mv: ModelVersion, bundle: Path) -> int:
+        try:
+            return self.client.download(mv, contract.SIGNATURE_FILE, bundle / contract.SIGNATURE_FILE, MAX_SIGNATURE_BYTES)
+        except NotFound:
+            raise Rejected(f"unsigned: the version has no {contract.SIGNATURE_FILE}, and this device trusts only "
+                           f"signed versions (--trust-key)") from None
+
+    def _check(self, bundle: Path, sha: str) -> None:
+        _check(bundle, sha, self.runtime)
+        if self.config.trust_key:
+            from edge.signing import SignatureError, verify_manifest
+
+            try:
+                verify_manifest(bundle, self.config.trust_key)
+            except SignatureError as exc:
+                raise Rejected(f"signature: {exc}") from exc
 
     def _gate(self, mv: ModelVersion, staged: Installed, current: Installed | None) -> tuple[BenchmarkResult, Verdict]:
         registered = self.client.run_metrics(mv.run_id).get(contract.M_ACCURACY) if mv.run_id else None
