@@ -1,0 +1,202 @@
+"""A team server, for real: scripts/server.sh starts PostgreSQL and MLflow with basic-auth,
+registry_tools.users creates the pipeline and device users, the pipeline signs what it registers,
+and the device user can report but not promote, nor slip a tampered bundle past a trusted key."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from edge import contract
+from edge.registry_client import Credentials, RegistryClient
+from edge.signing import SignatureError, keygen, verify_manifest
+from edge.state import DeviceState
+from tests.conftest import PIPELINE_ARGS, REPO
+from tests.servers import free_port
+
+MODEL = "edgeq-team-digits"
+EXPERIMENT = "edgeq-team"
+DEVICE_ID = "pi-team"
+BIN = Path(sys.executable).parent
+
+
+def _env(creds: Path | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "EDGEQ_"))}
+    if creds is not None:
+        env.update(l.split("=", 1) for l in creds.read_text().split())
+    return {**env, "PYTHONPATH": str(REPO), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", **extra}
+
+
+def _run(cmd: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class Team:
+    uri: str
+    dir: Path
+    admin: tuple[str, str]
+    pipeline: Path  # credentials files
+    device: Path
+    public_key: Path
+    versions: dict[str, str]  # variant -> version
+    state: Path  # the device's state after its first pull
+
+    def get(self, path: str, **params: str) -> dict:
+        r = requests.get(self.uri + path, params=params, auth=self.admin, timeout=60)
+        r.raise_for_status()
+        return r.json()
+
+    def alias(self) -> str:
+        return self.get("/api/2.0/mlflow/registered-models/alias", name=MODEL, alias=contract.DEFAULT_ALIAS)["model_version"]["version"]
+
+    def device_metrics(self, version: str) -> dict[str, float]:
+        run_id = self.get("/api/2.0/mlflow/model-versions/get", name=MODEL, version=version)["model_version"]["run_id"]
+        metrics = self.get("/api/2.0/mlflow/runs/get", run_id=run_id)["run"]["data"].get("metrics", [])
+        return {m["key"]: m["value"] for m in metrics if m["key"].startswith(contract.DEVICE_PREFIX)}
+
+    def pull(self, creds: Path, state: Path, *args: str) -> subprocess.CompletedProcess:
+        return _run([str(BIN / "edgeq-pull"), "--tracking-uri", self.uri, "--model", MODEL, "--device-id", DEVICE_ID,
+                     "--state-dir", str(state), "--credentials-file", str(creds), "--runs", "10", "--warmup", "1", *args],
+                    _env(), timeout=300)
+
+    def edgeq(self, creds: Path, *args: str) -> subprocess.CompletedProcess:
+        return _run([str(BIN / "edgeq"), "--tracking-uri", self.uri, *args], _env(creds), timeout=300)
+
+
+def _server(command: str, root: Path, *args: str) -> subprocess.CompletedProcess:
+    return _run(["bash", str(REPO / "scripts" / "server.sh"), command, "--dir", str(root), *args], _env(), timeout=400)
+
+
+@pytest.fixture(scope="module")
+def team() -> Team:
+    # The cluster's owner (the `postgres` user when this runs as root) must be able to reach the directory.
+    root = Path(tempfile.mkdtemp(prefix="edgeq-team-"))
+    root.chmod(0o755)
+    port = free_port()
+    try:
+        started = _server("start", root, "--backend", "postgres", "--auth", "--port", str(port), "--workers", "1")
+        if started.returncode != 0 and "PostgreSQL is not installed and could not be installed" in started.stderr:
+            pytest.skip(started.stderr.strip().splitlines()[-1])
+        assert started.returncode == 0, started.stdout + started.stderr + (root / "server.log").read_text()[-3000:]
+        uri = f"http://127.0.0.1:{port}"
+        setup = _run([sys.executable, "-m", "registry_tools.users", "setup", "--tracking-uri", uri, "--model", MODEL,
+                      "--experiment", EXPERIMENT, "--admin-password-file", str(root / "admin.password"),
+                      "--credentials-dir", str(root / "credentials")], _env())
+        assert setup.returncode == 0, setup.stdout + setup.stderr
+        creds = root / "credentials"
+        key = root / "keys" / "signing.key"
+        keygen(key)
+
+        args = list(PIPELINE_ARGS)
+        args[args.index("--registered-model") + 1] = MODEL
+        proc = _run([sys.executable, "-m", "steps.pipeline", "--quant", "int8", *args],
+                    _env(creds / "pipeline.env", MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME=EXPERIMENT,
+                         EDGEQ_SIGNING_KEY=str(key)))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        admin = ("admin", (root / "admin.password").read_text().strip())
+        found = requests.get(f"{uri}/api/2.0/mlflow/model-versions/search", params={"filter": f"name = '{MODEL}'"},
+                             auth=admin, timeout=60).json()["model_versions"]
+        versions = {t["value"]: mv["version"] for mv in found for t in mv.get("tags", []) if t["key"] == contract.TAG_VARIANT}
+
+        t = Team(uri, root, admin, creds / "pipeline.env", creds / "device.env", Path(f"{key}.pub"), versions, root / "device")
+        promoted = t.edgeq(t.pipeline, "promote", MODEL, versions["int8"])
+        assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+        pulled = t.pull(t.device, t.state)
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+        yield t
+    finally:
+        _server("stop", root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_pipeline_promote_pull_and_report_on_postgresql_with_authentication(team):
+    status = _server("status", team.dir)
+    assert "backend postgres, auth on" in status.stdout and "PostgreSQL: running" in status.stdout
+    mv = team.get("/api/2.0/mlflow/model-versions/get", name=MODEL, version=team.versions["int8"])["model_version"]
+    tags = {t["key"]: t["value"] for t in mv["tags"]}
+    assert tags[contract.TAG_SIGNING_KEY_FINGERPRINT].startswith("sha256:")
+    assert team.alias() == team.versions["int8"]
+    assert contract.device_key(DEVICE_ID, contract.D_P50) in team.device_metrics(team.versions["int8"])
+
+
+def test_the_device_files_verify_against_the_trusted_key(team, tmp_path):
+    client = RegistryClient(team.uri, Credentials.from_file(team.device))
+    mv = client.version(MODEL, team.versions["int8"])
+    for name in (*contract.DEVICE_FILES, contract.SIGNATURE_FILE):
+        client.download(mv, name, tmp_path / name)
+    assert verify_manifest(tmp_path, team.public_key) == mv.tags[contract.TAG_SIGNING_KEY_FINGERPRINT]
+
+
+def test_a_wrong_password_is_refused_in_one_line_and_changes_nothing(team, tmp_path):
+    before = team.device_metrics(team.versions["int8"])
+    wrong = tmp_path / "wrong.env"
+    wrong.write_text("MLFLOW_TRACKING_USERNAME=device\nMLFLOW_TRACKING_PASSWORD=not-the-password\n")
+    wrong.chmod(0o600)
+    pulled = team.pull(wrong, team.state)
+    assert pulled.returncode == contract.ExitCode.BAD_CONFIG, pulled.stderr
+    assert len(_lines(pulled)) == 1 and "refused the credentials" in pulled.stderr
+    assert DeviceState(team.state).current().version == team.versions["int8"]
+
+    wrong.write_text("MLFLOW_TRACKING_USERNAME=pipeline\nMLFLOW_TRACKING_PASSWORD=not-the-password\n")
+    promoted = team.edgeq(wrong, "promote", MODEL, team.versions["fp32"], "--force")
+    assert promoted.returncode != 0 and len(_lines(promoted)) == 1, promoted.stderr
+    assert team.alias() == team.versions["int8"]
+    assert team.device_metrics(team.versions["int8"]) == before
+
+
+def test_a_device_cannot_move_the_alias(team):
+    moved = team.edgeq(team.device, "promote", MODEL, team.versions["fp32"], "--force")
+    assert moved.returncode != 0 and len(_lines(moved)) == 1, moved.stdout + moved.stderr
+    assert "PERMISSION_DENIED" in moved.stderr or "ermission denied" in moved.stderr
+    device = Credentials.from_file(team.device)
+    r = requests.post(f"{team.uri}/api/2.0/mlflow/registered-models/alias", auth=(device.username, device.password), timeout=60,
+                      json={"name": MODEL, "alias": contract.DEFAULT_ALIAS, "version": team.versions["fp32"]})
+    assert r.status_code == 403
+    assert team.alias() == team.versions["int8"]
+
+
+def test_a_tampered_signature_is_refused_and_the_serving_model_stays(team, tmp_path):
+    """A compromised server rewrites a signature; the device files no longer verify against the trusted key."""
+    device = Credentials.from_file(team.device)
+    fp32 = team.versions["fp32"]
+    where = team.get("/api/2.0/mlflow/model-versions/get-download-uri", name=MODEL, version=fp32)["artifact_uri"]
+    assert where.startswith("mlflow-artifacts:/")
+    url = f"{team.uri}/api/2.0/mlflow-artifacts/artifacts/{where.removeprefix('mlflow-artifacts:/').strip('/')}/{contract.SIGNATURE_FILE}"
+    record = requests.get(url, auth=team.admin, timeout=60).json()
+    raw = bytearray(base64.b64decode(record["signature"]))
+    raw[-1] ^= 1
+    record["signature"] = base64.b64encode(bytes(raw)).decode()
+    tampered = json.dumps(record)
+    # Where the version's files are a logged model, the device user cannot write them; where they
+    # are a run's artifacts it can (MLflow gives no log-batch without run artifact writes).
+    by_device = requests.put(url, data=tampered, auth=(device.username, device.password), timeout=60)
+    assert by_device.status_code == (403 if "/models/" in where else 200)
+    assert requests.put(url, data=tampered, auth=team.admin, timeout=60).status_code == 200
+
+    client = RegistryClient(team.uri, device)
+    mv = client.version(MODEL, fp32)
+    for name in (*contract.DEVICE_FILES, contract.SIGNATURE_FILE):
+        client.download(mv, name, tmp_path / name)
+    with pytest.raises(SignatureError, match="^bad signature"):
+        verify_manifest(tmp_path, team.public_key)
+
+    help_text = _run([str(BIN / "edgeq-pull"), "--help"], _env()).stdout
+    if "--trust-key" in help_text:  # the puller refuses it too, and keeps serving what it had
+        pulled = team.pull(team.device, team.state, "--version", fp32, "--trust-key", str(team.public_key))
+        assert pulled.returncode == contract.ExitCode.REJECTED, pulled.stderr
+        assert "bad signature" in pulled.stderr
+        assert DeviceState(team.state).current().version == team.versions["int8"]
