@@ -274,3 +274,18 @@ def fleet_command(client: MlflowClient, model: str, as_json: bool, stale_after: 
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
         click.echo(fleet_view.format_table(rows))
+
+
+@main.command("keygen", cls=click.Command)  # no server needed
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def keygen_command(path: Path) -> None:
+    """Write a new Ed25519 signing key pair: PATH (private, mode 600, for the pipeline's --signing-key)
+    and PATH.pub (for the devices' --trust-key)."""
+    from edge import signing
+
+    try:
+        fingerprint = signing.keygen(path)
+    except signing.SigningKeyError as exc:
+        raise BadInput(str(exc)) from None
+    click.echo(f"wrote {path} (private: keep it with the pipeline, never on a device) and {path}.pub (for the devices)")
+    click.echo(f"fingerprint {fingerprint}")
