@@ -158,6 +158,19 @@ def test_a_wrong_password_is_refused_in_one_line_and_changes_nothing(team, tmp_p
     assert team.device_metrics(team.versions["int8"]) == before
 
 
+def test_users_setup_with_a_wrong_admin_password_is_one_line_and_creates_nothing(team, tmp_path):
+    wrong = tmp_path / "admin.password"
+    wrong.write_text("not-the-password\n")
+    proc = _run([sys.executable, "-m", "registry_tools.users", "setup", "--tracking-uri", team.uri, "--model", "edgeq-other",
+                 "--admin-password-file", str(wrong), "--pipeline-user", "pipeline2", "--device-user", "device2",
+                 "--credentials-dir", str(tmp_path / "credentials")], _env())
+    assert proc.returncode == contract.ExitCode.BAD_CONFIG and len(_lines(proc)) == 1, proc.stdout + proc.stderr
+    assert "refused the credentials of 'admin'" in proc.stderr
+    assert not (tmp_path / "credentials").exists()
+    users = requests.get(f"{team.uri}/api/2.0/mlflow/users/get", params={"username": "pipeline2"}, auth=team.admin, timeout=60)
+    assert users.status_code != 200  # no such user
+
+
 def test_a_device_cannot_move_the_alias(team):
     moved = team.edgeq(team.device, "promote", MODEL, team.versions["fp32"], "--force")
     assert moved.returncode != 0 and len(_lines(moved)) == 1, moved.stdout + moved.stderr
@@ -196,7 +209,7 @@ def test_a_tampered_signature_is_refused_and_the_serving_model_stays(team, tmp_p
 
     help_text = _run([str(BIN / "edgeq-pull"), "--help"], _env()).stdout
     if "--trust-key" in help_text:  # the puller refuses it too, and keeps serving what it had
-        pulled = team.pull(team.device, team.state, "--version", fp32, "--trust-key", str(team.public_key))
+        pulled = team.pull(team.device, team.state, "--model-version", fp32, "--trust-key", str(team.public_key))
         assert pulled.returncode == contract.ExitCode.REJECTED, pulled.stderr
         assert "bad signature" in pulled.stderr
         assert DeviceState(team.state).current().version == team.versions["int8"]
