@@ -81,7 +81,7 @@ def load_private_key(path: Path | str) -> Ed25519PrivateKey:
         mode = path.stat().st_mode
     except OSError as exc:
         raise SigningKeyError(f"signing key {path} cannot be read ({exc.strerror}); create one with: "
-                              f"python -m edge.signing keygen {path}") from None
+                              f"edgeq keygen {path}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SigningKeyError(f"signing key {path} is readable by others; run: chmod 600 {path}")
     key = _load_any(path)
@@ -207,7 +207,7 @@ def _load_any(path: Path) -> Ed25519PrivateKey | Ed25519PublicKey:
         if isinstance(key, (Ed25519PrivateKey, Ed25519PublicKey)):
             return key
         raise SigningKeyError(f"{path} holds a {type(key).__name__.lstrip('_')} key; edgeq signs with Ed25519 "
-                              "(python -m edge.signing keygen PATH)")
+                              "(edgeq keygen PATH)")
     raise SigningKeyError(f"{path} is not a PEM or OpenSSH key file")
 
 
