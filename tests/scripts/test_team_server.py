@@ -77,6 +77,11 @@ class Team:
         return _run([str(BIN / "edgeq"), "--tracking-uri", self.uri, *args], _env(creds), timeout=300)
 
 
+def _download(client: RegistryClient, mv, directory: Path) -> None:
+    for name in (*contract.DEVICE_FILES, contract.SIGNATURE_FILE):
+        client.download(mv, name, directory / name, 64 << 20)
+
+
 def _server(command: str, root: Path, *args: str) -> subprocess.CompletedProcess:
     return _run(["bash", str(REPO / "scripts" / "server.sh"), command, "--dir", str(root), *args], _env(), timeout=400)
 
@@ -136,8 +141,7 @@ def test_pipeline_promote_pull_and_report_on_postgresql_with_authentication(team
 def test_the_device_files_verify_against_the_trusted_key(team, tmp_path):
     client = RegistryClient(team.uri, Credentials.from_file(team.device))
     mv = client.version(MODEL, team.versions["int8"])
-    for name in (*contract.DEVICE_FILES, contract.SIGNATURE_FILE):
-        client.download(mv, name, tmp_path / name)
+    _download(client, mv, tmp_path)
     assert verify_manifest(tmp_path, team.public_key) == mv.tags[contract.TAG_SIGNING_KEY_FINGERPRINT]
 
 
@@ -202,8 +206,7 @@ def test_a_tampered_signature_is_refused_and_the_serving_model_stays(team, tmp_p
 
     client = RegistryClient(team.uri, device)
     mv = client.version(MODEL, fp32)
-    for name in (*contract.DEVICE_FILES, contract.SIGNATURE_FILE):
-        client.download(mv, name, tmp_path / name)
+    _download(client, mv, tmp_path)
     with pytest.raises(SignatureError, match="^bad signature"):
         verify_manifest(tmp_path, team.public_key)
 
