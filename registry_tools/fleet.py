@@ -21,6 +21,7 @@ _PAGE = 1000
 _MAX_PAGES = 50
 
 OK, STALE, BEHIND, REJECTED, NOT_INSTALLED = "ok", "stale", "behind", "rejected", "nothing installed"
+_BUSY = f"exit {int(contract.ExitCode.BUSY)}"  # another run held the lock: nothing wrong with the device
 
 
 @dataclass(frozen=True)
@@ -142,11 +143,16 @@ def _row(run, aliases: dict[str, str], reports: _VersionReports, stale_after: fl
     flags = []
     if seen is None or (now - seen).total_seconds() > stale_after * interval:
         flags.append(STALE)
-    if tags.get(contract.TAG_LAST_STATUS) == contract.STATUS_REJECTED:
+    last = tags.get(contract.TAG_LAST_STATUS, "")
+    if last == contract.STATUS_REJECTED:
         refused = reports.get(target, device)
-        which = f" v{target}" if refused and refused.status == contract.STATUS_REJECTED else ""
-        reason = tags.get(contract.TAG_LAST_REASON) or (refused.reason if refused else "")
-        flags.append(f"{REJECTED}{which}" + (f" ({reason})" if reason else ""))
+        found = refused is not None and refused.status == contract.STATUS_REJECTED
+        # The version run holds the gate's own reason; the heartbeat's is the whole run message.
+        reason = (refused.reason if found else "") or tags.get(contract.TAG_LAST_REASON, "")
+        flags.append(f"{REJECTED}{f' v{target}' if found else ''}" + (f" ({reason})" if reason else ""))
+    elif last not in ("", contract.STATUS_HEALTHY, _BUSY):
+        reason = tags.get(contract.TAG_LAST_REASON, "")
+        flags.append(f"last run {last}" + (f" ({reason})" if reason else ""))
     if running is None:
         flags.append(NOT_INSTALLED)
     elif target is not None and _older(running, target):
@@ -191,7 +197,7 @@ def format_table(rows: list[DeviceRow], now: datetime | None = None) -> str:
     counts: dict[str, int] = {}
     for r in rows:  # by each device's first flag, so the counts add up to the devices
         first = (r.flags or (OK,))[0]
-        key = NOT_INSTALLED if first.startswith(NOT_INSTALLED) else first.split(" ")[0]
+        key = next((k for k in (NOT_INSTALLED, "last run") if first.startswith(k)), first.split(" ")[0])
         counts[key] = counts.get(key, 0) + 1
     lines.append("")
     lines.append(f"{len(rows)} device(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))

@@ -32,6 +32,8 @@ def fleet(server, client):
                  status=contract.STATUS_REJECTED, reason="sample accuracy 0.094 below bound 0.810")
     report(client, run2, "pi-hot", v2, p50=4.0, p99=9.0, throttled="yes", alias=contract.DEFAULT_ALIAS)
     fleet_device(client, model, "pi-hot", running_version=v2, p50=4.0, p99=9.0)
+    fleet_device(client, model, "pi-cut-off", running_version=v2, status="exit 3",
+                 reason="server unreachable; 1 report(s) queued")
     return model, v1, v2, v3
 
 
@@ -40,7 +42,7 @@ def test_fleet_json_tells_ok_stale_rejected_behind_and_throttled_apart(server, f
     result = edgeq(server, "fleet", model, "--json")
     assert result.exit_code == 0, result.output
     rows = {r["device"]: r for r in json.loads(result.output)}
-    assert sorted(rows) == ["pi-behind", "pi-hot", "pi-ok", "pi-refuses", "pi-stale"]
+    assert sorted(rows) == ["pi-behind", "pi-cut-off", "pi-hot", "pi-ok", "pi-refuses", "pi-stale"]
 
     ok = rows["pi-ok"]
     assert ok["status"] == "ok" and ok["flags"] == [] and not ok["throttled"]
@@ -53,6 +55,7 @@ def test_fleet_json_tells_ok_stale_rejected_behind_and_throttled_apart(server, f
     assert rows["pi-refuses"]["flags"] == [f"rejected v{v3} (sample accuracy 0.094 below bound 0.810)", f"behind (v{v2} < v{v3})"]
     assert rows["pi-refuses"]["alias"] == contract.CANARY_ALIAS
     assert rows["pi-hot"]["throttled"] and rows["pi-hot"]["status"] == "ok"
+    assert rows["pi-cut-off"]["flags"] == ["last run exit 3 (server unreachable; 1 report(s) queued)"]
 
 
 def test_fleet_table_marks_each_state_and_throttled_figures(server, fleet):
@@ -66,7 +69,7 @@ def test_fleet_table_marks_each_state_and_throttled_figures(server, fleet):
     assert lines["pi-behind"].rstrip().endswith(f"behind (v{v1} < v{v2})")
     assert "4.00*" in lines["pi-hot"] and "9.00*" in lines["pi-hot"] and lines["pi-hot"].rstrip().endswith("ok, throttled")
     assert "* measured while the device was throttled" in result.output
-    assert "5 device(s): 1 behind, 2 ok, 1 rejected, 1 stale" in result.output
+    assert "6 device(s): 1 behind, 1 last run, 2 ok, 1 rejected, 1 stale" in result.output
 
 
 def test_stale_after_counts_in_the_devices_own_intervals(server, fleet):
