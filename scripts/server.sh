@@ -6,6 +6,7 @@
 #                           [--db-uri postgresql://…] [--allowed-hosts LIST] [--workers N] [--dir DIR]
 #   scripts/server.sh stop   [--dir DIR]
 #   scripts/server.sh status [--dir DIR]
+#   scripts/server.sh db     [--dir DIR]   # only the PostgreSQL cluster; prints its backend store URI
 #
 # Everything lives in DIR (default .edgeq/server, or $EDGEQ_SERVER_DIR): the SQLite file or
 # the PostgreSQL cluster (pg/, run by an unprivileged user: the `postgres` system user when
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 
 die() { echo "server.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 CMD=${1:-}; [ -n "$CMD" ] || usage; shift
 DIR=${EDGEQ_SERVER_DIR:-.edgeq/server}
@@ -40,7 +41,7 @@ case "$PORT" in ''|*[!0-9]*) die "--port must be a number, got '$PORT'" ;; esac
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 umask 077  # passwords, DB URIs and logs stay the owner's; $DIR itself only searchable by others (for the cluster's owner)
-[ "$CMD" = start ] && chmod 0711 "$DIR"
+case "$CMD" in start|db) chmod 0711 "$DIR" ;; esac
 STATE=$DIR/server.env
 PGDATA=$DIR/pg/data PGSOCK=$DIR/pg/run PGBIN=${EDGEQ_PG_BIN:-/usr/lib/postgresql/15/bin}
 MLFLOW=${MLFLOW_BIN:-$REPO/.venv/bin/mlflow}
@@ -219,8 +220,9 @@ status() {
 
 case "$CMD" in
     start) start ;;
+    db) start_postgres; echo "postgresql+psycopg2://mlflow@/mlflow?host=$PGSOCK" ;;
     stop) stop ;;
     status) status ;;
     -h|--help) usage ;;
-    *) die "unknown command '$CMD': start, stop or status" ;;
+    *) die "unknown command '$CMD': start, stop, status or db" ;;
 esac
