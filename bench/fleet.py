@@ -1,6 +1,7 @@
 """Fleet load: N simulated devices (separate ``edgeq-pull`` processes and state dirs) against one loopback server.
 
     python -m bench.fleet --devices 200 --concurrency 16
+    python -m bench.fleet --devices 50 --postgres       # then PostgreSQL (scripts/server.sh db), side by side
 
 Starts a throw-away ``mlflow server`` (``start_server`` takes the backend store URI, so
 another backend can be measured the same way), registers the checked-in int8 fixture
@@ -14,8 +15,10 @@ devices whose heartbeat in the fleet experiment is from that pass.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -26,6 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import requests
 
@@ -225,7 +229,7 @@ def table(passes: list[PassResult]) -> str:
 
 
 def run(devices: int = 50, concurrency: int = 16, runs: int = 5, workers: int = 4, max_minutes: float = 20,
-        backend: str | None = None) -> str:
+        backend: str | None = None, passes_out: list[PassResult] | None = None) -> str:
     devices = min(devices, MAX_DEVICES)
     with tempfile.TemporaryDirectory(prefix="edgeq-fleet-") as tmp:
         root = Path(tmp)
@@ -237,6 +241,8 @@ def run(devices: int = 50, concurrency: int = 16, runs: int = 5, workers: int = 
             for name in ("first (download + benchmark + report)", "no change"):
                 passes.append(device_pass(name, server, run_id, root / "devices", ids, concurrency, runs, max_minutes * 60))
             view_s, view_rows = fleet_view_seconds(server.uri)
+            if passes_out is not None:
+                passes_out.extend(passes)
         finally:
             server.stop()
     backend_name = (backend or "sqlite").split(":", 1)[0]
@@ -244,6 +250,22 @@ def run(devices: int = 50, concurrency: int = 16, runs: int = 5, workers: int = 
             f"Model: {source}, v{version}; each device: its own `edgeq-pull` process and state dir, "
             f"`--runs {runs} --warmup 1`.\n\n{table(passes)}\n\n"
             f"`edgeq fleet` over the fleet experiment: {view_rows} device rows in {view_s:.2f} s.\n")
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster (scripts/server.sh db) in /tmp; yields its backend store URI."""
+    root = Path(tempfile.mkdtemp(prefix="edgeq-fleet-pg-"))
+    root.chmod(0o755)  # the cluster's owner (the postgres user, as root) must reach it
+    server_sh = ["bash", str(REPO / "scripts" / "server.sh")]
+    try:
+        made = subprocess.run([*server_sh, "db", "--dir", str(root)], capture_output=True, text=True, timeout=300)
+        if made.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not start: {made.stderr.strip()}")
+        yield made.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([*server_sh, "stop", "--dir", str(root)], capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
@@ -254,11 +276,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="mlflow server worker processes")
     parser.add_argument("--max-minutes", type=float, default=20, help="per pass: devices not started by then are not run")
     parser.add_argument("--backend-store-uri", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--postgres", action="store_true",
+                        help="then the same against a fresh project-local PostgreSQL (scripts/server.sh db), side by side")
     args = parser.parse_args()
     if not 1 <= args.devices <= MAX_DEVICES or args.concurrency < 1 or args.runs < 1:
         parser.error(f"--devices must be 1..{MAX_DEVICES}, --concurrency and --runs at least 1")
     start = time.perf_counter()
-    print(run(args.devices, args.concurrency, args.runs, args.workers, args.max_minutes, args.backend_store_uri))
+    sqlite: list[PassResult] = []
+    print(run(args.devices, args.concurrency, args.runs, args.workers, args.max_minutes, args.backend_store_uri, sqlite))
+    if args.postgres:
+        postgres: list[PassResult] = []
+        with postgres_cluster() as uri:
+            print(run(args.devices, args.concurrency, args.runs, args.workers, args.max_minutes, uri, postgres))
+        print("PostgreSQL / SQLite wall time: " + ", ".join(
+            f"{a.name.split(' (')[0]} pass {b.wall_s / a.wall_s:.2f}×" for a, b in zip(sqlite, postgres)))
     print(f"_total {time.perf_counter() - start:.0f} s_")
 
 
