@@ -46,7 +46,7 @@ def test_run_from_environment_logs_one_line_and_never_the_token(server, promoted
     proc = _run([], _env(server, promoted, tmp_path, MLFLOW_TRACKING_TOKEN="tok-s3cret-123", EDGEQ_THREADS="1"))
     assert proc.returncode == 0, proc.stderr
     lines = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip()]
-    assert len(lines) == 1 and "reported to run" in lines[0] and "(exit 0)" in lines[0]
+    assert len(lines) == 1 and "reported to run" in lines[0] and lines[0].endswith("(device pi-cli, exit 0)")
     assert "tok-s3cret-123" not in proc.stdout + proc.stderr
 
     again = _run([], _env(server, promoted, tmp_path))

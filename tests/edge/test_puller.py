@@ -96,7 +96,7 @@ def test_sha_mismatch_is_rejected_and_the_old_model_keeps_serving(register, regi
     outcome = pull(_config(tmp_path, fresh_model, "pi-guard"), registry)
 
     assert outcome.code == Exit.REJECTED
-    assert "sha256" in outcome.message and f"v{good} serving" in outcome.message
+    assert "sha256" in outcome.message and f"v{good} keeps serving" in outcome.message
     _assert_still_serving(tmp_path, good)
 
 
