@@ -28,7 +28,7 @@ class MlflowServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 90) -> "MlflowServer":
+    def start(self, timeout_s: float = 180) -> "MlflowServer":
         mlflow_bin = Path(sys.executable).with_name("mlflow")
         cmd = [
             str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
@@ -36,7 +36,9 @@ class MlflowServer:
             "--artifacts-destination", str(self.root / "artifacts"),
         ]
         log = open(self.root / "server.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # MLflow 3 otherwise starts job-worker processes per server that the tests never use.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
