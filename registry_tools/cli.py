@@ -233,8 +233,9 @@ def _promote_from(client: MlflowClient, model: str, from_alias: str, alias: str,
         raise BadInput(str(exc)) from None
     decision = canary.decide(found.version, found.reports, limits, found.registered_accuracy)
     click.echo(f"{model}: {from_alias} is at v{found.version}; {alias} needs {limits.describe()}")
+    width = max((len(v.device) for v in decision.verdicts), default=0)
     for verdict in decision.verdicts:
-        click.echo(f"  {'counted' if verdict.counted else 'not counted':<11}  {verdict.device}  {verdict.why}")
+        click.echo(f"  {'counted' if verdict.counted else 'not counted':<11}  {verdict.device:<{width}}  {verdict.why}")
     if not decision.verdicts:
         click.echo(f"  no device has reported on v{found.version}'s run yet")
     counted = f"{len(decision.counted)} device(s) count, {limits.required} required"

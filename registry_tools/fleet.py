@@ -143,19 +143,20 @@ def _row(run, aliases: dict[str, str], reports: _VersionReports, stale_after: fl
     flags = []
     if seen is None or (now - seen).total_seconds() > stale_after * interval:
         flags.append(STALE)
-    last = tags.get(contract.TAG_LAST_STATUS, "")
+    last, refused_target = tags.get(contract.TAG_LAST_STATUS, ""), False
     if last == contract.STATUS_REJECTED:
         refused = reports.get(target, device)
         found = refused is not None and refused.status == contract.STATUS_REJECTED
         # The version run holds the gate's own reason; the heartbeat's is the whole run message.
         reason = (refused.reason if found else "") or tags.get(contract.TAG_LAST_REASON, "")
         flags.append(f"{REJECTED}{f' v{target}' if found else ''}" + (f" ({reason})" if reason else ""))
+        refused_target = found
     elif last not in ("", contract.STATUS_HEALTHY, _BUSY):
         reason = tags.get(contract.TAG_LAST_REASON, "")
         flags.append(f"last run {last}" + (f" ({reason})" if reason else ""))
     if running is None:
         flags.append(NOT_INSTALLED)
-    elif target is not None and _older(running, target):
+    elif target is not None and not refused_target and _older(running, target):  # refusing it is not lagging
         flags.append(f"{BEHIND} (v{running} < v{target})")
     throttled = bool(report and report.throttled) or tags.get(contract.D_THROTTLED) == "yes"
     return DeviceRow(device, tags.get(contract.TAG_HOSTNAME, ""), alias, running, target, seen, interval,
