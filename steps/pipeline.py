@@ -13,13 +13,14 @@ from pathlib import Path
 import click
 import mlflow
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from edge import contract, signing
 from edge.registry_client import ServerUnreachable, check_server
 from steps import baseline as baseline_mod
 from steps import data as data_mod
 from steps import model as model_mod
-from steps import register, report
+from steps import dataset_input, register, report, summary
 from steps.config import QUANT_CHOICES, DataConfig, QuantConfig, TrainConfig, baseline_key, variants_for
 from steps.variant import Arrays, VariantResult, run_variant
 
@@ -62,6 +63,7 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         given = client.get_run(parent.info.run_id).data.params
         params = {"quant": quant_choice, "registered_model": name, **asdict(data), **asdict(train), **asdict(quant)}
         mlflow.log_params({k: v for k, v in params.items() if k not in given})
+        dataset_input.log_dataset(data, info)
         splits = data_mod.load(data)
         key = baseline_key(data, train, info.fingerprint)
         found = baseline_mod.find(client, parent.info.experiment_id, key)
@@ -93,13 +95,13 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         if not register.versions_of_run(client, name, base.run_id):
             tags = {contract.TAG_VARIANT: contract.BASELINE, contract.TAG_FORMAT: "keras",
                     contract.TAG_QUANTIZATION: "none", contract.TAG_LABELS: ",".join(info.labels)}
-            version = register.register_version(client, name, base.run_id, tags, "Keras baseline")
+            version = register.register_keras(client, name, base.run_id, base.model, calibration[:1], tags, "Keras baseline")
             rows.append(report.Row(contract.BASELINE, version, base.accuracy, 0.0, base.size_bytes, 1.0, None, None, None))
         else:
             rows.append(report.Row(contract.BASELINE, "reused", base.accuracy, 0.0, base.size_bytes, 1.0, None, None, None))
         for r in results:
-            version = register.register_version(client, name, r.run_id, r.tags, f"{r.variant} TFLite of baseline run {base.run_id}",
-                                                 signing_key=signing_key)
+            version = register.register_tflite(client, name, r.run_id, r.tags, f"{r.variant} TFLite of baseline run {base.run_id}",
+                                               work, signing_key=signing_key)
             m = r.metrics
             rows.append(report.Row(r.variant, version, m[contract.M_ACCURACY], m[contract.M_DROP], r.size_bytes,
                                    m[contract.M_SIZE_RATIO], m[contract.M_P50], m[contract.M_P90], m[contract.M_SPEEDUP]))
@@ -109,6 +111,13 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         mlflow.log_text(table, "comparison.md")
         mlflow.log_text(report.html_table(rows, title), "comparison.html")
         mlflow.log_artifact(str(report.tradeoff_plot(rows, work / "tradeoff.png", title)))
+        # What the run page shows before anyone opens an artifact.
+        found = summary.summarize(rows)
+        mlflow.log_metrics(found.metrics())
+        mlflow.set_tags(found.tags())
+        counts = ", ".join(f"{n} {split}" for split, n in info.counts.items())
+        dataset_line = f"{Path(data.dataset).name} ({len(info.labels)} classes; {counts}; digest {info.fingerprint}), {data.image_size} px"
+        mlflow.set_tag(MLFLOW_RUN_NOTE, summary.description(title, found, rows[0], base.reused, dataset_line, table))
         click.echo(f"\n{title}\n{table}")
         click.echo(f"registered model: {name}  ·  pipeline run: {parent.info.run_id}")
         return rows

@@ -5,12 +5,14 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from edge import contract, signing
+from steps import mlflow_model
 
 
 def registered_model_name(dataset: str, model: str) -> str:
@@ -29,19 +31,43 @@ def ensure_registered_model(client: MlflowClient, name: str, description: str) -
 
 
 def register_version(client: MlflowClient, name: str, run_id: str, tags: dict[str, str], description: str,
-                     signing_key: Ed25519PrivateKey | None = None) -> str:
-    """Register the run's ``model/`` artifact directory as a new version; returns its number.
+                     model_id: str) -> str:
+    """Register the logged model ``model_id`` (of run ``run_id``) as a new version; returns its number.
 
-    With ``signing_key`` the directory's manifest is signed first: the signature file lands
-    next to it and the key's fingerprint becomes a version tag.
+    The version's source is ``models:/<model_id>``: MLflow loads it as a model, and a device's
+    ``get-artifact`` reads the bundle files at the root of the same directory.
     """
-    source = f"{client.get_run(run_id).info.artifact_uri}/{contract.ARTIFACT_DIR}"
-    if signing_key is not None:
-        tags = {**tags, contract.TAG_SIGNING_KEY_FINGERPRINT: sign_artifact_dir(source, signing_key)}
     mv = client.create_model_version(
-        name, source=source, run_id=run_id, tags={k: str(v)[:5000] for k, v in tags.items()}, description=description
+        name, source=f"models:/{model_id}", run_id=run_id, tags={k: str(v)[:5000] for k, v in tags.items()},
+        description=description, model_id=model_id,
     )
     return str(mv.version)
+
+
+def register_tflite(client: MlflowClient, name: str, run_id: str, tags: dict[str, str], description: str,
+                    work: Path, signing_key: Ed25519PrivateKey | None = None) -> str:
+    """A variant run's ``model/`` bundle → (signed) → logged model → registered version; returns its number.
+
+    With ``signing_key`` the run's manifest is signed first: the signature file lands next to
+    it, travels into the logged model with the bundle, and the key's fingerprint becomes a version tag.
+    """
+    bundle_uri = f"{client.get_run(run_id).info.artifact_uri}/{contract.ARTIFACT_DIR}"
+    if signing_key is not None:
+        tags = {**tags, contract.TAG_SIGNING_KEY_FINGERPRINT: sign_artifact_dir(bundle_uri, signing_key)}
+    local = work / f"registered-{run_id}"
+    local.mkdir(parents=True, exist_ok=True)
+    bundle = Path(mlflow.artifacts.download_artifacts(artifact_uri=bundle_uri, dst_path=str(local)))
+    info = mlflow_model.log_tflite(run_id, bundle, tags.get(contract.TAG_VARIANT, "tflite"), tags)
+    return register_version(client, name, run_id, tags, description, info.model_id)
+
+
+def register_keras(client: MlflowClient, name: str, run_id: str, model, example: np.ndarray, tags: dict[str, str],
+                   description: str) -> str:
+    """The baseline run's Keras model as a version: its logged model (Keras flavor), logged now if it has none."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    found = mlflow_model.logged_models_of_run(client, experiment_id, run_id)
+    model_id = found[0] if found else mlflow_model.log_keras(run_id, model, example, tags).model_id
+    return register_version(client, name, run_id, tags, description, model_id)
 
 
 def sign_artifact_dir(artifact_uri: str, key: Ed25519PrivateKey) -> str:

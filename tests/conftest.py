@@ -92,7 +92,10 @@ def copy_version(client, pipeline, name: str, variant: str, source: str | None =
     """Register the pipeline's ``variant`` version again under ``name`` (optionally with other tags or files)."""
     src = client.get_model_version(MODEL_NAME, pipeline.versions[variant])
     tags = {**src.tags, **tag_overrides}
-    mv = client.create_model_version(name, source=source or src.source, run_id=run_id or src.run_id, tags=tags)
+    source = source or src.source
+    # A logged model as source (the pipeline's versions): the server wants its id alongside.
+    model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
+    mv = client.create_model_version(name, source=source, run_id=run_id or src.run_id, tags=tags, model_id=model_id)
     return str(mv.version)
 
 
