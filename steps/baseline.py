@@ -11,8 +11,10 @@ from mlflow.tracking import MlflowClient
 
 from edge import contract
 from steps import data as data_mod
+from steps import distribute
 from steps import model as model_mod
 from steps.config import DataConfig, TrainConfig
+from steps.fingerprint import code_fingerprint
 from steps.train import keras_accuracy, train
 
 
@@ -37,12 +39,13 @@ def find(client: MlflowClient, experiment_id: str, key: str) -> str | None:
 
 
 def load(client: MlflowClient, run_id: str) -> Baseline:
+    """The baseline run's model, read from a temporary copy that is gone when this returns."""
     run = client.get_run(run_id)
-    local = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=f"{contract.ARTIFACT_DIR}/{contract.KERAS_FILE}", dst_path=tempfile.mkdtemp()
-    )
+    with tempfile.TemporaryDirectory(prefix="edgeq-baseline-") as tmp:
+        local = client.download_artifacts(run_id, f"{contract.ARTIFACT_DIR}/{contract.KERAS_FILE}", tmp)
+        model = keras.models.load_model(local)
     return Baseline(
-        model=keras.models.load_model(local),
+        model=model,
         run_id=run_id,
         accuracy=run.data.metrics[contract.M_ACCURACY],
         size_bytes=int(run.data.metrics[contract.M_SIZE]),
@@ -59,10 +62,14 @@ def train_new(splits: data_mod.Splits, data: DataConfig, cfg: TrainConfig, key: 
     """Train in a child run that logs params, per-epoch metrics and the ``.keras`` file."""
     with mlflow.start_run(run_name=contract.BASELINE, nested=True) as run:
         mlflow.set_tags({contract.TAG_BASELINE_KEY: key, "edgeq.role": contract.BASELINE})
+        strategy = distribute.strategy(cfg.distribute)
+        replicas = strategy.num_replicas_in_sync
         mlflow.log_params({**asdict(cfg), "dataset": data.dataset, "image_size": data.image_size, "seed": data.seed,
-                           "data_fingerprint": splits.info.fingerprint})
+                           "data_fingerprint": splits.info.fingerprint, "code_fingerprint": code_fingerprint(),
+                           "replicas": replicas, "global_batch_size": cfg.batch_size * replicas})
         keras.utils.set_random_seed(data.seed)
-        model = model_mod.build(cfg, len(splits.info.labels), data.image_size)
+        with strategy.scope():
+            model = model_mod.build(cfg, len(splits.info.labels), data.image_size)
         train(model, splits, data, cfg, callbacks=[_EpochLogger()])
         accuracy = keras_accuracy(model, splits, cfg.batch_size)
         bundle = work / contract.BASELINE

@@ -4,12 +4,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from edge.contract import SELECTIVE, VARIANTS
+from steps import fingerprint
 
 DATASETS = ("cats_vs_dogs", "digits")  # or a path to an image folder
 MODELS = ("efficientnet_b0", "tiny_cnn")
-WEIGHTS = ("imagenet", "none")
+WEIGHTS = ("imagenet", "none")  # or a path to a weights file
+DISTRIBUTE = ("auto", "off")  # auto: MirroredStrategy when several GPUs are visible
 QUANT_CHOICES = VARIANTS + (SELECTIVE, "all")
 
 
@@ -33,8 +36,9 @@ class TrainConfig:
     model: str = "efficientnet_b0"
     weights: str = "imagenet"
     epochs: int = 15
-    batch_size: int = 16
+    batch_size: int = 16  # per replica: the global batch is this × the number of replicas
     learning_rate: float = 1e-4
+    distribute: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,19 @@ def variants_for(quant: str) -> tuple[str, ...]:
     return ("fp32",) if quant == "fp32" else ("fp32", quant)
 
 
-def baseline_key(data: DataConfig, train: TrainConfig, data_fingerprint: str) -> str:
-    """Identity of a trained baseline: same key, same model; reused across runs."""
-    payload = {"data": asdict(data) | {"min_test_images": None, "data_dir": None}, "train": asdict(train), "fingerprint": data_fingerprint}
+def baseline_key(data: DataConfig, train: TrainConfig, data_fingerprint: str, code_fingerprint: str | None = None) -> str:
+    """Identity of a trained baseline: same data, parameters, code and weights file, same model; reused across runs.
+
+    Settings that change how, not what, is trained (where TFDS keeps its files, the
+    distribution strategy) stay out; a weights file counts by its content, not its path.
+    """
+    weights = train.weights
+    if weights not in WEIGHTS:
+        weights = f"sha256:{fingerprint.file_sha256(Path(weights).expanduser())}"
+    payload = {
+        "data": asdict(data) | {"min_test_images": None, "data_dir": None},
+        "train": asdict(train) | {"weights": weights, "distribute": None},
+        "fingerprint": data_fingerprint,
+        "code": code_fingerprint or fingerprint.code_fingerprint(),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]

@@ -1,23 +1,35 @@
-"""Datasets as 70/20/10 train/val/test splits of pixel images (float32, integer values 0..255).
+"""Datasets as 70/20/10 train/val/test splits of pixel images (integer values 0..255).
 
 Every consumer (training, calibration, evaluation, the device sample) sees the same
 preprocessing: resize to ``image_size`` and round to whole pixel values, so the uint8
 input of an int8 model carries exactly what the float model was trained on.
+
+Splits stream: training shuffles what is cheap to hold (file names, encoded records,
+cache indices) and decodes after, evaluation reads batch by batch, and the decoded
+uint8 images are cached once per run (``steps.input_cache``).
 """
 from __future__ import annotations
 
 import hashlib
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
+from steps import fingerprint
 from steps.config import DataConfig
+from steps.input_cache import Budget, CacheConfig, DiskStore, MemoryStore, new_store
+from steps.splits import split_counts as _split_counts
+from steps.splits import tfds_specs
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 _TFDS_HOST = ("download.microsoft.com", 443)
+# Encoded TFDS records held for shuffling (about 30 kB each for cats_vs_dogs).
+_ENCODED_SHUFFLE_BUFFER = 4096
+_BUILD_BATCH = 128
 
 
 class DataError(ValueError):
@@ -33,19 +45,124 @@ class SourceInfo:
     fingerprint: str
 
 
+class Split:
+    """``size`` images in a fixed order, as (uint8 H×W×3, int64 label) pairs.
+
+    ``items`` are cheap elements (file names, encoded records, small raw arrays) that
+    ``decode`` turns into resized pixels, so a shuffle holds items, never decoded images.
+    With a cache plan, the first full read decodes everything once into a uint8 store;
+    every later read gathers from it, shuffling indices.
+    """
+
+    def __init__(self, name: str, items: tf.data.Dataset, decode: Callable, size: int, image_size: int,
+                 shuffle_buffer: int | None = None, budget: Budget | None = None):
+        self.name, self.items, self.decode, self.size = name, items, decode, size
+        self.shape = (image_size, image_size, 3)
+        self.shuffle_buffer = max(1, shuffle_buffer or size)
+        self._budget = budget
+        self.store: MemoryStore | DiskStore | None = None
+        self._labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        return iter(self.dataset())
+
+    # --- the cache ---------------------------------------------------------------
+
+    def ensure_cached(self) -> None:
+        """Decode and resize every image once into the store chosen by the cache budget."""
+        if self.store is not None or self._budget is None or self.size == 0:
+            return
+        place = self._budget.place(self.size * int(np.prod(self.shape)))
+        if place is None:
+            return
+        store = new_store(place, self.size, self.shape, self._budget.config, self.name)
+        labels = np.empty(self.size, np.int64)
+        done = 0
+        for images, batch_labels in self._decoded().batch(_BUILD_BATCH).prefetch(2).as_numpy_iterator():
+            store.write(done, images)
+            labels[done : done + len(images)] = batch_labels
+            done += len(images)
+        if done != self.size:
+            raise DataError(f"{self.name} split has {done} images, expected {self.size}: the dataset changed while loading")
+        self.store, self._labels = store, labels
+
+    def _gather(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.store.gather(indices), self._labels[indices]
+
+    def _from_store(self, indices: tf.data.Dataset) -> tf.data.Dataset:
+        """Batches of indices -> batches of (uint8 images, labels) read from the store."""
+
+        def gather(idx):
+            images, labels = tf.numpy_function(self._gather, [idx], [tf.uint8, tf.int64], stateful=False)
+            images.set_shape([None, *self.shape])
+            labels.set_shape([None])
+            return images, labels
+
+        return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+    # --- reading -----------------------------------------------------------------
+
+    def _decoded(self, shuffle_seed: int | None = None) -> tf.data.Dataset:
+        ds = self.items
+        if shuffle_seed is not None:
+            ds = ds.shuffle(self.shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+        return ds.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def pixels(self, shuffle_seed: int | None = None) -> tf.data.Dataset:
+        """Unbatched (uint8 image, int64 label); reads the cache if it is built, never builds it."""
+        if self.store is None:
+            return self._decoded(shuffle_seed)
+        indices = tf.data.Dataset.range(self.size)
+        if shuffle_seed is not None:
+            indices = indices.shuffle(self.size, seed=shuffle_seed, reshuffle_each_iteration=True)
+        return self._from_store(indices.batch(_BUILD_BATCH)).unbatch()
+
+    def dataset(self, shuffle_seed: int | None = None) -> tf.data.Dataset:
+        """Unbatched (float32 image 0..255, int64 label): what the model takes."""
+        return self.pixels(shuffle_seed).map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def batches(self, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+        """Batched float32 model input; a full read, so it builds the cache first."""
+        self.ensure_cached()
+        if self.store is None:
+            ds = self._decoded(shuffle_seed).batch(batch_size)
+        else:
+            indices = tf.data.Dataset.range(self.size)
+            if shuffle_seed is not None:
+                indices = indices.shuffle(self.size, seed=shuffle_seed, reshuffle_each_iteration=True)
+            ds = self._from_store(indices.batch(batch_size))
+        return ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def numpy_batches(self, batch_size: int = 64) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(uint8 images, int64 labels) in order, batch by batch: the evaluator's input."""
+        self.ensure_cached()
+        if self.store is None:
+            yield from self._decoded().batch(batch_size).prefetch(2).as_numpy_iterator()
+            return
+        for start in range(0, self.size, batch_size):
+            stop = min(start + batch_size, self.size)
+            yield self.store.read(start, stop), self._labels[start:stop]
+
+
 @dataclass(frozen=True)
 class Splits:
-    train: tf.data.Dataset
-    val: tf.data.Dataset
-    test: tf.data.Dataset
+    train: Split
+    val: Split
+    test: Split
     info: SourceInfo
+    cache: CacheConfig = field(default_factory=CacheConfig)
+
+
+def _to_float(image: tf.Tensor, label: tf.Tensor):
+    return tf.cast(image, tf.float32), label
 
 
 def split_counts(n: int, cfg: DataConfig) -> dict[str, int]:
-    """Train and validation rounded down, so small classes still give the test split its share."""
-    train = int(n * cfg.train_fraction)
-    val = int(n * cfg.val_fraction)
-    return {"train": train, "val": val, "test": n - train - val}
+    """Train and validation rounded down (exactly), so small classes still give the test split its share."""
+    return _split_counts(n, cfg.train_fraction, cfg.val_fraction)
 
 
 def host_reachable(host: str, port: int, timeout_s: float = 3.0) -> bool:
@@ -72,23 +189,34 @@ def inspect(cfg: DataConfig) -> SourceInfo:
     return info
 
 
-def load(cfg: DataConfig) -> Splits:
-    info = inspect(cfg)
+def load(cfg: DataConfig, info: SourceInfo | None = None, cache: CacheConfig | None = None) -> Splits:
+    """The three splits; ``info`` from an earlier ``inspect`` saves a second pass over the data."""
+    info = info or inspect(cfg)
+    cache = cache or CacheConfig()
+    budget = Budget(cache)
     if cfg.dataset == "digits":
-        return _digits(cfg, info)
-    if cfg.dataset == "cats_vs_dogs":
-        return _cats_vs_dogs(cfg, info)
-    return _folder(cfg, info)
+        parts = _digits(cfg, info)
+    elif cfg.dataset == "cats_vs_dogs":
+        parts = _cats_vs_dogs(cfg)
+    else:
+        parts = _folder(cfg, info)
+    splits = [Split(name, items, decode, size, cfg.image_size, buffer, budget)
+              for name, (items, decode, size, buffer) in zip(("train", "val", "test"), parts)]
+    return Splits(*splits, info, cache)
 
 
-def batched(ds: tf.data.Dataset, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+def batched(ds: Split | tf.data.Dataset, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    if isinstance(ds, Split):
+        return ds.batches(batch_size, shuffle_seed)
     if shuffle_seed is not None:
         ds = ds.shuffle(2048, seed=shuffle_seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def to_arrays(ds: tf.data.Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Materialize (images uint8 N×H×W×3, labels int64) from an unbatched split."""
+def to_arrays(ds: Split | tf.data.Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Materialize (images uint8 N×H×W×3, labels int64) from a split; meant for small ``limit``s."""
+    if isinstance(ds, Split):
+        ds = ds.pixels()
     if limit is not None:
         ds = ds.take(limit)
     images, labels = [], []
@@ -106,6 +234,10 @@ def resize_pixels(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.clip_by_value(tf.round(image), 0.0, 255.0)
 
 
+def _uint8_pixels(image: tf.Tensor, size: int) -> tf.Tensor:
+    return tf.cast(resize_pixels(image, size), tf.uint8)
+
+
 # --- digits (scikit-learn, offline) -------------------------------------------------
 
 def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
@@ -117,20 +249,21 @@ def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
 
 def _digits_info(cfg: DataConfig) -> SourceInfo:
     images, target = _digits_raw()
-    fingerprint = hashlib.sha256(images.tobytes() + target.tobytes()).hexdigest()[:16]
-    return SourceInfo(tuple(str(i) for i in range(10)), split_counts(len(target), cfg), fingerprint)
+    digest = hashlib.sha256(images.tobytes() + target.tobytes()).hexdigest()[:16]
+    return SourceInfo(tuple(str(i) for i in range(10)), split_counts(len(target), cfg), digest)
 
 
-def _digits(cfg: DataConfig, info: SourceInfo) -> Splits:
+def _digits(cfg: DataConfig, info: SourceInfo) -> list[tuple]:
     images, target = _digits_raw()
     pixels = (images * (255.0 / 16.0))[..., None].repeat(3, axis=-1).astype(np.float32)
     order = np.random.default_rng(cfg.seed).permutation(len(target))
     pixels, target = pixels[order], target[order].astype(np.int64)
-    resized = resize_pixels(tf.constant(pixels), cfg.image_size).numpy()
+    decode = lambda x, y: (_uint8_pixels(x, cfg.image_size), y)  # noqa: E731
     c = info.counts
     cut = [0, c["train"], c["train"] + c["val"], len(target)]
-    parts = [tf.data.Dataset.from_tensor_slices((resized[a:b], target[a:b])) for a, b in zip(cut, cut[1:])]
-    return Splits(*parts, info)
+    # The 8×8 originals are the items: a full shuffle of them costs nothing.
+    return [(tf.data.Dataset.from_tensor_slices((pixels[a:b], target[a:b])), decode, b - a, None)
+            for a, b in zip(cut, cut[1:])]
 
 
 # --- cats_vs_dogs (TFDS, needs its download host the first time) ----------------------
@@ -153,29 +286,41 @@ def _cats_vs_dogs_info(cfg: DataConfig) -> SourceInfo:
     return SourceInfo(labels, split_counts(n, cfg), f"tfds-cats_vs_dogs-{builder.version}")
 
 
-def _cats_vs_dogs(cfg: DataConfig, info: SourceInfo) -> Splits:
+def _cats_vs_dogs(cfg: DataConfig) -> list[tuple]:
     import tensorflow_datasets as tfds
 
-    t, v = int(cfg.train_fraction * 100), int((cfg.train_fraction + cfg.val_fraction) * 100)
-    splits = tfds.load(
-        "cats_vs_dogs",
-        split=[f"train[:{t}%]", f"train[{t}%:{v}%]", f"train[{v}%:]"],
-        as_supervised=True,
-        data_dir=cfg.data_dir,
-    )
-    prep = lambda x, y: (resize_pixels(x, cfg.image_size), tf.cast(y, tf.int64))  # noqa: E731
-    train, val, test = (s.map(prep, num_parallel_calls=tf.data.AUTOTUNE) for s in splits)
-    return Splits(train, val, test, info)
+    builder = _cats_vs_dogs_builder(cfg)
+    builder.download_and_prepare()
+    counts = split_counts(builder.info.splits["train"].num_examples, cfg)
+    specs = tfds_specs("train", counts)
+    # Records stay encoded (about 30 kB) until after the shuffle; decoding comes last.
+    datasets = builder.as_dataset(split=specs, as_supervised=True, decoders={"image": tfds.decode.SkipDecoding()})
+
+    def decode(encoded: tf.Tensor, label: tf.Tensor):
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        image.set_shape([None, None, 3])
+        return _uint8_pixels(image, cfg.image_size), tf.cast(label, tf.int64)
+
+    return [(ds, decode, counts[name], _ENCODED_SHUFFLE_BUFFER) for ds, name in zip(datasets, ("train", "val", "test"))]
 
 
 # --- image folder (one sub-folder per class) -----------------------------------------
 
+def _folder_root(cfg: DataConfig) -> Path:
+    root = Path(cfg.dataset).expanduser()
+    if root.is_dir():
+        return root
+    if root.exists():
+        raise DataError(f"dataset path {root} is a file, not a folder: give an image folder with one sub-folder per class")
+    if any(sep in cfg.dataset for sep in ("/", "\\")) or cfg.dataset.startswith((".", "~")):
+        raise DataError(f"dataset path {root} does not exist: give an existing image folder (one sub-folder per class), "
+                        "or use cats_vs_dogs or digits")
+    raise DataError(f"unknown dataset {cfg.dataset!r}: it is not cats_vs_dogs or digits, and the path {root.absolute()} "
+                    "does not exist; use cats_vs_dogs, digits, or a path to an image folder")
+
+
 def _folder_files(cfg: DataConfig) -> dict[str, list[Path]]:
-    root = Path(cfg.dataset)
-    if not root.is_dir():
-        raise DataError(
-            f"unknown dataset {cfg.dataset!r}: use cats_vs_dogs, digits, or a path to an image folder"
-        )
+    root = _folder_root(cfg)
     classes = {}
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -190,27 +335,19 @@ def _folder_files(cfg: DataConfig) -> dict[str, list[Path]]:
 
 
 def _folder_info(cfg: DataConfig) -> SourceInfo:
-    from PIL import Image, UnidentifiedImageError
-
     classes = _folder_files(cfg)
-    digest = hashlib.sha256()
-    for label, files in classes.items():
-        for f in files:
-            try:
-                with Image.open(f) as img:
-                    img.verify()
-            except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-                raise DataError(f"unreadable image {f}: {exc}; remove or replace it") from exc
-            digest.update(f"{label}/{f.name}".encode())
-            digest.update(f.read_bytes())
+    try:
+        digest = fingerprint.folder_fingerprint(_folder_root(cfg), classes)
+    except fingerprint.UnreadableImage as exc:
+        raise DataError(str(exc)) from exc
     counts = {"train": 0, "val": 0, "test": 0}
     for files in classes.values():
         for k, v in split_counts(len(files), cfg).items():
             counts[k] += v
-    return SourceInfo(tuple(classes), counts, digest.hexdigest()[:16])
+    return SourceInfo(tuple(classes), counts, digest.digest)
 
 
-def _folder(cfg: DataConfig, info: SourceInfo) -> Splits:
+def _folder(cfg: DataConfig, info: SourceInfo) -> list[tuple]:
     classes = _folder_files(cfg)
     rng = np.random.default_rng(cfg.seed)
     parts: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
@@ -222,16 +359,16 @@ def _folder(cfg: DataConfig, info: SourceInfo) -> Splits:
         parts["val"] += [(f, index) for f in files[c["train"] : c["train"] + c["val"]]]
         parts["test"] += [(f, index) for f in files[c["train"] + c["val"] :]]
 
-    def load_image(path: tf.Tensor, label: tf.Tensor):
+    def decode(path: tf.Tensor, label: tf.Tensor):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         image.set_shape([None, None, 3])
-        return resize_pixels(image, cfg.image_size), label
+        return _uint8_pixels(image, cfg.image_size), label
 
-    def make(items: list[tuple[str, int]]) -> tf.data.Dataset:
+    def make(items: list[tuple[str, int]]) -> tuple:
         order = rng.permutation(len(items)) if items else []
         paths = [items[i][0] for i in order]
         labels = np.array([items[i][1] for i in order], dtype=np.int64)
         ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, dtype=tf.string), labels))
-        return ds.map(load_image, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds, decode, len(items), None  # file names: the whole split fits a shuffle buffer
 
-    return Splits(make(parts["train"]), make(parts["val"]), make(parts["test"]), info)
+    return [make(parts["train"]), make(parts["val"]), make(parts["test"])]

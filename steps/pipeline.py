@@ -21,7 +21,8 @@ from steps import baseline as baseline_mod
 from steps import data as data_mod
 from steps import model as model_mod
 from steps import dataset_input, register, report, summary
-from steps.config import QUANT_CHOICES, DataConfig, QuantConfig, TrainConfig, baseline_key, variants_for
+from steps.config import DISTRIBUTE, QUANT_CHOICES, DataConfig, QuantConfig, TrainConfig, baseline_key, variants_for
+from steps.input_cache import CacheConfig
 from steps.variant import Arrays, VariantResult, run_variant
 
 MIN_CALIBRATION = 100
@@ -64,7 +65,7 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         params = {"quant": quant_choice, "registered_model": name, **asdict(data), **asdict(train), **asdict(quant)}
         mlflow.log_params({k: v for k, v in params.items() if k not in given})
         dataset_input.log_dataset(data, info)
-        splits = data_mod.load(data)
+        splits = data_mod.load(data, info, CacheConfig(directory=work / "input_cache"))
         key = baseline_key(data, train, info.fingerprint)
         found = baseline_mod.find(client, parent.info.experiment_id, key)
         if found:
@@ -75,8 +76,7 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         mlflow.set_tags({contract.TAG_BASELINE_RUN: base.run_id, "edgeq.baseline_reused": str(base.reused).lower()})
 
         calibration, _ = data_mod.to_arrays(splits.train, quant.calibration_images)
-        test_images, test_labels = data_mod.to_arrays(splits.test)
-        arrays = Arrays(calibration, test_images, test_labels, info.labels, quant.sample_size)
+        arrays = Arrays(calibration, splits.test, info.labels, quant.sample_size)
         results: list[VariantResult] = []
         fp32_p50 = None
         for variant in variants_for(quant_choice):
@@ -129,10 +129,13 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
 @click.option("--data-dir", default=None, help="TFDS data directory.")
 @click.option("--image-size", type=int, default=224)
 @click.option("--model", "model_arch", default="efficientnet_b0", help="efficientnet_b0 or tiny_cnn.")
-@click.option("--weights", default="imagenet", help="imagenet or none (train from scratch, offline).")
+@click.option("--weights", default="imagenet",
+              help="imagenet, none (train from scratch, offline), or the path of a weights file (efficientnetb0_notop.h5).")
 @click.option("--epochs", type=click.IntRange(1), default=15)
 @click.option("--batch-size", type=click.IntRange(1), default=16)
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-4)
+@click.option("--distribute", type=click.Choice(DISTRIBUTE), default="auto",
+              help="auto: train under MirroredStrategy when several GPUs are visible (batch size per GPU); off: one device.")
 @click.option("--seed", type=int, default=42)
 @click.option("--min-test-images", type=click.IntRange(1), default=20)
 @click.option("--calibration-images", type=int, default=200, help="Representative images for int8 (at least 100).")
@@ -148,10 +151,11 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
 def main(quant: str, dataset: str, data_dir: str | None, image_size: int, model_arch: str, weights: str, epochs: int,
          batch_size: int, learning_rate: float, seed: int, min_test_images: int, calibration_images: int,
          qat_epochs: int, qat_learning_rate: float, sample_size: int, registered_model: str,
-         selective_if_drop_above: float, signing_key: Path | None) -> None:
+         selective_if_drop_above: float, signing_key: Path | None, distribute: str) -> None:
     """Train (or reuse) the baseline, build the TFLite variants, evaluate and register each."""
     data = DataConfig(dataset=dataset, image_size=image_size, seed=seed, min_test_images=min_test_images, data_dir=data_dir or None)
-    train = TrainConfig(model=model_arch, weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    train = TrainConfig(model=model_arch, weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                        distribute=distribute)
     quant_cfg = QuantConfig(calibration_images=calibration_images, qat_epochs=qat_epochs,
                             qat_learning_rate=qat_learning_rate, sample_size=sample_size,
                             selective_if_drop_above=selective_if_drop_above)

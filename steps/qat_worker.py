@@ -10,6 +10,8 @@ import sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 import json  # noqa: E402
+import shutil  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -21,6 +23,7 @@ from steps import data as data_mod  # noqa: E402
 from steps.bn_fold import fold_batchnorms  # noqa: E402
 from steps.config import DataConfig, QuantConfig, TrainConfig  # noqa: E402
 from steps.convert import configure, with_batch_one  # noqa: E402
+from steps.input_cache import CacheConfig  # noqa: E402
 from steps.model import build  # noqa: E402
 
 quant = tfmot.quantization.keras
@@ -90,8 +93,11 @@ def main(config_path: str, weights_path: str, out_path: str) -> None:
     cfg = json.loads(Path(config_path).read_text())
     data_cfg, train_cfg, quant_cfg = DataConfig(**cfg["data"]), TrainConfig(**cfg["train"]), QuantConfig(**cfg["quant"])
     tf_keras.utils.set_random_seed(data_cfg.seed)
-    splits = data_mod.load(data_cfg)
-    model = build(train_cfg, len(splits.info.labels), data_cfg.image_size, keras=tf_keras)
+    # The folder fingerprint comes from the pipeline's cache (nothing is read again); decoded
+    # images are cached once for the QAT epochs, next to the output.
+    splits = data_mod.load(data_cfg, cache=CacheConfig(directory=Path(out_path).parent / "qat_input_cache"))
+    # The baseline's weights replace whatever the builder starts with: never fetch or read pretrained ones.
+    model = build(replace(train_cfg, weights="none"), len(splits.info.labels), data_cfg.image_size, keras=tf_keras)
     load_weights(model, Path(weights_path))
     model = fold_batchnorms(model, tf_keras)
     annotated = annotate(model)
@@ -110,6 +116,7 @@ def main(config_path: str, weights_path: str, out_path: str) -> None:
             epochs=quant_cfg.qat_epochs,
             verbose=2,
         )
+    shutil.rmtree(Path(out_path).parent / "qat_input_cache", ignore_errors=True)
     converter = tf.lite.TFLiteConverter.from_keras_model(with_batch_one(qat_model, tf_keras))
     configure(converter, "qat", None)
     Path(out_path).write_bytes(converter.convert())

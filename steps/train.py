@@ -8,20 +8,27 @@ from steps.config import DataConfig, TrainConfig
 from steps.data import Splits, batched
 
 
+def global_batch_size(model: keras.Model, cfg: TrainConfig) -> int:
+    """``batch_size`` is per replica; a model built under MirroredStrategy gets one per replica each step."""
+    return cfg.batch_size * model.distribute_strategy.num_replicas_in_sync
+
+
 def train(model: keras.Model, splits: Splits, data: DataConfig, cfg: TrainConfig, callbacks: list | None = None) -> keras.callbacks.History:
-    """Fit in place; the caller seeds (keras.utils.set_random_seed) before building the model."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(cfg.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model.fit(
-        batched(splits.train, cfg.batch_size, shuffle_seed=data.seed),
-        validation_data=batched(splits.val, cfg.batch_size),
-        epochs=cfg.epochs,
-        callbacks=callbacks or [],
-        verbose=2,
-    )
+    """Fit in place under the strategy the model was built in; the caller seeds (keras.utils.set_random_seed) first."""
+    batch = global_batch_size(model, cfg)
+    with model.distribute_strategy.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(cfg.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return model.fit(
+            batched(splits.train, batch, shuffle_seed=data.seed),
+            validation_data=batched(splits.val, batch),
+            epochs=cfg.epochs,
+            callbacks=callbacks or [],
+            verbose=2,
+        )
 
 
 def keras_accuracy(model: keras.Model, splits: Splits, batch_size: int) -> float:

@@ -13,7 +13,8 @@ from edge.tflite_info import read_info_file
 from steps.baseline import Baseline
 from steps.config import DataConfig, QuantConfig, TrainConfig
 from steps.convert import convert
-from steps.evaluate import Evaluation, evaluate_tflite
+from steps.data import Split, to_arrays
+from steps.evaluate import Evaluation, evaluate_stream
 from steps.qat import convert_qat
 from steps.report import confusion_plot
 from steps.selective import convert_selective
@@ -21,13 +22,16 @@ from steps.selective import convert_selective
 
 @dataclass(frozen=True)
 class Arrays:
-    """The materialized images every variant shares."""
+    """The images every variant shares: calibration images in memory, the test split streamed."""
 
     calibration: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
+    test: Split  # read batch by batch, never held whole
     labels: tuple[str, ...]
     sample_size: int
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``sample_size`` test images and labels: the device's labelled sample."""
+        return to_arrays(self.test, self.sample_size)
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def run_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConf
         mlflow.log_params({"variant": variant, "calibration_images": len(arrays.calibration),
                            "qat_epochs": quant.qat_epochs if variant == "qat" else 0})
         path = build_variant(variant, baseline, arrays, data, train, quant, work / variant)
-        ev = evaluate_tflite(path, arrays.test_images, arrays.test_labels, len(arrays.labels), desc=variant)
+        ev = evaluate_stream(path, arrays.test.numpy_batches(), len(arrays.labels), total=len(arrays.test), desc=variant)
         size = path.stat().st_size
         p50 = ev.latency.p50_ms
         metrics = {
@@ -89,7 +93,7 @@ def run_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConf
         mlflow.set_tags(tags)
         n = arrays.sample_size
         bundle = work / variant / contract.ARTIFACT_DIR
-        write_bundle(bundle, path, list(arrays.labels), arrays.test_images[:n], arrays.test_labels[:n])
+        write_bundle(bundle, path, list(arrays.labels), *arrays.sample())
         mlflow.log_artifacts(str(bundle), contract.ARTIFACT_DIR)
         mlflow.log_dict({"labels": list(arrays.labels), "matrix": ev.confusion.tolist()}, "confusion_matrix.json")
         plot = confusion_plot(ev.confusion, list(arrays.labels), work / variant / "confusion_matrix.png",

@@ -14,6 +14,8 @@ SMALL = ["--model", "tiny_cnn", "--weights", "none", "--image-size", "16", "--ep
 
 def _folder(tmp_path, kind: str):
     root = tmp_path / kind
+    if kind == "missing":
+        return str(root / "images")  # neither it nor its parent exists
     root.mkdir()
     if kind == "one_class":
         make_image_folder(root, per_class=10, classes=("stripes",))
@@ -28,6 +30,7 @@ def _folder(tmp_path, kind: str):
 CASES = {
     "unknown quant": (["--quant", "int4", "--dataset", "digits"], "Invalid value for '--quant'"),
     "unknown dataset": (["--dataset", "no-such-dataset"], "unknown dataset 'no-such-dataset'"),
+    "dataset path that does not exist": (["--dataset", "@missing"], "/missing/images does not exist"),
     "unknown model": (["--dataset", "digits", "--model", "resnet9000"], "unknown model 'resnet9000'"),
     "empty folder": (["--dataset", "@empty"], "0 class sub-folder(s)"),
     "one-class folder": (["--dataset", "@one_class"], "1 class sub-folder(s)"),
