@@ -103,7 +103,7 @@ def _cell(text: str) -> str:
 
 
 def markdown_section(events: list[Event], room: int = STORE_LIMIT) -> str:
-    """The newest events as a markdown table under ``contract.HISTORY_HEADING``, at most ``room`` characters."""
+    """The newest events as a markdown table under ``contract.HISTORY_HEADING`` in at most ``room`` characters ("" if none fits)."""
     header = [contract.HISTORY_HEADING, "", "| when (UTC) | alias | change | kind | by | why |", "|---|---|---|---|---|---|"]
     rows = [
         f"| {e.at.replace('T', ' ').replace('+00:00', '')} | {_cell(e.alias)} | {_version(e.from_version)} → v{e.to_version} "
@@ -115,16 +115,15 @@ def markdown_section(events: list[Event], room: int = STORE_LIMIT) -> str:
         if len(text) <= room:
             return text
         rows.pop()
-    return contract.HISTORY_HEADING[:room]
+    return ""
 
 
 def with_section(description: str, events: list[Event]) -> str:
     """``description`` with its edgeq history section (always the last part) replaced by the current one."""
-    own, _, _ = description.partition(contract.HISTORY_HEADING)
-    own = own.rstrip()
-    own = own[: STORE_LIMIT // 2]  # a very long hand-written description still leaves room for the table
-    room = STORE_LIMIT - len(own) - 2
-    return (own + "\n\n" if own else "") + markdown_section(events, room)
+    own = description.partition(contract.HISTORY_HEADING)[0].rstrip()
+    section = markdown_section(events, STORE_LIMIT - len(own) - 2)
+    # The user's own text is never cut: with no room left, the table stays out (edgeq history still has it all).
+    return (own + "\n\n" if own else "") + section if section else own
 
 
 def format_table(events: list[Event]) -> str:

@@ -84,6 +84,7 @@ def test_a_long_history_stays_within_what_the_sql_stores_hold():
     kept = history._decode(encoded)
     assert kept and kept[-1].to_version == "80", "the newest events are the ones kept"
     assert all(len(e.reason) <= 400 for e in kept)
-    description = history.with_section("x" * 4900, events)
-    assert len(description) <= history.STORE_LIMIT and contract.HISTORY_HEADING in description
-    assert "| v79 → v80 |" in description
+    description = history.with_section("x" * 3000, events)
+    assert len(description) <= history.STORE_LIMIT and description.startswith("x" * 3000 + "\n\n")
+    assert contract.HISTORY_HEADING in description and "| v79 → v80 |" in description
+    assert history.with_section("y" * 4950, events) == "y" * 4950, "the user's own text is never cut"
