@@ -3,7 +3,7 @@
 Runs in other virtualenvs and in the ARM roots of scripts/check-arm.sh, so it needs
 only ``edge`` (installed, or this checkout) and NumPy:
 
-    python tests/edge/predictions.py predict tests/edge/fixtures/*/ > here.json
+    python tests/edge/predictions.py predict tests/edge/fixtures/*/ > here.json    # or NAME=DIR ...
     python tests/edge/predictions.py compare reference.json here.json   # exit 1 on disagreement
 """
 from __future__ import annotations
@@ -33,14 +33,14 @@ DYNAMIC_TOLERANCE = 0.02
 INTEGER_STEPS = 2
 
 
-def predict(bundles: list[Path]) -> dict[str, Any]:
-    """Top-1 and scores of every sample image of every bundle, with the runtime found here."""
+def predict(bundles: dict[str, Path]) -> dict[str, Any]:
+    """Top-1 and scores of every sample image of every bundle (name -> directory), with the runtime found here."""
     runtime = find_runtime()
     out: dict[str, Any] = {
         "runtime": runtime.label, "tf_equivalent": runtime.tf_equivalent, "numpy": np.__version__,
         "machine": platform.machine(), "python": platform.python_version(), "bundles": {},
     }
-    for bundle in bundles:
+    for name, bundle in bundles.items():
         classifier = TFLiteClassifier(bundle / MODEL_FILE, runtime)
         images, labels = load_sample(bundle)
         scores = []
@@ -49,7 +49,7 @@ def predict(bundles: list[Path]) -> dict[str, Any]:
             scores.append(classifier.scores().tolist())
         top1 = [int(np.argmax(s)) for s in scores]
         output = classifier.interpreter.get_output_details()[0]
-        out["bundles"][bundle.name] = {
+        out["bundles"][name] = {
             "top1": top1, "scores": scores, "labels": [int(y) for y in labels],
             "accuracy": float(np.mean(np.asarray(top1) == labels)),
             "output_scale": float(output["quantization"][0]) if np.dtype(output["dtype"]).kind in "iu" else 0.0,
@@ -94,7 +94,8 @@ def compare(reference: dict[str, Any], other: dict[str, Any]) -> tuple[list[str]
 
 def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "predict":
-        json.dump(predict([Path(p) for p in argv[1:]]), sys.stdout)
+        named = (arg.split("=", 1) if "=" in arg else (Path(arg).name, arg) for arg in argv[1:])
+        json.dump(predict({name: Path(path) for name, path in named}), sys.stdout)
         return 0
     if len(argv) == 3 and argv[0] == "compare":
         reference, other = (json.loads(Path(p).read_text()) for p in argv[1:])

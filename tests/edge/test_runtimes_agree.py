@@ -10,11 +10,11 @@ from tests.edge.runtime_venvs import run_in, runtime_python
 
 
 def test_litert_and_tflite_runtime_2_14_agree_on_every_fixture_bundle(edge_bundles):
-    here = predictions.predict(list(edge_bundles.values()))
+    here = predictions.predict(edge_bundles)
     if not here["runtime"].startswith("ai-edge-litert"):
         pytest.skip(f"LiteRT is not the runtime here ({here['runtime']}): check-arm.sh compares across machines")
     python = runtime_python("tflite-runtime-2.14")
-    proc = run_in(python, predictions.__file__, "predict", *map(str, edge_bundles.values()))
+    proc = run_in(python, predictions.__file__, "predict", *(f"{n}={d}" for n, d in edge_bundles.items()))
     assert proc.returncode == 0, proc.stderr[-3000:]
     other = json.loads(proc.stdout)
     assert other["runtime"] == "tflite-runtime 2.14.0" and other["numpy"].startswith("1.")
@@ -27,7 +27,7 @@ def test_litert_and_tflite_runtime_2_14_agree_on_every_fixture_bundle(edge_bundl
 
 def test_compare_reports_a_flipped_top1_and_scores_beyond_tolerance(edge_bundles):
     """The agreement test can fail: one changed prediction or a score one tolerance off is a disagreement."""
-    here = predictions.predict([edge_bundles["int8"], edge_bundles["fp32"]])
+    here = predictions.predict({name: edge_bundles[name] for name in ("int8", "fp32")})
     assert predictions.compare(here, here)[1] == []
     other = json.loads(json.dumps(here))
     int8 = other["bundles"]["int8"]

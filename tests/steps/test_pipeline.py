@@ -55,13 +55,27 @@ def test_variant_version_has_tags_metrics_and_bundle(pipeline, client, variant, 
     assert np.sum(confusion["matrix"]) == 181  # every digits test image (1797 - 1257 - 359)
 
 
-def test_every_model_loads_on_tflite_runtime_2_14(pipeline, client):
-    """tflite-runtime 2.14 equals TFLite 2.14: every variant must declare a runtime it can meet."""
+def test_every_model_loads_on_tflite_runtime_2_14(pipeline, client, bundles):
+    """Each variant declares a runtime tflite-runtime 2.14 meets, loads there (its own virtualenv) and predicts
+    what LiteRT predicts."""
+    import json
+
     from edge.runtime import parse_version
+    from tests.edge import predictions
+    from tests.edge.runtime_venvs import run_in, runtime_python
 
     for variant in VARIANTS:
         needed = client.get_model_version(MODEL_NAME, pipeline.versions[variant]).tags[contract.TAG_MIN_RUNTIME]
         assert parse_version(needed) <= parse_version("2.14.0"), (variant, needed)
+    dirs = {variant: bundles[variant] for variant in VARIANTS}
+    proc = run_in(runtime_python("tflite-runtime-2.14"), predictions.__file__, "predict",
+                  *(f"{variant}={path}" for variant, path in dirs.items()))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    on_tflite_runtime = json.loads(proc.stdout)
+    assert on_tflite_runtime["runtime"] == "tflite-runtime 2.14.0"
+    assert set(on_tflite_runtime["bundles"]) == set(VARIANTS)
+    _, problems = predictions.compare(predictions.predict(dirs), on_tflite_runtime)
+    assert not problems, problems
 
 
 def test_int8_and_qat_stay_within_the_accuracy_budget(pipeline, client):

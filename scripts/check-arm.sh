@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# The device side on ARM, under QEMU: Debian bookworm roots for arm64 and armhf (cached), the edge
+# side installed in each the README's way (arm64: venv + ".[edge]", LiteRT; armhf: Debian's
+# python3-numpy + venv --system-site-packages + ".[tflite-runtime]"; arm64 also gets tflite-runtime),
+# the edge tests inside, a real pull + benchmark + report against an mlflow server on this host's
+# loopback, and every fixture bundle's predictions compared with x86 LiteRT's. Prints a table.
+#
+#   scripts/check-arm.sh                  # as root; roots cached in $EDGEQ_ARM_CACHE (/var/cache/edgeq-arm)
+#   EDGEQ_ARM_ARCHES=armhf scripts/check-arm.sh
+#
+# Emulated latency means nothing about a Pi; correctness does. Where this machine cannot run it
+# (not x86_64 Linux, not root, no debootstrap / qemu-user-static / binfmt_misc) it prints one
+# line and exits 0. Tools: apt-get install -y qemu-user-static debootstrap binfmt-support.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+CACHE=${EDGEQ_ARM_CACHE:-/var/cache/edgeq-arm}
+ARCHES=${EDGEQ_ARM_ARCHES:-arm64 armhf}
+MIRROR=${EDGEQ_ARM_MIRROR:-http://deb.debian.org/debian}
+SUITE=bookworm
+HOST_PY=$REPO/.venv/bin/python
+HOST_PREFIX=$("$HOST_PY" -c 'import sys; print(sys.base_prefix)' 2>/dev/null || true)
+HOST_CA=${PIP_CERT:-$(sed -n 's/^cert *= *//p' /etc/pip.conf 2>/dev/null | head -1)}
+[ -f "$HOST_CA" ] || HOST_CA=""
+MODEL_VARIANT=int8  # the variant QEMU's default CPU gets wrong (XNNPACK int8): the one worth pulling
+
+skip() { echo "check-arm: skipped: $*"; exit 0; }
+say() { echo "check-arm: $*" >&2; }
+
+[ "$(uname -s)/$(uname -m)" = Linux/x86_64 ] || skip "emulates ARM from x86_64 Linux only; on a Pi, install the README's way"
+[ "$(id -u)" = 0 ] || skip "needs root (debootstrap, chroot, mounts)"
+for tool in debootstrap chroot timeout git findmnt curl flock; do
+    command -v "$tool" >/dev/null || skip "no $tool (apt-get install -y qemu-user-static debootstrap binfmt-support)"
+done
+[ -x "$REPO/.venv/bin/mlflow" ] && [ -d "$HOST_PREFIX" ] || skip "no .venv with mlflow for the host's server (scripts/setup.sh)"
+[ -f tests/edge/fixtures/registry.json ] || skip "no fixture bundles in tests/edge/fixtures"
+
+qemu_of() { case $1 in arm64) echo aarch64 ;; armhf) echo arm ;; *) return 1 ;; esac; }
+# A Pi 4's core. QEMU's default "max" CPU makes XNNPACK's int8 kernels return wrong results.
+cpu_of() { case $1 in arm64) echo cortex-a72 ;; armhf) echo cortex-a7 ;; esac; }
+packages_of() {
+    case $1 in
+        arm64) echo python3,python3-venv,ca-certificates ;;
+        # 32-bit: the index has no armv7l wheels for NumPy (nor cffi, which cryptography needs).
+        armhf) echo python3,python3-venv,ca-certificates,python3-numpy,python3-cffi ;;
+    esac
+}
+for arch in $ARCHES; do
+    q=$(qemu_of "$arch") || skip "unknown architecture $arch (arm64, armhf)"
+    command -v "qemu-$q-static" >/dev/null || skip "no qemu-$q-static (apt-get install -y qemu-user-static)"
+    if ! grep -qx enabled "/proc/sys/fs/binfmt_misc/qemu-$q" 2>/dev/null; then
+        [ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+        command -v update-binfmts >/dev/null && update-binfmts --enable "qemu-$q" >/dev/null 2>&1 || true
+        grep -qx enabled "/proc/sys/fs/binfmt_misc/qemu-$q" 2>/dev/null ||
+            skip "binfmt_misc has no qemu-$q handler (no binfmt_misc in this container, or binfmt-support missing)"
+    fi
+done
+
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock -n 9 || skip "another check-arm.sh holds $CACHE/.lock"
+WORK=$(mktemp -d /tmp/edgeq-arm.XXXXXX)
+SERVER_PID=""
+cleanup() {
+    for arch in $ARCHES; do unmount_all "$CACHE/$SUITE-$arch"; done
+    if [ -n "$SERVER_PID" ]; then
+        kill -- "-$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 60); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.5; done
+        kill -9 -- "-$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+unmount_all() {  # everything mounted below $1, deepest first: never rm -rf a root with /dev or /usr bound in it
+    { findmnt -rn -o TARGET | grep -F "$1/" || true; } | sort -r | while read -r target; do umount -l "$target" || true; done
+    ! findmnt -rn -o TARGET | grep -qF "$1/" || { echo "check-arm: cannot unmount below $1" >&2; exit 1; }
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+
+write_cpuinfo() {  # LiteRT segfaults creating an interpreter when it reads an x86 /proc/cpuinfo
+    local arch=$1 out=$2 i
+    for i in 0 1 2 3; do
+        if [ "$arch" = arm64 ]; then
+            printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i"
+        else
+            printf 'processor\t: %d\nmodel name\t: ARMv7 Processor rev 3 (v7l)\nBogoMIPS\t: 108.00\nFeatures\t: half thumb fastmult vfp edsp neon vfpv3 tls vfpv4 idiva idivt vfpd32 lpae evtstrm crc32\nCPU implementer\t: 0x41\nCPU architecture: 7\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i"
+        fi
+    done >"$out"
+    printf 'Hardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 10000000edge0000\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n' >>"$out"
+}
+
+build_root() {  # a cached debootstrap root: rebuilt only when the package list changes
+    local arch=$1 root=$CACHE/$SUITE-$1 want
+    want="$SUITE $arch $(packages_of "$arch")"
+    [ "$(cat "$root/.edgeq-root" 2>/dev/null)" = "$want" ] && return 0
+    say "$arch: debootstrap $SUITE (first run: several minutes under emulation)"
+    unmount_all "$root"; unmount_all "$root.tmp"
+    rm -rf --one-file-system "$root" "$root.tmp"
+    timeout 3600 debootstrap --arch="$arch" --variant=minbase --include="$(packages_of "$arch")" \
+        "$SUITE" "$root.tmp" "$MIRROR" >"$CACHE/debootstrap-$arch.log" 2>&1 ||
+        { tail -5 "$CACHE/debootstrap-$arch.log" >&2; return 1; }
+    echo "$want" >"$root.tmp/.edgeq-root"
+    mv "$root.tmp" "$root"
+}
+
+enter_root() {  # proc with an ARM cpuinfo, /dev, DNS, and this checkout's files at /opt/edgeq
+    local arch=$1 root=$CACHE/$SUITE-$1
+    unmount_all "$root"
+    write_cpuinfo "$arch" "$WORK/cpuinfo-$arch"
+    mount -t proc proc "$root/proc"
+    mount --bind "$WORK/cpuinfo-$arch" "$root/proc/cpuinfo"
+    mount --bind /dev "$root/dev"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    # Behind a TLS-inspecting proxy pip needs this host's CA bundle (PIP_CERT or pip.conf's cert).
+    [ -z "$HOST_CA" ] || cp "$HOST_CA" "$root/etc/ssl/certs/edgeq-host-ca.crt"
+    # The edge tests start real mlflow servers from next to their python (tests/servers.py). The
+    # host's x86 mlflow runs natively inside the root when its interpreter and libraries are there.
+    local dir
+    for dir in /usr/lib/x86_64-linux-gnu /usr/lib64 "$HOST_PREFIX" "$REPO/.venv"; do
+        mkdir -p "$root$dir"
+        mount --bind "$dir" "$root$dir"
+        mount -o remount,bind,ro "$root$dir"
+    done
+    [ -e "$root/lib64" ] || ln -s usr/lib64 "$root/lib64"
+    rm -rf --one-file-system "$root/opt/edgeq" "$root/tmp/edgeq-"*
+    mkdir -p "$root/opt/edgeq"
+    git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done |
+        tar --null -T - -cf - | tar -xf - -C "$root/opt/edgeq"
+}
+
+inroot() {  # inroot ARCH SECONDS 'shell command' [NAME=VALUE...]: a clean environment, the Pi's CPU
+    local arch=$1 seconds=$2 cmd=$3
+    shift 3
+    timeout -k 10 "$seconds" env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root LANG=C.UTF-8 \
+        QEMU_CPU="$(cpu_of "$arch")" PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore \
+        ${HOST_CA:+PIP_CERT=/etc/ssl/certs/edgeq-host-ca.crt} "$@" \
+        chroot "$CACHE/$SUITE-$arch" /bin/sh -c "$cmd"
+}
+
+install_edge() {  # install_edge ARCH VENV EXTRA [--system-site-packages]: the README's commands, venv cached
+    local arch=$1 venv=$2 extra=$3 site=${4:-} root=$CACHE/$SUITE-$1 key
+    key="$(sha256sum pyproject.toml | cut -c1-16) $extra $site"
+    if [ "$(cat "$root$venv/.edgeq-key" 2>/dev/null)" = "$key" ]; then
+        # Dependencies as installed before; this checkout's code, fresh.
+        inroot "$arch" 900 "$venv/bin/pip install -q --no-deps --force-reinstall /opt/edgeq" >>"$WORK/$arch-install.log" 2>&1
+        return
+    fi
+    rm -rf --one-file-system "$root$venv"
+    inroot "$arch" 1800 "python3 -m venv $site $venv && $venv/bin/pip install -q '/opt/edgeq[$extra]'" \
+        >>"$WORK/$arch-install.log" 2>&1 || { tail -5 "$WORK/$arch-install.log" >&2; return 1; }
+    du -sm "$root$venv" | cut -f1 >"$root$venv/.edgeq-size"
+    inroot "$arch" 900 "$venv/bin/pip install -q pytest" >>"$WORK/$arch-install.log" 2>&1
+    printf '#!/bin/sh\nexec %s "$@"\n' "$REPO/.venv/bin/mlflow" >"$root$venv/bin/mlflow"  # the host's server, for tests
+    chmod +x "$root$venv/bin/mlflow"
+    echo "$key" >"$root$venv/.edgeq-key"
+}
+
+start_server() {
+    local port
+    port=$("$HOST_PY" -c 'from tests.servers import free_port; print(free_port())')
+    # A session of its own (its workers are stopped with it), without the lock's descriptor.
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid "$REPO/.venv/bin/mlflow" server --host 127.0.0.1 --port "$port" --workers 1 \
+        --backend-store-uri "sqlite:///$WORK/mlflow.db" --artifacts-destination "$WORK/artifacts" \
+        >"$WORK/server.log" 2>&1 9>&- &
+    SERVER_PID=$!
+    URI=http://127.0.0.1:$port
+    for _ in $(seq 360); do  # 3 minutes: a loaded machine starts it slowly
+        curl -fs "$URI/health" >/dev/null 2>&1 && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.5
+    done
+    tail -5 "$WORK/server.log" >&2
+    return 1
+}
+
+register() {  # register NAME: the fixture bundle as version 1 of NAME, alias production; prints the run id
+    "$HOST_PY" -c 'import sys
+from tests.edge.registry_rest import MlflowRest, register_fixture
+print(register_fixture(MlflowRest(sys.argv[1]), sys.argv[2], sys.argv[3]).run_id)' "$URI" "$1" "$MODEL_VARIANT"
+}
+
+reported_accuracy() {  # reported_accuracy RUN_ID DEVICE: the sample accuracy the device logged to the version's run
+    "$HOST_PY" -c 'import sys
+from edge import contract
+from tests.edge.registry_rest import MlflowRest
+value = MlflowRest(sys.argv[1]).run_metrics(sys.argv[2]).get(contract.device_key(sys.argv[3], contract.D_SAMPLE_ACCURACY))
+print("-" if value is None else f"{value:.3f}")' "$URI" "$1" "$2"
+}
+
+ROWS=()
+CHECKS=()
+FAILED=0
+
+check_one() {  # check_one ARCH VENV EXTRA RUN_TESTS [--system-site-packages]
+    local arch=$1 venv=$2 extra=$3 tests=$4 site=${5:-} root=$CACHE/$SUITE-$1 name device run_id code out
+    local label=$arch/$extra runtime="-" numpy="-" size="-" counts="-" accuracy="-" verdict="-"
+    if ! install_edge "$arch" "$venv" "$extra" "$site"; then
+        ROWS+=("| $label | install failed | - | - | - | - | - | - |"); FAILED=1; return
+    fi
+    size="$(cat "$root$venv/.edgeq-size") MB"
+    if [ -n "$site" ]; then
+        size="$size + $(( $(inroot "$arch" 120 "dpkg-query -W -f='\${Installed-Size}' python3-numpy") / 1024 )) MB Debian NumPy"
+    fi
+    inroot "$arch" 300 "$venv/bin/edgeq-pull doctor" >"$WORK/$arch-$extra-doctor.txt" 2>&1 || true
+    runtime=$(sed -n 's/^runtime *\(.*\) (≈ .*<- used$/\1/p' "$WORK/$arch-$extra-doctor.txt")
+    numpy=$(sed -n 's/^numpy *//p' "$WORK/$arch-$extra-doctor.txt")
+    [ -n "$runtime" ] || { say "$label: no usable runtime:"; cat "$WORK/$arch-$extra-doctor.txt" >&2; runtime="none"; FAILED=1; }
+
+    if [ "$tests" = yes ]; then
+        out=$WORK/$arch-$extra-pytest.txt
+        code=0
+        # As scripts/test-edge.sh runs them; no extra runtime venvs (this script compares the runtimes itself).
+        inroot "$arch" 2400 "cd /opt/edgeq && $venv/bin/python -m pytest tests/edge -m 'not slow' -q -p no:cacheprovider" \
+            EDGEQ_TEST_VENVS=off MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false >"$out" 2>&1 || code=$?
+        counts=$(grep -Eo '[0-9]+ (passed|failed|skipped|errors?)' "$out" | paste -sd, - | sed 's/,/, /g')
+        [ "$code" = 0 ] || { say "$label: edge tests failed (exit $code):"; tail -30 "$out" >&2; FAILED=1; counts="${counts:-none} (exit $code)"; }
+    fi
+
+    name=edgeq-arm-check-$arch-$extra
+    device=qemu-$arch-$extra
+    run_id=$(register "$name")
+    code=0
+    inroot "$arch" 900 "$venv/bin/edgeq-pull --tracking-uri $URI --model $name --device-id $device \
+        --state-dir /tmp/edgeq-state-$extra --runs 20 --warmup 2" >"$WORK/$arch-$extra-pull.txt" 2>&1 || code=$?
+    CHECKS+=("PULL $label: $(tail -1 "$WORK/$arch-$extra-pull.txt")")
+    accuracy=$(reported_accuracy "$run_id" "$device")
+    [ "$code" = 0 ] && [ "$accuracy" != - ] || FAILED=1
+
+    inroot "$arch" 900 "$venv/bin/python /opt/edgeq/tests/edge/predictions.py predict /opt/edgeq/tests/edge/fixtures/*/" \
+        >"$WORK/$arch-$extra-pred.json" 2>"$WORK/$arch-$extra-pred.err" || true
+    if "$HOST_PY" tests/edge/predictions.py compare "$WORK/x86.json" "$WORK/$arch-$extra-pred.json" \
+        >"$WORK/$arch-$extra-compare.txt" 2>&1; then
+        verdict="agree ($(grep -c 'top-1 equal' "$WORK/$arch-$extra-compare.txt") bundles)"
+    else
+        verdict=DISAGREE; FAILED=1
+        tail -3 "$WORK/$arch-$extra-pred.err" >&2
+    fi
+    while IFS= read -r line; do CHECKS+=("CHECK $label: ${line#  }"); done <"$WORK/$arch-$extra-compare.txt"
+    ROWS+=("| $arch ($(cpu_of "$arch")) | $runtime | $numpy | $size | $counts | $accuracy | $verdict | $code |")
+}
+
+START=$(date +%s)
+start_server || { echo "check-arm: FAILED: mlflow server did not start" >&2; exit 1; }
+"$HOST_PY" tests/edge/predictions.py predict tests/edge/fixtures/*/ >"$WORK/x86.json"
+for arch in $ARCHES; do
+    build_root "$arch" || { ROWS+=("| $arch | debootstrap failed | - | - | - | - | - | - |"); FAILED=1; continue; }
+    enter_root "$arch"
+    if [ "$arch" = arm64 ]; then
+        check_one arm64 /opt/venv-edge edge yes
+        check_one arm64 /opt/venv-tflite tflite-runtime no
+    else
+        check_one armhf /opt/venv-tflite tflite-runtime yes --system-site-packages
+    fi
+    unmount_all "$CACHE/$SUITE-$arch"
+done
+
+echo
+echo "ARM check under QEMU ($(( $(date +%s) - START )) s; emulated latency means nothing, so none is shown):"
+echo "| platform (QEMU CPU) | runtime | NumPy | install size | edge tests | sample accuracy (reported) | predictions vs x86 LiteRT | pull exit |"
+echo "|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
+printf '%s\n' "${CHECKS[@]}"
+[ "$FAILED" = 0 ] && echo "check-arm: ok" || echo "check-arm: FAILED (logs: keep them with EDGEQ_ARM_KEEP=1)"
+[ -z "${EDGEQ_ARM_KEEP:-}" ] || { cp -r "$WORK" "$CACHE/last-run"; echo "logs in $CACHE/last-run"; }
+exit "$FAILED"
