@@ -58,7 +58,7 @@ def _stage_loader_code(directory: Path) -> Path:
 
 
 def save_model(path: str, mlflow_model: Model, bundle_dir: Path, signature: ModelSignature,
-               input_example: np.ndarray | None = None, pip_requirements: list[str] | None = None, **kwargs) -> Model:
+               input_example: np.ndarray | None = None, pip_requirements: list[str] | None = None) -> Model:
     """The flavor's save: pyfunc (loader module + code) first, then the device files at the root."""
     import mlflow.pyfunc
 
