@@ -42,7 +42,7 @@ def fleet_run_id(client: RegistryClient, state_root: Path, model: str, device_id
 
 
 def heartbeat_batch(config: Any, current: Installed | None, code: ExitCode, message: str,
-                    result: BenchmarkResult | None) -> tuple[dict[str, float], dict[str, str]]:
+                    result: BenchmarkResult | None, throttled: str | None = None) -> tuple[dict[str, float], dict[str, str]]:
     metrics: dict[str, float] = {contract.M_HEARTBEAT: 1.0}
     if current:
         metrics[contract.M_RUNNING_VERSION] = float(current.version)
@@ -60,12 +60,14 @@ def heartbeat_batch(config: Any, current: Installed | None, code: ExitCode, mess
         contract.TAG_LAST_STATUS: status,
         contract.TAG_LAST_REASON: "" if code == ExitCode.OK else message,
     }
+    if result and throttled:
+        tags[contract.D_THROTTLED] = throttled
     return metrics, tags
 
 
 def send_heartbeat(client: RegistryClient, state_root: Path, config: Any, device_id: str, current: Installed | None,
-                   code: ExitCode, message: str, result: BenchmarkResult | None) -> None:
-    metrics, tags = heartbeat_batch(config, current, code, message, result)
+                   code: ExitCode, message: str, result: BenchmarkResult | None, throttled: str | None = None) -> None:
+    metrics, tags = heartbeat_batch(config, current, code, message, result, throttled)
     now_ms = int(time.time() * 1000)
     step = now_ms // 60_000  # minutes: increasing without keeping a counter on the device
     run_id = fleet_run_id(client, state_root, config.model, device_id)

@@ -308,7 +308,8 @@ class _Run:
         current = self.state.current()
         try:
             send_heartbeat(self.client, self.state.root, self.config, self.device_id, current, outcome.code, outcome.message,
-                           outcome.result if outcome.code == Exit.OK else None)
+                           outcome.result if outcome.code == Exit.OK else None,
+                           self.provenance.throttled if self.provenance else None)
         except RegistryError as exc:  # a missed heartbeat costs nothing: the next run sends one
             log.debug("heartbeat not sent: %s", exc)
 

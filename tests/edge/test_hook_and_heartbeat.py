@@ -66,6 +66,7 @@ def test_every_run_sends_a_heartbeat_and_a_no_change_run_costs_two_requests(serv
     tags, metrics = rest.run_tags(run_id), rest.run_metrics(run_id)
     assert tags[contract.TAG_RUNNING_VERSION] == version.version
     assert tags[contract.TAG_LAST_STATUS] == contract.STATUS_HEALTHY
+    assert tags[contract.D_THROTTLED] in ("yes", "no", "unknown")  # the benchmark's throttling, for the fleet view
     assert metrics[contract.M_RUNNING_VERSION] == float(version.version)
     history = rest.call("GET", "metrics/get-history", params={"run_id": run_id, "metric_key": contract.M_HEARTBEAT})["metrics"]
     assert len(history) == 2
