@@ -38,14 +38,16 @@ class VersionRow:
     created: str = ""
     min_runtime: str = ""
     device_throttled: tuple[str, ...] = ()  # devices whose figures were measured while throttled
+    refused_by: tuple[str, ...] = ()  # devices whose health gate (or check) rejected this version
 
     def as_dict(self) -> dict:
         return {
-            "version": self.version, "variant": self.variant, "format": self.format, "run_id": self.run_id,
-            "test_accuracy": self.accuracy, "accuracy_drop_points": self.drop_points, "size_bytes": self.size_bytes,
-            "host_latency_p50_ms": self.host_p50_ms, "device_latency_p50_ms": self.device_p50_ms,
-            "aliases": list(self.aliases), "created": self.created, "min_runtime_version": self.min_runtime,
-            "device_throttled": list(self.device_throttled),
+            "version": self.version, contract.TAG_VARIANT: self.variant, contract.TAG_FORMAT: self.format,
+            "run_id": self.run_id, contract.M_ACCURACY: self.accuracy, contract.M_DROP: self.drop_points,
+            contract.M_SIZE: self.size_bytes, contract.M_P50: self.host_p50_ms,
+            "device_" + contract.D_P50: self.device_p50_ms, "aliases": list(self.aliases), "created": self.created,
+            contract.TAG_MIN_RUNTIME: self.min_runtime, "device_throttled": list(self.device_throttled),
+            "refused_by": list(self.refused_by),
         }
 
 
@@ -71,15 +73,20 @@ def device_latencies(metrics: dict[str, float]) -> dict[str, float]:
     out = {}
     for key, value in metrics.items():
         parsed = contract.parse_device_key(key)
-        if parsed and parsed[1] == "latency_p50_ms":
+        if parsed and parsed[1] == contract.D_P50:
             out[parsed[0]] = value
     return out
 
 
+def devices_tagged(tags: dict[str, str], name: str, value: str) -> tuple[str, ...]:
+    """Devices whose ``device.<id>.<name>`` tag on this run is ``value``."""
+    found = (contract.parse_device_key(key) for key, v in tags.items() if v == value)
+    return tuple(sorted(p[0] for p in found if p and p[1] == name))
+
+
 def throttled_devices(tags: dict[str, str]) -> tuple[str, ...]:
     """Devices whose report on this run says it was taken while throttled."""
-    found = (contract.parse_device_key(key) for key, value in tags.items() if value == "yes")
-    return tuple(sorted(p[0] for p in found if p and p[1] == contract.D_THROTTLED))
+    return devices_tagged(tags, contract.D_THROTTLED, "yes")
 
 
 def all_versions(client: MlflowClient, name: str) -> list:
@@ -122,6 +129,7 @@ def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_
                 created=datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
                 min_runtime=mv.tags.get(contract.TAG_MIN_RUNTIME, ""),
                 device_throttled=throttled_devices(tags),
+                refused_by=devices_tagged(tags, contract.D_STATUS, contract.STATUS_REJECTED),
             )
         )
     return sorted(rows, key=lambda r: int(r.version), reverse=True)
@@ -133,7 +141,9 @@ def devices(rows: list[VersionRow]) -> list[str]:
 
 def format_table(rows: list[VersionRow]) -> str:
     devs = devices(rows)
-    header = ["version", "variant", "accuracy %", "drop pts", "size MB", "host p50 ms"] + [f"{d} p50 ms" for d in devs] + ["aliases", "created"]
+    refusals = any(r.refused_by for r in rows)
+    header = (["version", "variant", "accuracy %", "drop pts", "size MB", "host p50 ms"] + [f"{d} p50 ms" for d in devs]
+              + ["aliases", "created"] + (["refused by"] if refusals else []))
 
     def num(v: float | None, spec: str) -> str:
         return "—" if v is None else format(v, spec)
@@ -142,7 +152,7 @@ def format_table(rows: list[VersionRow]) -> str:
         [r.version, r.variant, num(None if r.accuracy is None else 100 * r.accuracy, ".2f"), num(r.drop_points, "+.2f"),
          num(None if r.size_bytes is None else r.size_bytes / 1e6, ".3f"), num(r.host_p50_ms, ".3f")]
         + [num(r.device_p50_ms.get(d), ".3f") + ("*" if d in r.device_throttled else "") for d in devs]
-        + [",".join(r.aliases) or "-", r.created]
+        + [",".join(r.aliases) or "-", r.created] + ([",".join(r.refused_by) or "-"] if refusals else [])
         for r in rows
     ]
     widths = [max(len(str(row[i])) for row in [header] + body) for i in range(len(header))]

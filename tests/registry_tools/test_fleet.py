@@ -96,3 +96,14 @@ def test_versions_marks_figures_measured_while_throttled(server, fleet):
     assert "* measured while the device was throttled" in result.output
     rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json").output)}
     assert rows[v2]["device_throttled"] == ["pi-hot"] and rows[v1]["device_throttled"] == []
+
+
+def test_versions_shows_which_devices_refused_a_version(server, fleet):
+    model, v1, v2, v3 = fleet
+    result = edgeq(server, "versions", model)
+    assert result.exit_code == 0, result.output
+    assert "refused by" in result.output.splitlines()[0]
+    v3_line = next(line for line in result.output.splitlines() if line.startswith(f"{v3} "))
+    assert v3_line.rstrip().endswith("pi-refuses")
+    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json").output)}
+    assert rows[v3]["refused_by"] == ["pi-refuses"] and rows[v2]["refused_by"] == []
