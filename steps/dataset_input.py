@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +53,9 @@ class ImageDataset(MetaDataset):
 
 def _source(cfg: DataConfig) -> DatasetSource:
     if cfg.is_folder:
-        return resolve_dataset_source(str(Path(cfg.dataset).resolve()))
+        with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns that it picked one
+            warnings.simplefilter("ignore", UserWarning)
+            return resolve_dataset_source(str(Path(cfg.dataset).resolve()))
     loaders = {"digits": "sklearn.datasets.load_digits()", "cats_vs_dogs": "tensorflow_datasets.load('cats_vs_dogs')"}
     tags = {"loader": loaders.get(cfg.dataset, cfg.dataset)}
     if cfg.data_dir:
