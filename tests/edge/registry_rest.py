@@ -64,6 +64,19 @@ def copy_bundle(variant: str, dest: Path) -> Path:
     return dest
 
 
+def disagreeing_bundle(variant: str, dest: Path) -> Path:
+    """A copy of the fixture of ``variant`` that is internally consistent (sha256 and manifest right)
+    but whose model disagrees with its registered accuracy: every sample label is shifted by one class."""
+    import numpy as np
+
+    bundle = copy_bundle(variant, dest)
+    with np.load(bundle / contract.SAMPLE_FILE) as data:
+        images, labels = data["images"], data["labels"]
+    np.savez_compressed(bundle / contract.SAMPLE_FILE, images=images, labels=(labels + 1) % len(read_labels(bundle)))
+    rewrite_manifest(bundle)
+    return bundle
+
+
 def rewrite_manifest(directory: Path) -> dict[str, Any]:
     """Recompute manifest.json from the files now in ``directory`` (keeps its other keys); returns it."""
     path = directory / contract.MANIFEST_FILE

@@ -1,24 +1,22 @@
 """The puller under the faults a year on cron brings, against a real MLflow server (and a loopback fault proxy)."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edge import contract
 from edge.contract import ExitCode as Exit
-from edge.outbox import DEAD_LETTER, QUARANTINE, Outbox, Report
+from edge.outbox import DEAD_LETTER, Outbox, Report
 from edge.puller import PullConfig, pull
 from edge.registry_client import Deadline, RegistryClient
 from edge.state import DeviceState
 from tests.conftest import REPO
 from tests.edge.fault_proxy import FaultProxy
-from tests.edge.registry_rest import copy_bundle, rewrite_manifest
+from tests.edge.registry_rest import disagreeing_bundle
 
 EDGEQ_PULL = str(Path(sys.executable).with_name("edgeq-pull"))
 
@@ -166,20 +164,10 @@ def test_a_wrong_password_with_a_report_queued_exits_2_and_keeps_the_report(regi
 
 # 4. A rejected version is remembered until the alias moves.
 
-def _broken_bundle(tmp_path: Path) -> Path:
-    """Internally consistent (sha256 and manifest right), but its model disagrees with its registered accuracy."""
-    bundle = copy_bundle("int8", tmp_path / "broken")
-    with np.load(bundle / contract.SAMPLE_FILE) as data:
-        images, labels = data["images"], data["labels"]
-    np.savez_compressed(bundle / contract.SAMPLE_FILE, images=images, labels=(labels + 1) % 10)
-    rewrite_manifest(bundle)
-    return bundle
-
-
 def test_a_rejected_version_is_not_downloaded_again_until_the_alias_moves(register, rest, registry, proxy, fresh_model, tmp_path):
     good = register(fresh_model, "fp32")
     assert pull(_config(tmp_path / "s", fresh_model), registry).code == Exit.OK
-    bad = register(fresh_model, "int8", bundle=_broken_bundle(tmp_path))
+    bad = register(fresh_model, "int8", bundle=disagreeing_bundle("int8", tmp_path / "broken"))
 
     first = pull(_config(tmp_path / "s", fresh_model), RegistryClient(proxy.uri))
     downloads = proxy.count("get-artifact")

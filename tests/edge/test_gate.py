@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from edge import contract
@@ -12,7 +11,7 @@ from edge.contract import ExitCode as Exit
 from edge.gate import FALSE_REJECTION_RATE, GateLimits, judge, min_hits
 from edge.puller import PullConfig, pull
 from edge.state import DeviceState
-from tests.edge.registry_rest import copy_bundle, rewrite_manifest
+from tests.edge.registry_rest import disagreeing_bundle
 
 
 def _result(accuracy=1.0, n=32, p50=1.0, p99=2.0, rss=60.0) -> BenchmarkResult:
@@ -59,16 +58,6 @@ def test_slowdown_is_relative_to_the_replaced_version():
     assert not slow.healthy and "2.00×" in slow.reason
 
 
-def _disagreeing_bundle(tmp_path):
-    """sha256 and manifest right, registered accuracy as the fixture's, but the model gets the sample wrong."""
-    bundle = copy_bundle("int8", tmp_path / "disagrees")
-    with np.load(bundle / contract.SAMPLE_FILE) as data:
-        images, labels = data["images"], data["labels"]
-    np.savez_compressed(bundle / contract.SAMPLE_FILE, images=images, labels=(labels + 3) % 10)
-    rewrite_manifest(bundle)
-    return bundle
-
-
 def _config(state, model, **kw):
     return PullConfig(model=model, state_dir=state, device_id="pi-gate", runs=10, warmup=1, **kw)
 
@@ -76,7 +65,7 @@ def _config(state, model, **kw):
 def test_a_version_failing_the_gate_is_not_installed_and_its_run_learns_why(register, rest, registry, fresh_model, tmp_path):
     serving = register(fresh_model, "fp32")
     assert pull(_config(tmp_path, fresh_model), registry).code == Exit.OK
-    bad = register(fresh_model, "int8", bundle=_disagreeing_bundle(tmp_path))
+    bad = register(fresh_model, "int8", bundle=disagreeing_bundle("int8", tmp_path / "disagrees"))
 
     outcome = pull(_config(tmp_path, fresh_model), registry)
 
