@@ -109,14 +109,12 @@ def _missing_advice(preferred: str | None) -> str:
     """No runtime at all: what to install, or why nothing installs on this Python and CPU."""
     machine, python = platform.machine(), sys.version_info[:2]
     missing = f"{preferred} is not installed" if preferred else "no TFLite runtime installed"
-    wanted = [preferred] if preferred else list(RUNTIME_PACKAGES)
-    if machine.startswith("armv"):
-        wanted = [p for p in wanted if p == "tflite-runtime"] or wanted
-    fits = [p for p in wanted if _WHEEL_PYTHONS[p][0] <= python <= _WHEEL_PYTHONS[p][1]
-            and not (p == "ai-edge-litert" and machine.startswith("armv"))]
+    # LiteRT has no 32-bit ARM wheels: there only tflite-runtime can be installed.
+    usable = ["tflite-runtime"] if machine.startswith("armv") else [preferred] if preferred else list(RUNTIME_PACKAGES)
+    fits = [p for p in usable if _WHEEL_PYTHONS[p][0] <= python <= _WHEEL_PYTHONS[p][1]]
     if not fits:
-        have = ", ".join(f"{p}: Python {_dotted(_WHEEL_PYTHONS[p][0])}-{_dotted(_WHEEL_PYTHONS[p][1])}" for p in wanted)
-        return (f"{missing}, and none has wheels for Python {_dotted(python)} on {machine} "
+        have = ", ".join(f"{p}: Python {_dotted(_WHEEL_PYTHONS[p][0])}-{_dotted(_WHEEL_PYTHONS[p][1])}" for p in usable)
+        return (f"{missing}, and no runtime that has {machine} wheels has them for Python {_dotted(python)} "
                 f"({have}); use a Python those cover (Raspberry Pi OS bookworm's 3.11 fits)")
     return f"{missing}; install it: {install_hint(fits[0], machine)}"
 

@@ -191,12 +191,13 @@ def incompatible(package: str, version: str, exc: BaseException) -> RuntimeIncom
 def install_hint(package: str | None = None, machine: str | None = None) -> str:
     """The install command that fits this machine (README: 'On a Raspberry Pi: install')."""
     machine = machine or platform.machine()
-    if package == "tflite-runtime" or machine.startswith("armv"):
-        if machine.startswith("armv"):
-            return ('apt install python3-numpy, a venv made with --system-site-packages, then '
-                    'pip install "edgeq[tflite-runtime]" (32-bit: LiteRT has no armv7l wheels)')
-        return 'pip install "tflite-runtime==2.14.0" "numpy<2" (Python 3.8-3.11), or the edgeq[tflite-runtime] extra'
-    return 'pip install ai-edge-litert (the edgeq[edge] extra)'
+    tflite = 'pip install "tflite-runtime==2.14.0" "numpy<2" (Python 3.8-3.11; the edgeq[tflite-runtime] extra)'
+    if machine.startswith("armv"):
+        return ("32-bit ARM has no LiteRT wheels: apt install python3-numpy python3-cffi, "
+                f"a venv made with --system-site-packages, then {tflite}")
+    if package == "tflite-runtime":
+        return tflite
+    return "pip install ai-edge-litert (the edgeq[edge] extra)"
 
 
 @contextmanager

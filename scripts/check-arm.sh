@@ -260,6 +260,6 @@ echo "| platform (QEMU CPU) | runtime | NumPy | install size | edge tests | samp
 echo "|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 printf '%s\n' "${CHECKS[@]}"
-[ "$FAILED" = 0 ] && echo "check-arm: ok" || echo "check-arm: FAILED (logs: keep them with EDGEQ_ARM_KEEP=1)"
-[ -z "${EDGEQ_ARM_KEEP:-}" ] || { cp -r "$WORK" "$CACHE/last-run"; echo "logs in $CACHE/last-run"; }
+rm -rf "$CACHE/last-run" && cp -r "$WORK" "$CACHE/last-run"
+[ "$FAILED" = 0 ] && echo "check-arm: ok (logs in $CACHE/last-run)" || echo "check-arm: FAILED (logs in $CACHE/last-run)"
 exit "$FAILED"

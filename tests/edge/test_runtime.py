@@ -28,6 +28,10 @@ def test_supports_compares_with_the_tf_equivalent():
 
 
 def test_ai_edge_litert_is_preferred():
+    from edge.runtime import package_version
+
+    if package_version("ai-edge-litert") == "unknown":
+        pytest.skip("ai-edge-litert is not installed here (32-bit ARM has no wheels)")
     assert find_runtime().package == "ai-edge-litert"
 
 
