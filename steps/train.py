@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from steps.config import DataConfig, TrainConfig
 from steps.data import Splits, batched
@@ -32,10 +33,15 @@ def train(model: keras.Model, splits: Splits, data: DataConfig, cfg: TrainConfig
 
 
 def keras_accuracy(model: keras.Model, splits: Splits, batch_size: int) -> float:
-    """Exact test accuracy (hits / images), computed the way the TFLite evaluator does."""
+    """Exact test accuracy (hits / images), computed the way the TFLite evaluator does.
+
+    The model is called on one device: under MirroredStrategy ``predict_on_batch``
+    would run the whole batch on every replica and return one answer per replica.
+    """
+    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     hits = total = 0
     for images, labels in batched(splits.test, batch_size):
-        predicted = np.argmax(model.predict_on_batch(images), axis=1)
+        predicted = np.argmax(infer(images).numpy(), axis=1)
         hits += int(np.sum(predicted == labels.numpy()))
         total += len(predicted)
     return hits / total

@@ -17,7 +17,7 @@ from steps import data, distribute
 from steps.config import DataConfig, TrainConfig
 from steps.convert import convert
 from steps.model import build
-from steps.train import global_batch_size, train
+from steps.train import global_batch_size, keras_accuracy, train
 
 devices = [d.name for d in tf.config.list_logical_devices("CPU")]
 out = {"devices": devices,
@@ -42,8 +42,11 @@ variable = model.trainable_variables[0].value
 out.update(replicas=strategy.num_replicas_in_sync, kind=type(strategy).__name__,
            global_batch=global_batch_size(model, tcfg), steps=Steps.count, train_images=len(splits.train),
            mirrored_copies=len(getattr(variable, "values", [])), loss=float(history.history["loss"][-1]))
-path = convert(model, "fp32", None, __import__("pathlib").Path(sys.argv[1]))
-out["tflite_bytes"] = path.stat().st_size
+out["accuracy"] = keras_accuracy(model, splits, 16)
+work = __import__("pathlib").Path(sys.argv[1])
+model.save(work / "mirrored.keras")
+out["reloaded_outputs"] = int(keras.models.load_model(work / "mirrored.keras").output_shape[-1])
+out["tflite_bytes"] = convert(model, "fp32", None, work).stat().st_size
 print("RESULT " + json.dumps(out))
 """
 
@@ -59,4 +62,5 @@ def test_training_mirrors_over_two_logical_cpu_devices(tmp_path):
     assert out["global_batch"] == 32, "batch_size is per replica"
     assert out["steps"] == -(-out["train_images"] // 32)
     assert out["loss"] == out["loss"] and out["loss"] < 10  # finite: the replicas trained one model
+    assert 0.0 <= out["accuracy"] <= 1.0 and out["reloaded_outputs"] == 10, "evaluated, saved and loaded like any other"
     assert out["tflite_bytes"] > 0, "a mirrored model converts like any other"
