@@ -27,26 +27,45 @@ class Baseline:
     reused: bool
 
 
-def find(client: MlflowClient, experiment_id: str, key: str) -> str | None:
-    """The newest finished baseline run with this key, if any."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{contract.TAG_BASELINE_KEY}` = '{key}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
+@dataclass(frozen=True)
+class Found:
+    run_id: str
+    model_id: str  # the registered baseline version's logged model: what is loaded
 
 
-def load(client: MlflowClient, run_id: str) -> Baseline:
-    """The baseline run's model, read from a temporary copy that is gone when this returns."""
-    run = client.get_run(run_id)
+def find(client: MlflowClient, experiment_id: str, key: str) -> Found | None:
+    """The newest registered baseline with this key whose run is in this experiment, if any.
+
+    Found through registered versions, not run tags: on a team server a device user may
+    write the pipeline's runs (tags, artifacts), but neither the registry nor a logged model.
+    """
+    versions = client.search_model_versions(f"tags.`{contract.TAG_BASELINE_KEY}` = '{key}'",
+                                            order_by=["creation_timestamp DESC"])
+    for mv in versions:
+        model_id = logged_model_id(mv)
+        if model_id and mv.run_id and client.get_run(mv.run_id).info.experiment_id == experiment_id:
+            return Found(mv.run_id, model_id)
+    return None
+
+
+def logged_model_id(mv) -> str | None:
+    """The logged model a version was registered from (its source is ``models:/<model_id>``)."""
+    source = mv.source or ""
+    return getattr(mv, "model_id", None) or (source.removeprefix("models:/") if source.startswith("models:/m-") else None)
+
+
+def load(client: MlflowClient, found: Found) -> Baseline:
+    """The baseline's logged model, read from a temporary copy that is gone when this returns."""
+    import mlflow.keras
+
+    run = client.get_run(found.run_id)
     with tempfile.TemporaryDirectory(prefix="edgeq-baseline-") as tmp:
-        local = client.download_artifacts(run_id, f"{contract.ARTIFACT_DIR}/{contract.KERAS_FILE}", tmp)
-        model = keras.models.load_model(local)
+        location = client.get_logged_model(found.model_id).artifact_location
+        local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=client.tracking_uri)
+        model = mlflow.keras.load_model(local)
     return Baseline(
         model=model,
-        run_id=run_id,
+        run_id=found.run_id,
         accuracy=run.data.metrics[contract.M_ACCURACY],
         size_bytes=int(run.data.metrics[contract.M_SIZE]),
         reused=True,

@@ -69,7 +69,7 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         key = baseline_key(data, train, info.fingerprint)
         found = baseline_mod.find(client, parent.info.experiment_id, key)
         if found:
-            click.echo(f"reusing baseline run {found} (same data and training parameters)")
+            click.echo(f"reusing baseline run {found.run_id} (same data, training parameters and code)")
             base = baseline_mod.load(client, found)
         else:
             base = baseline_mod.train_new(splits, data, train, key, work)
@@ -94,14 +94,15 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         rows = []
         if not register.versions_of_run(client, name, base.run_id):
             tags = {contract.TAG_VARIANT: contract.BASELINE, contract.TAG_FORMAT: "keras",
-                    contract.TAG_QUANTIZATION: "none", contract.TAG_LABELS: ",".join(info.labels)}
+                    contract.TAG_QUANTIZATION: "none", contract.TAG_LABELS: ",".join(info.labels),
+                    contract.TAG_BASELINE_KEY: key}
             version = register.register_keras(client, name, base.run_id, base.model, calibration[:1], tags, "Keras baseline")
             rows.append(report.Row(contract.BASELINE, version, base.accuracy, 0.0, base.size_bytes, 1.0, None, None, None))
         else:
             rows.append(report.Row(contract.BASELINE, "reused", base.accuracy, 0.0, base.size_bytes, 1.0, None, None, None))
         for r in results:
             version = register.register_tflite(client, name, r.run_id, r.tags, f"{r.variant} TFLite of baseline run {base.run_id}",
-                                               work, signing_key=signing_key)
+                                               r.bundle, signing_key=signing_key)
             m = r.metrics
             rows.append(report.Row(r.variant, version, m[contract.M_ACCURACY], m[contract.M_DROP], r.size_bytes,
                                    m[contract.M_SIZE_RATIO], m[contract.M_P50], m[contract.M_P90], m[contract.M_SPEEDUP]))

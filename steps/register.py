@@ -1,14 +1,11 @@
 """Registered model versions: one per variant (and the Keras baseline), with the tags devices read."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-import mlflow
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mlflow.exceptions import MlflowException
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from edge import contract, signing
@@ -45,18 +42,16 @@ def register_version(client: MlflowClient, name: str, run_id: str, tags: dict[st
 
 
 def register_tflite(client: MlflowClient, name: str, run_id: str, tags: dict[str, str], description: str,
-                    work: Path, signing_key: Ed25519PrivateKey | None = None) -> str:
-    """A variant run's ``model/`` bundle → (signed) → logged model → registered version; returns its number.
+                    bundle: Path, signing_key: Ed25519PrivateKey | None = None) -> str:
+    """A variant's local bundle → (signed) → logged model of ``run_id`` → registered version; returns its number.
 
-    With ``signing_key`` the run's manifest is signed first: the signature file lands next to
-    it, travels into the logged model with the bundle, and the key's fingerprint becomes a version tag.
+    The bundle is the one this process wrote and evaluated, never a copy read back from the
+    server (where a device user may write the run's artifacts). With ``signing_key`` its
+    manifest is signed here, the signature travels into the logged model with the bundle,
+    and the key's fingerprint becomes a version tag.
     """
-    bundle_uri = f"{client.get_run(run_id).info.artifact_uri}/{contract.ARTIFACT_DIR}"
     if signing_key is not None:
-        tags = {**tags, contract.TAG_SIGNING_KEY_FINGERPRINT: sign_artifact_dir(bundle_uri, signing_key)}
-    local = work / f"registered-{run_id}"
-    local.mkdir(parents=True, exist_ok=True)
-    bundle = Path(mlflow.artifacts.download_artifacts(artifact_uri=bundle_uri, dst_path=str(local)))
+        tags = {**tags, contract.TAG_SIGNING_KEY_FINGERPRINT: signing.sign_manifest(bundle, signing_key)}
     info = mlflow_model.log_tflite(run_id, bundle, tags.get(contract.TAG_VARIANT, "tflite"), tags)
     return register_version(client, name, run_id, tags, description, info.model_id)
 
@@ -68,15 +63,6 @@ def register_keras(client: MlflowClient, name: str, run_id: str, model, example:
     found = mlflow_model.logged_models_of_run(client, experiment_id, run_id)
     model_id = found[0] if found else mlflow_model.log_keras(run_id, model, example, tags).model_id
     return register_version(client, name, run_id, tags, description, model_id)
-
-
-def sign_artifact_dir(artifact_uri: str, key: Ed25519PrivateKey) -> str:
-    """Sign the manifest stored at ``artifact_uri`` and store the signature beside it; returns the fingerprint."""
-    with tempfile.TemporaryDirectory() as tmp:
-        mlflow.artifacts.download_artifacts(artifact_uri=f"{artifact_uri}/{contract.MANIFEST_FILE}", dst_path=tmp)
-        fingerprint = signing.sign_manifest(tmp, key)
-        get_artifact_repository(artifact_uri).log_artifact(str(Path(tmp) / contract.SIGNATURE_FILE))
-    return fingerprint
 
 
 def versions_of_run(client: MlflowClient, name: str, run_id: str) -> list[str]:

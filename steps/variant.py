@@ -42,6 +42,7 @@ class VariantResult:
     size_bytes: int
     tags: dict[str, str]
     metrics: dict[str, float]
+    bundle: Path  # the device files as written and evaluated here (what gets registered and signed)
 
 
 def build_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConfig, train: TrainConfig,
@@ -91,7 +92,6 @@ def run_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConf
             contract.TAG_MIN_RUNTIME: info.min_runtime_version or "",
         }
         mlflow.set_tags(tags)
-        n = arrays.sample_size
         bundle = work / variant / contract.ARTIFACT_DIR
         write_bundle(bundle, path, list(arrays.labels), *arrays.sample())
         mlflow.log_artifacts(str(bundle), contract.ARTIFACT_DIR)
@@ -99,4 +99,4 @@ def run_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConf
         plot = confusion_plot(ev.confusion, list(arrays.labels), work / variant / "confusion_matrix.png",
                               f"{variant}: accuracy {100 * ev.accuracy:.2f} %")
         mlflow.log_artifact(str(plot))
-        return VariantResult(variant, run.info.run_id, ev, size, tags, metrics)
+        return VariantResult(variant, run.info.run_id, ev, size, tags, metrics, bundle)
