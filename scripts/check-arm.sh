@@ -6,7 +6,7 @@
 # loopback, and every fixture bundle's predictions compared with x86 LiteRT's. Prints a table.
 #
 #   scripts/check-arm.sh                  # as root; roots cached in $EDGEQ_ARM_CACHE (/var/cache/edgeq-arm)
-#   EDGEQ_ARM_ARCHES=armhf scripts/check-arm.sh
+#   EDGEQ_ARM_ARCHES=armhf scripts/check-arm.sh    # one root only; EDGEQ_ARM_CHECK=0 skips it all
 #
 # Emulated latency means nothing about a Pi; correctness does. Where this machine cannot run it
 # (not x86_64 Linux, not root, no debootstrap / qemu-user-static / binfmt_misc) it prints one
@@ -27,6 +27,7 @@ MODEL_VARIANT=int8  # the variant QEMU's default CPU gets wrong (XNNPACK int8): 
 skip() { echo "check-arm: skipped: $*"; exit 0; }
 say() { echo "check-arm: $*" >&2; }
 
+[ "${EDGEQ_ARM_CHECK:-1}" != 0 ] || skip "EDGEQ_ARM_CHECK=0"
 [ "$(uname -s)/$(uname -m)" = Linux/x86_64 ] || skip "emulates ARM from x86_64 Linux only; on a Pi, install the README's way"
 [ "$(id -u)" = 0 ] || skip "needs root (debootstrap, chroot, mounts)"
 for tool in debootstrap chroot timeout git findmnt curl flock; do
