@@ -8,7 +8,8 @@ from __future__ import annotations
 import enum
 import re
 
-VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")
+FP32, FP16, DYNAMIC, INT8, QAT = "fp32", "fp16", "dynamic", "int8", "qat"
+VARIANTS = (FP32, FP16, DYNAMIC, INT8, QAT)
 # int8 with the layers that lose most kept float; built on request or when int8 misses its budget.
 SELECTIVE = "selective"
 BASELINE = "baseline"

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edge import contract
 from edge.contract import SELECTIVE, VARIANTS
 from steps import fingerprint
 
@@ -55,7 +56,7 @@ def variants_for(quant: str) -> tuple[str, ...]:
     """'all' -> every variant; otherwise fp32 (the reference) plus the one asked for."""
     if quant == "all":
         return VARIANTS
-    return ("fp32",) if quant == "fp32" else ("fp32", quant)
+    return (contract.FP32,) if quant == contract.FP32 else (contract.FP32, quant)
 
 
 def baseline_key(data: DataConfig, train: TrainConfig, data_fingerprint: str, code_fingerprint: str | None = None) -> str:

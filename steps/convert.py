@@ -14,7 +14,9 @@ from typing import Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-CONVERTIBLE = ("fp32", "fp16", "dynamic", "int8")
+from edge import contract
+
+CONVERTIBLE = (contract.FP32, contract.FP16, contract.DYNAMIC, contract.INT8)
 
 
 def representative_dataset(images: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
@@ -37,21 +39,21 @@ def with_batch_one(model, keras_module=None):
 
 def configure(converter: "tf.lite.TFLiteConverter", variant: str, rep_images: np.ndarray | None) -> None:
     """Set a converter's options for one variant (also used for QAT models, as int8)."""
-    if variant == "fp32":
+    if variant == contract.FP32:
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if variant == "fp16":
+    if variant == contract.FP16:
         converter.target_spec.supported_types = [tf.float16]
-    elif variant == "dynamic":
+    elif variant == contract.DYNAMIC:
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-    elif variant == "int8":
+    elif variant == contract.INT8:
         if rep_images is None or len(rep_images) == 0:
             raise ValueError("int8 conversion needs representative images")
         converter.representative_dataset = representative_dataset(rep_images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
-    elif variant == "qat":
+    elif variant == contract.QAT:
         # Ranges come from the fake-quant layers trained in; a representative dataset on
         # top of them makes TF 2.21's converter emit a model that predicts one class.
         converter.inference_input_type = tf.uint8

@@ -84,7 +84,7 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
             fp32_p50 = fp32_p50 or result.metrics[contract.M_P50]
             results.append(result)
             drop = result.metrics[contract.M_DROP]
-            if variant == "int8" and drop > quant.selective_if_drop_above and contract.SELECTIVE not in variants_for(quant_choice):
+            if variant == contract.INT8 and drop > quant.selective_if_drop_above and contract.SELECTIVE not in variants_for(quant_choice):
                 click.echo(f"int8 loses {drop:.2f} points (budget {quant.selective_if_drop_above:.2f}): "
                            "building the selective variant (sensitive layers stay float)")
                 results.append(run_variant(contract.SELECTIVE, base, arrays, data, train, quant, work, fp32_p50))
@@ -125,7 +125,7 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--quant", type=click.Choice(QUANT_CHOICES), default="int8", help="Variant(s) to build; fp32 is always built as the reference.")
+@click.option("--quant", type=click.Choice(QUANT_CHOICES), default=contract.INT8, help="Variant(s) to build; fp32 is always built as the reference.")
 @click.option("--dataset", default="cats_vs_dogs", help="cats_vs_dogs, digits, or a path to an image folder (one sub-folder per class).")
 @click.option("--data-dir", default=None, help="TFDS data directory.")
 @click.option("--image-size", type=int, default=224)

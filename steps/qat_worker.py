@@ -19,6 +19,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras  # noqa: E402
 
+from edge import contract  # noqa: E402
 from steps import data as data_mod  # noqa: E402
 from steps.bn_fold import fold_batchnorms  # noqa: E402
 from steps.config import DataConfig, QuantConfig, TrainConfig  # noqa: E402
@@ -118,7 +119,7 @@ def main(config_path: str, weights_path: str, out_path: str) -> None:
         )
     shutil.rmtree(Path(out_path).parent / "qat_input_cache", ignore_errors=True)
     converter = tf.lite.TFLiteConverter.from_keras_model(with_batch_one(qat_model, tf_keras))
-    configure(converter, "qat", None)
+    configure(converter, contract.QAT, None)
     Path(out_path).write_bytes(converter.convert())
 
 

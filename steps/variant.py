@@ -48,7 +48,7 @@ class VariantResult:
 def build_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConfig, train: TrainConfig,
                   quant: QuantConfig, work: Path) -> Path:
     """Convert one variant; the selective variant also logs which layers stayed float and why."""
-    if variant == "qat":
+    if variant == contract.QAT:
         return convert_qat(baseline.model, data, train, quant, work)
     if variant == contract.SELECTIVE:
         selective = convert_selective(baseline.model, arrays.calibration.astype(np.float32), work)
@@ -63,7 +63,7 @@ def run_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConf
     with mlflow.start_run(run_name=variant, nested=True) as run:
         mlflow.set_tags({"edgeq.role": "variant", contract.TAG_VARIANT: variant, contract.TAG_BASELINE_RUN: baseline.run_id})
         mlflow.log_params({"variant": variant, "calibration_images": len(arrays.calibration),
-                           "qat_epochs": quant.qat_epochs if variant == "qat" else 0})
+                           "qat_epochs": quant.qat_epochs if variant == contract.QAT else 0})
         path = build_variant(variant, baseline, arrays, data, train, quant, work / variant)
         ev = evaluate_stream(path, arrays.test.numpy_batches(), len(arrays.labels), total=len(arrays.test), desc=variant)
         size = path.stat().st_size
@@ -81,12 +81,12 @@ def run_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConf
         info = read_info_file(path)
         tags = {
             contract.TAG_VARIANT: variant,
-            contract.TAG_QUANTIZATION: {"qat": "int8", contract.SELECTIVE: "mixed"}.get(variant, variant),
+            contract.TAG_QUANTIZATION: {contract.QAT: contract.INT8, contract.SELECTIVE: "mixed"}.get(variant, variant),
             contract.TAG_FORMAT: "tflite",
             contract.TAG_SHA256: sha256_file(path),
             contract.TAG_SIZE_BYTES: str(size),
             contract.TAG_INPUT_SHAPE: "x".join(str(d) for d in (1, data.image_size, data.image_size, 3)),
-            contract.TAG_INPUT_DTYPE: "uint8" if variant in ("int8", "qat") else "float32",
+            contract.TAG_INPUT_DTYPE: "uint8" if variant in (contract.INT8, contract.QAT) else "float32",
             contract.TAG_LABELS: ",".join(arrays.labels),
             contract.TAG_OPS: info.ops_text,
             contract.TAG_MIN_RUNTIME: info.min_runtime_version or "",
