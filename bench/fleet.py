@@ -19,8 +19,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import requests
+from tests.servers import MlflowServer
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -41,55 +39,14 @@ DEVICE_TIMEOUT_S = 300
 _STATUS = re.compile(r'HTTP/[0-9.]+" ([0-9]{3})')  # uvicorn's access log: ... "GET /api/... HTTP/1.1" 200
 
 
-@dataclass
-class Server:
-    uri: str
-    log: Path
-    proc: subprocess.Popen
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-    def statuses(self) -> list[str]:
-        """The HTTP status of every request in the server's access log so far."""
-        return _STATUS.findall(self.log.read_text(errors="replace")) if self.log.exists() else []
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(backend_store_uri: str, root: Path, workers: int = 4, timeout_s: float = 300) -> Server:
+def start_server(backend_store_uri: str, root: Path, workers: int = 4, timeout_s: float = 300) -> MlflowServer:
     """``mlflow server`` on loopback with ``backend_store_uri`` and served artifacts under ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    log = root / "server.log"
-    cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-           "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(root / "artifacts")]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(f"http://127.0.0.1:{port}", log, proc)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited ({proc.returncode}): see {log}")
-        try:
-            if requests.get(server.uri + "/health", timeout=2).ok:
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    server.stop()
-    tail = log.read_text(errors="replace")[-1500:]
-    raise RuntimeError(f"mlflow server did not answer within {timeout_s:.0f} s; its log ends:\n{tail}")
+    return MlflowServer(root, backend_store_uri=backend_store_uri, workers=workers).start(timeout_s)
+
+
+def server_statuses(server: MlflowServer) -> list[str]:
+    """The HTTP status of every request in the server's access log so far."""
+    return _STATUS.findall(server.log.read_text(errors="replace")) if server.log.exists() else []
 
 
 def register_model(uri: str) -> tuple[str, str, str]:
@@ -186,16 +143,16 @@ def _heartbeats_since(uri: str, since_ms: int) -> int | None:
     return sum(s.get(contract.M_HEARTBEAT, 0) >= since_ms for s in stamps)
 
 
-def device_pass(name: str, server: Server, run_id: str, states: Path, devices: list[str], concurrency: int,
+def device_pass(name: str, server: MlflowServer, run_id: str, states: Path, devices: list[str], concurrency: int,
                 runs: int, max_s: float) -> PassResult:
-    logged_before = len(server.statuses())
+    logged_before = len(server_statuses(server))
     started_ms = int(time.time() * 1000)
     start = time.monotonic()
     deadline = start + max_s
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(lambda d: _pull(server.uri, d, states / d, runs, deadline), devices))
     wall = time.monotonic() - start
-    statuses = server.statuses()[logged_before:]
+    statuses = server_statuses(server)[logged_before:]
     return PassResult(name, len(devices), concurrency, wall, results, len(statuses), sum(s.startswith("5") for s in statuses),
                       _reports_found(server.uri, run_id, devices), _heartbeats_since(server.uri, started_ms))
 

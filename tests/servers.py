@@ -21,9 +21,12 @@ def free_port() -> int:
 class MlflowServer:
     """Start, stop and restart an MLflow server keeping the same store and port."""
 
-    def __init__(self, root: Path, port: int | None = None):
+    def __init__(self, root: Path, port: int | None = None, backend_store_uri: str | None = None, workers: int = 1):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{self.root / 'mlflow.db'}"
+        self.workers = workers
+        self.log = self.root / "server.log"
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -31,18 +34,18 @@ class MlflowServer:
     def start(self, timeout_s: float = 180) -> "MlflowServer":
         mlflow_bin = Path(sys.executable).with_name("mlflow")
         cmd = [
-            str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+            str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+            "--backend-store-uri", self.backend_store_uri,
             "--artifacts-destination", str(self.root / "artifacts"),
         ]
-        log = open(self.root / "server.log", "ab")
+        log = open(self.log, "ab")
         # MLflow 3 otherwise starts job-worker processes per server that the tests never use.
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: see {self.root / 'server.log'}")
+                raise RuntimeError(f"mlflow server exited: see {self.log}")
             try:
                 if requests.get(self.uri + "/health", timeout=1).ok:
                     return self
