@@ -39,11 +39,12 @@ done
 qemu_of() { case $1 in arm64) echo aarch64 ;; armhf) echo arm ;; *) return 1 ;; esac; }
 # A Pi 4's core. QEMU's default "max" CPU makes XNNPACK's int8 kernels return wrong results.
 cpu_of() { case $1 in arm64) echo cortex-a72 ;; armhf) echo cortex-a7 ;; esac; }
-packages_of() {
+BASE_PACKAGES=python3,python3-venv,ca-certificates
+apt_packages_of() {  # what the README's recipe installs with apt on top (apt resolves their dependencies)
     case $1 in
-        arm64) echo python3,python3-venv,ca-certificates ;;
+        arm64) echo "" ;;
         # 32-bit: the index has no armv7l wheels for NumPy (nor cffi, which cryptography needs).
-        armhf) echo python3,python3-venv,ca-certificates,python3-numpy,python3-cffi ;;
+        armhf) echo "python3-numpy python3-cffi" ;;
     esac
 }
 for arch in $ARCHES; do
@@ -90,16 +91,25 @@ write_cpuinfo() {  # LiteRT segfaults creating an interpreter when it reads an x
     printf 'Hardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 10000000edge0000\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n' >>"$out"
 }
 
-build_root() {  # a cached debootstrap root: rebuilt only when the package list changes
-    local arch=$1 root=$CACHE/$SUITE-$1 want
-    want="$SUITE $arch $(packages_of "$arch")"
+build_root() {  # a cached debootstrap root: rebuilt only when the package lists change
+    local arch=$1 root=$CACHE/$SUITE-$1 want apt log=$CACHE/debootstrap-$1.log
+    apt=$(apt_packages_of "$arch")
+    want="$SUITE $arch $BASE_PACKAGES${apt:+ $apt}"
     [ "$(cat "$root/.edgeq-root" 2>/dev/null)" = "$want" ] && return 0
     say "$arch: debootstrap $SUITE (first run: several minutes under emulation)"
     unmount_all "$root"; unmount_all "$root.tmp"
     rm -rf --one-file-system "$root" "$root.tmp"
-    timeout 3600 debootstrap --arch="$arch" --variant=minbase --include="$(packages_of "$arch")" \
-        "$SUITE" "$root.tmp" "$MIRROR" >"$CACHE/debootstrap-$arch.log" 2>&1 ||
-        { tail -5 "$CACHE/debootstrap-$arch.log" >&2; return 1; }
+    timeout 3600 debootstrap --arch="$arch" --variant=minbase --include="$BASE_PACKAGES" \
+        "$SUITE" "$root.tmp" "$MIRROR" >"$log" 2>&1 || { tail -5 "$log" >&2; return 1; }
+    if [ -n "$apt" ]; then
+        mount -t proc proc "$root.tmp/proc"
+        cp /etc/resolv.conf "$root.tmp/etc/resolv.conf"
+        timeout 1800 env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
+            QEMU_CPU="$(cpu_of "$arch")" chroot "$root.tmp" /bin/sh -c \
+            "apt-get update -q && apt-get install -y -q --no-install-recommends $apt && apt-get clean" >>"$log" 2>&1 ||
+            { umount -l "$root.tmp/proc"; tail -5 "$log" >&2; return 1; }
+        umount -l "$root.tmp/proc"
+    fi
     echo "$want" >"$root.tmp/.edgeq-root"
     mv "$root.tmp" "$root"
 }
