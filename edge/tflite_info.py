@@ -10,6 +10,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.tflite_ops import BUILTIN_OPERATORS
+
 # Field indices from tensorflow/lite/schema/schema.fbs.
 _MODEL_OPERATOR_CODES = 1
 _MODEL_BUFFERS = 4
@@ -106,25 +108,13 @@ def _i32(buf: bytes, at: int) -> int:
     return struct.unpack_from("<i", buf, at)[0]
 
 
-def _builtin_names() -> dict[int, str]:
-    """Op code → name, from whichever TFLite schema module is installed."""
-    for module in ("ai_edge_litert.schema_py_generated", "tflite_runtime.schema_py_generated"):
-        try:
-            schema = __import__(module, fromlist=["BuiltinOperator"])
-        except Exception:  # noqa: BLE001 - any missing or broken schema module: fall back
-            continue
-        enum = schema.BuiltinOperator
-        return {v: k for k, v in vars(enum).items() if not k.startswith("_") and isinstance(v, int)}
-    return {}
-
-
 def read_info(data: bytes) -> TFLiteInfo:
     """Parse the op list and ``min_runtime_version`` metadata from model bytes."""
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise TFLiteFormatError("not a TFLite model (missing the TFL3 identifier)")
     try:
         model = _Table(data, _u32(data, 0))
-        names = _builtin_names()
+        names = BUILTIN_OPERATORS
         ops = []
         for code in model.tables(_MODEL_OPERATOR_CODES):
             builtin = max(

@@ -6,6 +6,7 @@ from pathlib import Path
 from edge import contract
 from edge.outbox import Outbox
 from edge.puller import Exit, PullConfig, pull
+from edge.runtime import find_runtime
 from edge.registry_client import RegistryClient
 from edge.state import DeviceState
 from tests.edge.registry_rest import MlflowRest, copy_bundle, register_fixture, rewrite_manifest
@@ -39,7 +40,7 @@ def test_first_pull_installs_benchmarks_and_reports_to_the_versions_run(register
     assert metrics["latency_p99_ms"] >= metrics["latency_p90_ms"] >= metrics["latency_p50_ms"] > 0
     assert metrics["sample_accuracy"] >= 0.9  # the int8 fixture scores 1.0 on its own labelled sample
     tags = rest.run_tags(run_id)
-    assert tags[contract.device_key("pi-first", "runtime")] == "ai-edge-litert"
+    assert tags[contract.device_key("pi-first", "runtime")] == find_runtime().package  # the one that ran
     assert tags[contract.device_key("pi-first", "model_version")] == version
     assert tags[contract.device_key("pi-first", "cpu")]
 

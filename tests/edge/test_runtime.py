@@ -1,5 +1,6 @@
 """Finding the runtime and comparing minimum runtime versions."""
 import os
+import platform
 import subprocess
 import sys
 
@@ -54,8 +55,12 @@ else:
 """
 
 
+_32_BIT_ARM = platform.machine().startswith("armv")
+
+
 @pytest.mark.parametrize("preferred, install", [
-    ("", "pip install ai-edge-litert"),
+    # 32-bit ARM has no LiteRT wheels: the advice there is the Debian NumPy + tflite-runtime recipe.
+    ("", "--system-site-packages" if _32_BIT_ARM else "pip install ai-edge-litert"),
     ("tflite-runtime", 'pip install "tflite-runtime=='),
 ])
 def test_missing_runtime_names_what_to_install(preferred, install):
