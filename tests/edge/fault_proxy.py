@@ -98,26 +98,26 @@ class FaultProxy:
                     sent += len(piece)
                 self.close_connection = True
 
-            def _cut(self, rule: Rule):
+            def _announce(self):
+                """Headers of a 200 answer announcing _DECLARED bytes that will not all come."""
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(_DECLARED))
                 self.end_headers()
-                self.wfile.write(_CHUNK[: _DECLARED // 2])
-                self.wfile.flush()
                 self.close_connection = True
 
+            def _cut(self, rule: Rule):
+                self._announce()
+                self.wfile.write(_CHUNK[: _DECLARED // 2])
+                self.wfile.flush()
+
             def _drip(self, rule: Rule):
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(_DECLARED))
-                self.end_headers()
+                self._announce()
                 end = time.monotonic() + rule.seconds
                 while time.monotonic() < end:
                     self.wfile.write(b"\0")
                     self.wfile.flush()
                     time.sleep(0.5)
-                self.close_connection = True
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
