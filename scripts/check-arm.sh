@@ -114,12 +114,13 @@ build_root() {  # a cached debootstrap root: rebuilt only when the package lists
     mv "$root.tmp" "$root"
 }
 
-enter_root() {  # proc with an ARM cpuinfo, /dev, DNS, and this checkout's files at /opt/edgeq
+enter_root() {  # proc with an ARM cpuinfo, sys, /dev, DNS, and this checkout's files at /opt/edgeq
     local arch=$1 root=$CACHE/$SUITE-$1
     unmount_all "$root"
     write_cpuinfo "$arch" "$WORK/cpuinfo-$arch"
     mount -t proc proc "$root/proc"
     mount --bind "$WORK/cpuinfo-$arch" "$root/proc/cpuinfo"
+    mount -t sysfs -o ro sysfs "$root/sys"  # cpuinfo (in the runtimes) reads the CPU lists there
     mount --bind /dev "$root/dev"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     # Behind a TLS-inspecting proxy pip needs this host's CA bundle (PIP_CERT or pip.conf's cert).
