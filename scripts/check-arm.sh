@@ -154,7 +154,8 @@ install_edge() {  # install_edge ARCH VENV EXTRA [--system-site-packages]: the R
     key="$(sha256sum pyproject.toml | cut -c1-16) $extra $site"
     if [ "$(cat "$root$venv/.edgeq-key" 2>/dev/null)" = "$key" ]; then
         # Dependencies as installed before; this checkout's code, fresh.
-        inroot "$arch" 900 "$venv/bin/pip install -q --no-deps --force-reinstall /opt/edgeq" >>"$WORK/$arch-install.log" 2>&1
+        inroot "$arch" 900 "$venv/bin/pip install -q --no-deps --force-reinstall /opt/edgeq" >>"$WORK/$arch-install.log" 2>&1 || return 1
+        link_host_mlflow "$arch" "$venv"
         return
     fi
     rm -rf --one-file-system "$root$venv"
@@ -162,9 +163,17 @@ install_edge() {  # install_edge ARCH VENV EXTRA [--system-site-packages]: the R
         >>"$WORK/$arch-install.log" 2>&1 || { tail -5 "$WORK/$arch-install.log" >&2; return 1; }
     du -sm "$root$venv" | cut -f1 >"$root$venv/.edgeq-size"
     inroot "$arch" 900 "$venv/bin/pip install -q pytest" >>"$WORK/$arch-install.log" 2>&1
-    printf '#!/bin/sh\nexec %s "$@"\n' "$REPO/.venv/bin/mlflow" >"$root$venv/bin/mlflow"  # the host's server, for tests
-    chmod +x "$root$venv/bin/mlflow"
     echo "$key" >"$root$venv/.edgeq-key"
+    link_host_mlflow "$arch" "$venv"
+}
+
+link_host_mlflow() {  # link_host_mlflow ARCH VENV: the host's mlflow (for the tests' servers) as VENV/bin/mlflow
+    # Written on every run, never cached: the checkout (and its .venv) may be elsewhere than last time.
+    local arch=$1 venv=$2 root=$CACHE/$SUITE-$1
+    printf '#!/bin/sh\nexec %s "$@"\n' "$REPO/.venv/bin/mlflow" >"$root$venv/bin/mlflow"
+    chmod +x "$root$venv/bin/mlflow"
+    inroot "$arch" 300 "$venv/bin/mlflow --version" >>"$WORK/$arch-install.log" 2>&1 ||
+        { say "$arch: the host's mlflow does not run inside the root ($REPO/.venv/bin/mlflow)"; return 1; }
 }
 
 start_server() {
