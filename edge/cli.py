@@ -23,32 +23,11 @@ log = logging.getLogger("edgeq-pull")
 _STATE_BASE = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "edgeq"
 
 
-def program_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("edgeq")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def _version_message() -> str:
-    """``--version``: the program, and the runtime and NumPy it would use."""
-    import numpy
-
-    from edge.runtime import RuntimeMissingError, find_runtime
-
-    try:
-        runtime = find_runtime()
-        found = f"{runtime.label} ≈ TFLite {runtime.tf_equivalent}"
-    except RuntimeMissingError as exc:
-        found = str(exc).splitlines()[0]
-    return f"edgeq-pull {program_version()} ({found}; numpy {numpy.__version__}; Python {sys.version.split()[0]})"
-
-
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value and not ctx.resilient_parsing:
-        click.echo(_version_message())
+        from edge.doctor import gather
+
+        click.echo(gather().version_line())
         ctx.exit(ExitCode.OK)
 
 

@@ -55,7 +55,7 @@ class Facts:
         """One line for ``edgeq-pull --version``."""
         runtime = (f"{self.chosen.package} {self.chosen.version} (≈ TFLite {self.chosen.tf_equivalent})"
                    if self.chosen else "no usable TFLite runtime")
-        return (f"edgeq {self.edgeq}: {runtime}, NumPy {self.numpy}, Python {self.python}, "
+        return (f"edgeq-pull {self.edgeq}: {runtime}, NumPy {self.numpy}, Python {self.python}, "
                 f"{self.system} {self.machine}")
 
     def lines(self) -> list[str]:

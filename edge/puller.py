@@ -158,6 +158,8 @@ class _Run:
             return Outcome(Exit.UNREACHABLE, f"v{mv.version} not installed: {exc}; {self._serving()}", mv.version)
         except (AuthError, RegistryError) as exc:
             return Outcome(Exit.BAD_CONFIG, f"v{mv.version} not installed: {exc}", mv.version)
+        except RuntimeMissingError as exc:
+            return Outcome(Exit.BAD_CONFIG, f"v{mv.version} not installed: {exc}; {self._serving()}", mv.version)
         return self._send(self._report(mv, result, verdict), staged, self._summary(mv, result, downloaded), mv, downloaded, result)
 
     # -- steps -------------------------------------------------------------------
@@ -361,5 +363,7 @@ def _check(bundle: Path, sha: str, runtime: Runtime) -> None:
     try:
         images, _ = load_sample(bundle)
         TFLiteClassifier(bundle / contract.MODEL_FILE, runtime).predict(images[0])
+    except RuntimeMissingError:  # this device's fault, not the version's: neither rejected nor remembered
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure to load or run means: do not install
         raise Rejected(f"test inference failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc

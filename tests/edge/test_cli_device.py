@@ -91,6 +91,6 @@ def test_credentials_from_the_environment_never_reach_the_crontab(tmp_path):
 
 def test_version_prints_the_program_and_its_runtime_and_help_needs_no_server():
     version = _run(["--version"])
-    assert version.returncode == 0 and version.stdout.startswith("edgeq-pull ") and "numpy" in version.stdout
+    assert version.returncode == 0 and version.stdout.startswith("edgeq-pull ") and "NumPy" in version.stdout
     helped = _run(["--help"])
     assert helped.returncode == 0 and "--model-version" in helped.stdout and "--max-p99-ms" in helped.stdout

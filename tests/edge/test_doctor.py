@@ -30,7 +30,7 @@ def test_version_line_carries_the_same_facts():
     runtime = find_runtime()
     assert facts.usable and facts.chosen.package == runtime.package
     assert facts.version_line() == (
-        f"edgeq {package_version('edgeq')}: {runtime.label} (≈ TFLite {runtime.tf_equivalent}), "
+        f"edgeq-pull {package_version('edgeq')}: {runtime.label} (≈ TFLite {runtime.tf_equivalent}), "
         f"NumPy {package_version('numpy')}, Python {platform.python_version()}, {platform.system()} {platform.machine()}")
 
 

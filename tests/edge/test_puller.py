@@ -177,3 +177,28 @@ def test_server_down_results_wait_in_the_outbox_and_are_sent_later(own_server, f
     assert back.code == Exit.OK and "sent 1 queued report" in back.message
     assert Outbox(tmp_path / "outbox").pending() == []
     assert _device_metrics(rest, run_id, "pi-offline")["latency_p50_ms"] > 0
+
+
+def test_a_runtime_that_fails_only_on_the_model_is_bad_configuration_and_not_remembered(
+        register, registry, fresh_model, tmp_path, monkeypatch):
+    # The probe passes but the model's interpreter hits the NumPy ABI break: the device is at fault, not the version.
+    import dataclasses
+
+    from edge import puller
+
+    version = register(fresh_model, "int8").version
+    real = find_runtime()
+
+    def interpreter_class(model_path=None, model_content=None, num_threads=None):
+        if model_path:
+            raise SystemError("returned a result with an exception set") from ImportError("_ARRAY_API not found")
+        return real.interpreter_class(model_content=model_content)
+
+    monkeypatch.setattr(puller, "find_runtime", lambda preferred=None: dataclasses.replace(real, interpreter_class=interpreter_class))
+    broken = pull(_config(tmp_path, fresh_model, "pi-numpy"), registry)
+
+    assert broken.code == Exit.BAD_CONFIG and 'pip install "numpy<2"' in broken.message, broken.message
+    assert DeviceState(tmp_path).current() is None
+    monkeypatch.undo()
+    fixed = pull(_config(tmp_path, fresh_model, "pi-numpy"), registry)
+    assert (fixed.code, fixed.version) == (Exit.OK, version), fixed.message
