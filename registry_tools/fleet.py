@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Iterable
 
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from edge import contract
 from registry_tools.evidence import DeviceReport, device_reports
+from registry_tools.runs import runs_by_id
 from registry_tools.versions import registered_model
 
 DEFAULT_INTERVAL_S = 15 * 60  # edgeq-pull schedule's default, for devices that do not say how often they run
@@ -96,21 +98,17 @@ def _older(running: str, target: str) -> bool:
 
 
 class _VersionReports:
-    """Device reports on version runs, each run read once."""
+    """Device reports on the version runs the fleet needs, read in a few batched requests."""
 
-    def __init__(self, client: MlflowClient, name: str):
-        self.client = client
-        self.run_ids = {str(mv.version): mv.run_id for mv in client.search_model_versions(f"name = '{name}'")}
-        self.cache: dict[str, dict[str, DeviceReport]] = {}
+    def __init__(self, client: MlflowClient, name: str, versions: Iterable[str | None]):
+        run_ids = {str(mv.version): mv.run_id for mv in client.search_model_versions(f"name = '{name}'")}
+        self.run_ids = {v: run_ids[v] for v in {str(v) for v in versions if v} if run_ids.get(v)}
+        runs = runs_by_id(client, self.run_ids.values())
+        self.reports = {run_id: device_reports(run.data.metrics, run.data.tags) for run_id, run in runs.items()}
 
     def get(self, version: str | None, device: str) -> DeviceReport | None:
         run_id = self.run_ids.get(str(version)) if version else None
-        if not run_id:
-            return None
-        if run_id not in self.cache:
-            data = self.client.get_run(run_id).data
-            self.cache[run_id] = device_reports(data.metrics, data.tags)
-        report = self.cache[run_id].get(device)
+        report = self.reports.get(run_id, {}).get(device) if run_id else None
         return report if report and report.version in (None, str(version)) else None
 
 
@@ -118,7 +116,7 @@ def collect(client: MlflowClient, name: str, stale_after: float, now: datetime |
     """One row per device of ``name``, sorted by device id."""
     aliases = {a: str(v) for a, v in (registered_model(client, name).aliases or {}).items()}
     runs = fleet_runs(client, name)
-    reports = _VersionReports(client, name) if runs else None
+    reports = _VersionReports(client, name, [*map(_running_version, runs), *aliases.values()]) if runs else None
     now = now or datetime.now(timezone.utc)
     rows = [_row(run, aliases, reports, stale_after, now) for run in runs]
     return sorted(rows, key=lambda r: r.device)
