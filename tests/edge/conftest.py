@@ -57,11 +57,3 @@ def register(rest: MlflowRest) -> Register:
 def registry(server: MlflowServer) -> RegistryClient:
     """The device's own REST client, on the session's server."""
     return RegistryClient(server.uri)
-
-
-@pytest.fixture()
-def own_server(tmp_path_factory) -> MlflowServer:
-    """A server of this test's own, for tests that stop or restart it (never the shared one)."""
-    srv = MlflowServer(tmp_path_factory.mktemp("own-mlflow")).start()
-    yield srv
-    srv.stop()

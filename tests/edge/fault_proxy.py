@@ -8,6 +8,7 @@ bounded in size and time. Everything else is forwarded unchanged.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,17 +36,27 @@ class Rule:
 @dataclass
 class FaultProxy:
     upstream: str
+    port: int = 0  # 0: any free one; a closed proxy's port opens it again where its clients expect it
     rules: list[Rule] = field(default_factory=list)
     requests_seen: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         proxy = self
+        self._connections: set[socket.socket] = set()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def log_message(self, *args):  # quiet
                 pass
+
+            def setup(self):
+                super().setup()
+                proxy._connections.add(self.connection)
+
+            def finish(self):
+                proxy._connections.discard(self.connection)
+                super().finish()
 
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -119,9 +130,10 @@ class FaultProxy:
                     self.wfile.flush()
                     time.sleep(0.5)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
-        self.uri = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.port = self._server.server_address[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -141,5 +153,11 @@ class FaultProxy:
         return sum(match in key for key in self.requests_seen)
 
     def close(self) -> None:
+        """Stop listening and drop the open (keep-alive) connections too, as a server that goes down does."""
         self._server.shutdown()
         self._server.server_close()
+        for conn in list(self._connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

@@ -9,6 +9,7 @@ from edge.puller import Exit, PullConfig, pull
 from edge.runtime import find_runtime
 from edge.registry_client import RegistryClient
 from edge.state import DeviceState
+from tests.edge.fault_proxy import FaultProxy
 from tests.edge.registry_rest import MlflowRest, copy_bundle, register_fixture, rewrite_manifest
 
 
@@ -145,34 +146,37 @@ def test_two_devices_report_to_the_same_run_without_overwriting(register, rest, 
         assert _device_metrics(rest, run_id, device)["latency_p50_ms"] > 0
 
 
-class _StopsServerBeforeReporting(RegistryClient):
-    """The server goes away between the benchmark and the report (the real server, really stopped)."""
+class _GoesDownBeforeReporting(RegistryClient):
+    """The server goes away between the benchmark and the report: its port refuses connections from then on."""
 
-    def __init__(self, uri: str, server):
-        super().__init__(uri)
-        self.server = server
+    def __init__(self, front: FaultProxy):
+        super().__init__(front.uri)
+        self.front = front
 
     def log_batch(self, *args, **kwargs):
-        self.server.stop()
+        self.front.close()
         return super().log_batch(*args, **kwargs)
 
 
-def test_server_down_results_wait_in_the_outbox_and_are_sent_later(own_server, fresh_model, tmp_path):
-    # This test stops its server: its own, so no other test sees it go away.
-    rest, registry = MlflowRest(own_server.uri), RegistryClient(own_server.uri)
+def test_server_down_results_wait_in_the_outbox_and_are_sent_later(server, rest, fresh_model, tmp_path):
+    # The device reaches the server through a front of its own that closes: what it sees is a server that is down,
+    # while the shared server stays up for the other tests.
+    front = FaultProxy(server.uri)
     run_id = register_fixture(rest, fresh_model, "int8").run_id
     try:
-        outcome = pull(_config(tmp_path, fresh_model, "pi-offline"), _StopsServerBeforeReporting(own_server.uri, own_server))
+        outcome = pull(_config(tmp_path, fresh_model, "pi-offline"), _GoesDownBeforeReporting(front))
         assert outcome.code == Exit.UNREACHABLE and "queued" in outcome.message
         assert len(Outbox(tmp_path / "outbox").pending()) == 1
 
-        while_down = pull(_config(tmp_path, fresh_model, "pi-offline"), registry)
+        while_down = pull(_config(tmp_path, fresh_model, "pi-offline"), RegistryClient(front.uri))
         assert while_down.code == Exit.UNREACHABLE
         assert len(Outbox(tmp_path / "outbox").pending()) == 1, "nothing measured is lost while the server is down"
     finally:
-        own_server.start()
+        front.close()
+    front = FaultProxy(server.uri, port=front.port)
 
-    back = pull(_config(tmp_path, fresh_model, "pi-offline"), registry)
+    back = pull(_config(tmp_path, fresh_model, "pi-offline"), RegistryClient(front.uri))
+    front.close()
 
     assert back.code == Exit.OK and "sent 1 queued report" in back.message
     assert Outbox(tmp_path / "outbox").pending() == []
