@@ -6,9 +6,9 @@ devices run or refused, for the figures each device reported there.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from collections.abc import Iterable
 
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
