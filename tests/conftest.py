@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +26,34 @@ PIPELINE_ARGS = [
 ]
 
 
+_SERVER = pytest.StashKey[MlflowServer]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the session's server now, and run the modules that never use it first, while it starts."""
+    if config.option.collectonly:
+        return
+    uses = {item.nodeid.split("::")[0] for item in items if "server" in getattr(item, "fixturenames", ())}
+    if not uses:
+        return
+    # Whole modules move, so module-scoped fixtures are still set up once.
+    items[:] = sorted(items, key=lambda item: item.nodeid.split("::")[0] in uses)
+    config.stash[_SERVER] = MlflowServer(Path(tempfile.mkdtemp(prefix="edgeq-mlflow-"))).launch()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    srv = config.stash.get(_SERVER, None)
+    if srv is not None:
+        srv.stop()
+        shutil.rmtree(srv.root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory) -> MlflowServer:
-    srv = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
-    yield srv
+def server(request: pytest.FixtureRequest) -> MlflowServer:
+    srv = request.config.stash.get(_SERVER, None)
+    if srv is None:  # asked for by a test the collection did not see (getfixturevalue)
+        srv = request.config.stash[_SERVER] = MlflowServer(Path(tempfile.mkdtemp(prefix="edgeq-mlflow-"))).launch()
+    yield srv.wait_ready()
     srv.stop()
 
 

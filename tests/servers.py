@@ -32,27 +32,40 @@ class MlflowServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 180) -> "MlflowServer":
+        return self.launch().wait_ready(timeout_s)
+
+    def launch(self) -> "MlflowServer":
+        """Start the process and return at once (``wait_ready`` waits for it to answer)."""
         mlflow_bin = Path(sys.executable).with_name("mlflow")
         cmd = [
             str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
             "--backend-store-uri", self.backend_store_uri,
             "--artifacts-destination", str(self.root / "artifacts"),
         ]
-        log = open(self.log, "ab")
         # MLflow 3 otherwise starts job-worker processes per server that the tests never use.
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        return self
+
+    def wait_ready(self, timeout_s: float = 180) -> "MlflowServer":
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: see {self.log}")
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited ({self.log}):\n{self._log_tail()}")
             try:
                 if requests.get(self.uri + "/health", timeout=1).ok:
                     return self
             except requests.RequestException:
                 pass
             time.sleep(0.3)
-        raise RuntimeError(f"mlflow server did not answer within {timeout_s}s")
+        raise RuntimeError(f"mlflow server did not answer within {timeout_s}s ({self.log}):\n{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no log: {exc})"
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
