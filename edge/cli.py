@@ -16,7 +16,8 @@ from edge.gate import GateLimits
 from edge.puller import PullConfig, pull
 from edge.registry_client import Credentials, Deadline, RegistryClient, check_tracking_uri, tls_verify_from_env
 from edge.schedule import cron_line, install_cron_line, schedule_key, systemd_units
-from edge.state import _safe
+from edge.runtime import RUNTIME_PACKAGES
+from edge.state import path_component
 
 log = logging.getLogger("edgeq-pull")
 
@@ -50,7 +51,7 @@ def _model_version_from_env(ctx: click.Context, param: click.Parameter, value: s
 @click.option("--runs", envvar="EDGEQ_RUNS", type=click.IntRange(1), default=100, show_default=True, help="Timed inferences.")
 @click.option("--warmup", envvar="EDGEQ_WARMUP", type=click.IntRange(0), default=10, show_default=True)
 @click.option("--threads", envvar="EDGEQ_THREADS", type=click.IntRange(1), default=None, help="Interpreter threads (runtime default if unset).")
-@click.option("--runtime", envvar="EDGEQ_RUNTIME", type=click.Choice(["ai-edge-litert", "tflite-runtime"]), default=None, help="Force a runtime package.")
+@click.option("--runtime", envvar="EDGEQ_RUNTIME", type=click.Choice(RUNTIME_PACKAGES), default=None, help="Force a runtime package.")
 @click.option("--lock-wait", envvar="EDGEQ_LOCK_WAIT", type=click.FloatRange(0), default=0.0, help="Seconds to wait for another run's lock.")
 @click.option("--deadline", envvar="EDGEQ_DEADLINE", type=click.FloatRange(1), default=900.0, show_default=True, help="Seconds the network part of a run may take in all; then it exits 3.")
 @click.option("--credentials-file", envvar="EDGEQ_CREDENTIALS_FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="KEY=VALUE file with MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD; mode 600.")
@@ -77,7 +78,7 @@ def main(ctx: click.Context, tracking_uri: str | None, model: str | None, alias:
         if problem:
             raise ValueError(problem)
         tracking_uri = check_tracking_uri(tracking_uri)
-        state_dir = (state_dir or _STATE_BASE / _safe(model)).expanduser().resolve()
+        state_dir = (state_dir or _STATE_BASE / path_component(model)).expanduser().resolve()
         device_id = contract.sanitize_device_id(device_id or stable_device_id())
         if model_version is not None:
             model_version = contract.check_version_number(model_version)

@@ -69,7 +69,7 @@ M_SPEEDUP = "speedup_vs_fp32"
 # The promotion gate's default budget (accuracy points lost against the baseline); the pipeline's summary uses it too.
 DEFAULT_MAX_ACCURACY_DROP = 1.0
 # Variants that run integer kernels end to end (selective keeps some layers float).
-INT8_FAMILY = ("int8", "qat", SELECTIVE)
+INT8_FAMILY = (INT8, QAT, SELECTIVE)
 
 # The pipeline (parent) run's summary: metrics, and tags naming the version behind each.
 M_BEST_INT8_DROP = "summary.best_int8_family_drop_points"

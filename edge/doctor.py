@@ -1,7 +1,6 @@
 """``edgeq-pull doctor``: which runtime and NumPy this device has, and whether they fit."""
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 import sys
 from dataclasses import dataclass

@@ -5,12 +5,16 @@ import os
 from pathlib import Path
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    _fsync(directory, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -38,9 +42,5 @@ def fsync_tree(directory: Path) -> None:
     """fsync every file in ``directory`` (one level) and the directory itself."""
     for child in directory.iterdir():
         if child.is_file():
-            fd = os.open(child, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync(child)
     fsync_dir(directory)

@@ -81,27 +81,27 @@ class Outbox:
         pending = self.pending()
         for i, path in enumerate(pending):
             try:
-                report = Report(**json.loads(path.read_text(encoding="utf-8")))
+                report = _load(path)
             except (OSError, ValueError, TypeError) as exc:
                 self._move(path, QUARANTINE, f"unreadable: {exc}")
                 bad += 1
                 continue
             try:
-                client.log_batch(report.run_id, report.metrics, report.tags, report.timestamp_ms, report.step)
+                self._send(path, report, client)
             except (ServerUnreachable, AuthError):
                 return FlushResult(sent, dead, bad, len(pending) - i)
-            except Refused as exc:
-                self._move(path, DEAD_LETTER, f"refused by the server: {exc}")
+            except Refused:
                 dead += 1
                 continue
-            path.unlink()
             sent += 1
         return FlushResult(sent, dead, bad, 0)
 
     def send(self, path: Path, client: RegistryClient) -> None:
         """Send one queued report now; removed when sent, moved to the dead-letter folder when
         refused, kept queued (and the error raised) when the server is down or refuses the credentials."""
-        report = Report(**json.loads(path.read_text(encoding="utf-8")))
+        self._send(path, _load(path), client)
+
+    def _send(self, path: Path, report: Report, client: RegistryClient) -> None:
         try:
             client.log_batch(report.run_id, report.metrics, report.tags, report.timestamp_ms, report.step)
         except Refused as exc:
@@ -115,3 +115,7 @@ class Outbox:
         os.replace(path, target_dir / path.name)
         atomic_write(target_dir / (path.stem + ".reason.txt"), reason + "\n")
         log.warning("report %s %s; kept in %s", path.name, reason, target_dir)
+
+
+def _load(path: Path) -> Report:
+    return Report(**json.loads(path.read_text(encoding="utf-8")))

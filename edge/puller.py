@@ -117,9 +117,7 @@ class _Run:
             return Outcome(Exit.BAD_CONFIG, f"model {self.config.model!r} {target} not found on the server ({exc})")
         except ServerUnreachable as exc:
             return Outcome(Exit.UNREACHABLE, f"{exc}; {len(self.outbox.pending())} report(s) queued")
-        except AuthError as exc:
-            return Outcome(Exit.BAD_CONFIG, str(exc))
-        except RegistryError as exc:
+        except RegistryError as exc:  # credentials refused, or the request itself
             return Outcome(Exit.BAD_CONFIG, str(exc))
         outcome = self._handle(mv)
         self._heartbeat(mv, outcome)
@@ -156,7 +154,7 @@ class _Run:
             return Outcome(Exit.REJECTED, f"rejected {mv.name} v{mv.version}: {exc}; {self._serving()}", mv.version)
         except ServerUnreachable as exc:
             return Outcome(Exit.UNREACHABLE, f"v{mv.version} not installed: {exc}; {self._serving()}", mv.version)
-        except (AuthError, RegistryError) as exc:
+        except RegistryError as exc:  # credentials refused, or the request itself
             return Outcome(Exit.BAD_CONFIG, f"v{mv.version} not installed: {exc}", mv.version)
         except RuntimeMissingError as exc:
             return Outcome(Exit.BAD_CONFIG, f"v{mv.version} not installed: {exc}; {self._serving()}", mv.version)

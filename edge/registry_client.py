@@ -294,16 +294,18 @@ class RegistryClient:
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created when missing (two devices may race: both end with the same id)."""
-        try:
+        def by_name() -> str:
             return self._json("GET", "/api/2.0/mlflow/experiments/get-by-name",
                               params={"experiment_name": name})["experiment"]["experiment_id"]
+
+        try:
+            return by_name()
         except NotFound:
             pass
         try:
             return self._json("POST", "/api/2.0/mlflow/experiments/create", json={"name": name})["experiment_id"]
         except Refused:  # RESOURCE_ALREADY_EXISTS: another device created it meanwhile
-            return self._json("GET", "/api/2.0/mlflow/experiments/get-by-name",
-                              params={"experiment_name": name})["experiment"]["experiment_id"]
+            return by_name()
 
     def find_run(self, experiment_id: str, tags: dict[str, str]) -> str | None:
         """The oldest run of the experiment carrying all ``tags``, or None."""

@@ -88,7 +88,7 @@ class DeviceState:
         if not link.is_symlink():
             return None
         bundle = link.resolve()
-        record = _read_json(bundle.with_name(bundle.name + ".json"))
+        record = _read_json(_record_path(bundle))
         if not bundle.is_dir() or not record:
             return None
         try:
@@ -100,7 +100,7 @@ class DeviceState:
     def staged(self, name: str, version: str, sha256: str) -> Installed | None:
         """A bundle for exactly this version already in ``models/`` (left by an interrupted run)."""
         bundle = self._bundle_dir(name, version, sha256)
-        record = _read_json(bundle.with_name(bundle.name + ".json"))
+        record = _read_json(_record_path(bundle))
         if bundle.is_dir() and record and (record.get("name"), record.get("version"), record.get("sha256")) == (name, version, sha256):
             return Installed(name, version, sha256, str(bundle))
         return None
@@ -125,7 +125,7 @@ class DeviceState:
         fsync_tree(download_dir)
         download_dir.replace(target)
         fsync_dir(target.parent)
-        atomic_write(target.with_name(target.name + ".json"),
+        atomic_write(_record_path(target),
                      json.dumps({"name": name, "version": version, "sha256": sha256}, indent=2))
         return Installed(name, version, sha256, str(target))
 
@@ -157,7 +157,7 @@ class DeviceState:
 
     def discard_path(self, bundle: Path) -> None:
         shutil.rmtree(bundle, ignore_errors=True)
-        bundle.with_name(bundle.name + ".json").unlink(missing_ok=True)
+        _record_path(bundle).unlink(missing_ok=True)
 
     def mark_benchmarked(self, installed: Installed) -> None:
         atomic_write(self.root / "state.json", json.dumps({"benchmarked": self._rel(Path(installed.path))}, indent=2))
@@ -187,7 +187,7 @@ class DeviceState:
     # -- helpers -----------------------------------------------------------------
 
     def _bundle_dir(self, name: str, version: str, sha256: str) -> Path:
-        return self.root / "models" / _safe(name) / f"v{version}-{sha256[:12]}"
+        return self.root / "models" / path_component(name) / f"v{version}-{sha256[:12]}"
 
     def _rel(self, path: Path) -> str:
         return str(path.relative_to(self.root))
@@ -204,6 +204,11 @@ class DeviceState:
                 self.discard_path(bundle)
 
 
+def _record_path(bundle: Path) -> Path:
+    """What a bundle is (name, version, sha256), in a file beside it: ``v<N>-<sha12>.json``."""
+    return bundle.with_name(bundle.name + ".json")
+
+
 def _read_json(path: Path) -> dict | list | None:
     """The parsed file, or None when it is missing, empty or damaged (a crash or power loss)."""
     try:
@@ -212,7 +217,7 @@ def _read_json(path: Path) -> dict | list | None:
         return None
 
 
-def _safe(name: str) -> str:
+def path_component(name: str) -> str:
     """A model name as one path component: never empty, never '.' or '..', never hidden."""
     clean = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
     return "_" + clean if not clean or clean.startswith(".") else clean
