@@ -62,7 +62,7 @@ def _model_version_from_env(ctx: click.Context, param: click.Parameter, value: s
 @click.option("--max-slowdown", envvar="EDGEQ_MAX_SLOWDOWN", type=click.FloatRange(0, min_open=True), default=None, help="Health gate: reject a p50 more than this many times the replaced version's, measured here.")
 @click.option("--on-change", envvar="EDGEQ_ON_CHANGE", default=None, help="Shell command run after a new version became current; failing rolls back.")
 @click.option("--hook-timeout", envvar="EDGEQ_HOOK_TIMEOUT", type=click.FloatRange(1), default=120.0, show_default=True, help="Seconds the --on-change command may take.")
-@click.option("--every", "every_minutes", envvar="EDGEQ_EVERY", type=click.IntRange(1), default=15, show_default=True, help="Minutes between runs (the fleet view calls a device stale after a few missed runs).")
+@click.option("--every", "every_minutes", envvar="EDGEQ_EVERY", type=click.IntRange(1), default=contract.DEFAULT_INTERVAL_MINUTES, show_default=True, help="Minutes between runs (the fleet view calls a device stale after a few missed runs).")
 @click.pass_context
 def main(ctx: click.Context, tracking_uri: str | None, model: str | None, alias: str, model_version: str | None,
          device_id: str | None, state_dir: Path | None, runs: int, warmup: int, threads: int | None,

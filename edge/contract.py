@@ -35,6 +35,7 @@ ENV_SIGNING_KEY = "EDGEQ_SIGNING_KEY"
 TAG_VARIANT = "variant"
 TAG_QUANTIZATION = "quantization"
 TAG_FORMAT = "format"
+FORMAT_TFLITE, FORMAT_KERAS = "tflite", "keras"  # its values
 TAG_SHA256 = "sha256"
 TAG_SIZE_BYTES = "size_bytes"
 TAG_INPUT_SHAPE = "input_shape"
@@ -50,7 +51,10 @@ TAG_PROMOTED_AT = "edgeq.promoted_at"
 TAG_ROLE = "edgeq.role"
 TAG_BASELINE_KEY = "edgeq.baseline_key"
 TAG_BASELINE_RUN = "edgeq.baseline_run_id"
+TAG_BASELINE_REUSED = "edgeq.baseline_reused"  # on the pipeline run: "true" / "false"
 ROLE_PIPELINE = "pipeline"
+ROLE_BASELINE = "baseline"
+ROLE_VARIANT = "variant"
 
 # Registered-model tag holding the alias history used by rollback.
 def alias_history_tag(alias: str) -> str:
@@ -144,13 +148,16 @@ D_THREADS = "threads"
 D_MODEL_VERSION = "model_version"
 D_ALIAS = "alias"
 D_GOVERNOR = "cpu_governor"
-D_THROTTLED = "throttled"  # "yes" / "no" / "unknown"
+D_THROTTLED = "throttled"  # THROTTLED_YES / "no" / "unknown"
+THROTTLED_YES, THROTTLED_NO, THROTTLED_UNKNOWN = "yes", "no", "unknown"
 D_THROTTLE_FLAGS = "throttle_flags"  # vcgencmd get_throttled value on a Pi
 D_REPORTED_AT = "reported_at"  # ISO 8601, UTC
 
 STATUS_HEALTHY = "healthy"
 STATUS_REJECTED = "rejected"
 DEVICE_STATUSES = (STATUS_HEALTHY, STATUS_REJECTED)
+
+PIPELINE_EXPERIMENT = "edgeq"  # where the pipeline runs when MLflow is told no experiment
 
 # The fleet: one run per (model, device) in this experiment holds the device's heartbeats and history.
 FLEET_EXPERIMENT = "edgeq-fleet"
@@ -163,6 +170,12 @@ TAG_RUNNING_VERSION = "edgeq.running_version"
 TAG_LAST_STATUS = "edgeq.last_status"
 TAG_LAST_REASON = "edgeq.last_reason"
 TAG_INTERVAL_S = "edgeq.interval_s"  # how often the device runs, so the fleet view can call it stale
+DEFAULT_INTERVAL_MINUTES = 15  # edgeq-pull's --every, and what the fleet view assumes of a device that does not say
+
+
+def last_status(code: ExitCode) -> str:
+    """TAG_LAST_STATUS of a run that ended with ``code``."""
+    return {ExitCode.OK: STATUS_HEALTHY, ExitCode.REJECTED: STATUS_REJECTED}.get(code, f"exit {int(code)}")
 M_HEARTBEAT = "heartbeat"  # 1 per run; its timestamp is "last seen"
 M_RUNNING_VERSION = "running_version"
 

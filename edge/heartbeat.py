@@ -51,13 +51,12 @@ def heartbeat_batch(config: Any, current: Installed | None, code: ExitCode, mess
         metrics[contract.D_P99] = result.latency.p99_ms
         if result.accuracy is not None:
             metrics[contract.D_SAMPLE_ACCURACY] = result.accuracy
-    status = {ExitCode.OK: contract.STATUS_HEALTHY, ExitCode.REJECTED: contract.STATUS_REJECTED}.get(code, f"exit {int(code)}")
     tags = {
         contract.TAG_ALIAS: config.alias if not config.version else f"version {config.version}",
         contract.TAG_HOSTNAME: hostname(),
         contract.TAG_INTERVAL_S: str(config.interval_s),
         contract.TAG_RUNNING_VERSION: current.version if current else "",
-        contract.TAG_LAST_STATUS: status,
+        contract.TAG_LAST_STATUS: contract.last_status(code),
         contract.TAG_LAST_REASON: "" if code == ExitCode.OK else message,
     }
     if result and throttled:

@@ -26,7 +26,7 @@ _PI_FLAGS = {0: "under-voltage", 1: "arm frequency capped", 2: "throttled", 3: "
 _NOW_MASK = 0xF
 _SINCE_BOOT_SHIFT = 16
 
-YES, NO, UNKNOWN = "yes", "no", "unknown"
+YES, NO, UNKNOWN = contract.THROTTLED_YES, contract.THROTTLED_NO, contract.THROTTLED_UNKNOWN
 
 
 @dataclass(frozen=True)

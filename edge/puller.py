@@ -59,7 +59,7 @@ class PullConfig:
     gate: GateLimits = GateLimits()
     on_change: str | None = None
     hook_timeout_s: float = 120.0
-    interval_s: int = 900
+    interval_s: int = contract.DEFAULT_INTERVAL_MINUTES * 60
     trust_key: Path | None = None  # Ed25519 public key: accept only versions whose manifest it signed
 
 
@@ -338,7 +338,7 @@ def _cap(mv: ModelVersion, filename: str) -> int:
 
 
 def _check_tags(mv: ModelVersion, runtime: Runtime) -> None:
-    if mv.tags.get(contract.TAG_FORMAT, "tflite") != "tflite":
+    if mv.tags.get(contract.TAG_FORMAT, contract.FORMAT_TFLITE) != contract.FORMAT_TFLITE:
         raise Rejected(f"it is a {mv.tags.get(contract.TAG_FORMAT)} model, not a .tflite")
     if not mv.tags.get(contract.TAG_SHA256):
         raise Rejected(f"the version has no {contract.TAG_SHA256!r} tag to verify against")
