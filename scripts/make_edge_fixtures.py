@@ -27,9 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from edge import contract  # noqa: E402
-from edge.bundle import load_sample, sha256_file, write_bundle  # noqa: E402
+from edge.bundle import load_sample, write_bundle  # noqa: E402
 from edge.inference import TFLiteClassifier  # noqa: E402
-from edge.tflite_info import read_info_file  # noqa: E402
 
 FIXTURES = REPO / "tests" / "edge" / "fixtures"
 VARIANTS = ("fp32", "fp16", "dynamic", "int8")
@@ -53,23 +52,6 @@ def build_model(keras, num_classes: int):
     return keras.Model(inputs, outputs, name="edge_fixture_cnn")
 
 
-def tags_for(variant: str, path: Path, labels: tuple[str, ...]) -> dict[str, str]:
-    """The version tags steps/variant.py registers for a variant."""
-    info = read_info_file(path)
-    return {
-        contract.TAG_VARIANT: variant,
-        contract.TAG_QUANTIZATION: variant,
-        contract.TAG_FORMAT: "tflite",
-        contract.TAG_SHA256: sha256_file(path),
-        contract.TAG_SIZE_BYTES: str(path.stat().st_size),
-        contract.TAG_INPUT_SHAPE: "x".join(str(d) for d in (1, IMAGE_SIZE, IMAGE_SIZE, 3)),
-        contract.TAG_INPUT_DTYPE: "uint8" if variant == "int8" else "float32",
-        contract.TAG_LABELS: ",".join(labels),
-        contract.TAG_OPS: info.ops_text,
-        contract.TAG_MIN_RUNTIME: info.min_runtime_version or "",
-    }
-
-
 def main(out: Path) -> None:
     import keras
     import tensorflow as tf
@@ -78,6 +60,7 @@ def main(out: Path) -> None:
     from steps.convert import convert
     from steps.data import load, to_arrays
     from steps.evaluate import evaluate_tflite
+    from steps.variant import version_tags
 
     keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
@@ -115,7 +98,7 @@ def main(out: Path) -> None:
             sample_acc = float(np.mean([classifier.predict(im) == y for im, y in zip(images, sample_labels)]))
             if sample_acc < MIN_SAMPLE_ACCURACY:
                 raise SystemExit(f"{variant}: sample accuracy {sample_acc:.3f} < {MIN_SAMPLE_ACCURACY}: retrain longer")
-            registry["variants"][variant] = {"tags": tags_for(variant, path, labels), "metrics": metrics}
+            registry["variants"][variant] = {"tags": version_tags(variant, path, IMAGE_SIZE, labels), "metrics": metrics}
             total = sum(f.stat().st_size for f in bundle.iterdir())
             print(f"{variant}: test accuracy {ev.accuracy:.4f}, sample accuracy {sample_acc:.3f}, "
                   f"model {size} bytes, bundle {total} bytes")

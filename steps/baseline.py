@@ -14,7 +14,6 @@ from steps import data as data_mod
 from steps import distribute
 from steps import model as model_mod
 from steps.config import DataConfig, TrainConfig
-from steps.fingerprint import code_fingerprint
 from steps.train import keras_accuracy, train
 
 
@@ -77,14 +76,15 @@ class _EpochLogger(keras.callbacks.Callback):
         mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
 
 
-def train_new(splits: data_mod.Splits, data: DataConfig, cfg: TrainConfig, key: str, work: Path) -> Baseline:
+def train_new(splits: data_mod.Splits, data: DataConfig, cfg: TrainConfig, key: str, code_fingerprint: str,
+              work: Path) -> Baseline:
     """Train in a child run that logs params, per-epoch metrics and the ``.keras`` file."""
     with mlflow.start_run(run_name=contract.BASELINE, nested=True) as run:
-        mlflow.set_tags({contract.TAG_BASELINE_KEY: key, "edgeq.role": contract.BASELINE})
+        mlflow.set_tags({contract.TAG_BASELINE_KEY: key, contract.TAG_ROLE: contract.ROLE_BASELINE})
         strategy = distribute.strategy(cfg.distribute)
         replicas = strategy.num_replicas_in_sync
         mlflow.log_params({**asdict(cfg), "dataset": data.dataset, "image_size": data.image_size, "seed": data.seed,
-                           "data_fingerprint": splits.info.fingerprint, "code_fingerprint": code_fingerprint(),
+                           "data_fingerprint": splits.info.fingerprint, "code_fingerprint": code_fingerprint,
                            "replicas": replicas, "global_batch_size": cfg.batch_size * replicas})
         keras.utils.set_random_seed(data.seed)
         with strategy.scope():

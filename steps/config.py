@@ -59,19 +59,23 @@ def variants_for(quant: str) -> tuple[str, ...]:
     return (contract.FP32,) if quant == contract.FP32 else (contract.FP32, quant)
 
 
-def baseline_key(data: DataConfig, train: TrainConfig, data_fingerprint: str, code_fingerprint: str | None = None) -> str:
+def weights_file(cfg: TrainConfig) -> Path | None:
+    """The local weights file ``weights`` names, or None for ``imagenet`` / ``none``."""
+    return None if cfg.weights in WEIGHTS else Path(cfg.weights).expanduser()
+
+
+def baseline_key(data: DataConfig, train: TrainConfig, data_fingerprint: str, code_fingerprint: str) -> str:
     """Identity of a trained baseline: same data, parameters, code and weights file, same model; reused across runs.
 
     Settings that change how, not what, is trained (where TFDS keeps its files, the
     distribution strategy) stay out; a weights file counts by its content, not its path.
     """
-    weights = train.weights
-    if weights not in WEIGHTS:
-        weights = f"sha256:{fingerprint.file_sha256(Path(weights).expanduser())}"
+    path = weights_file(train)
+    weights = train.weights if path is None else f"sha256:{fingerprint.file_sha256(path)}"
     payload = {
         "data": asdict(data) | {"min_test_images": None, "data_dir": None},
         "train": asdict(train) | {"weights": weights, "distribute": None},
         "fingerprint": data_fingerprint,
-        "code": code_fingerprint or fingerprint.code_fingerprint(),
+        "code": code_fingerprint,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -66,9 +66,6 @@ class Split:
     def __len__(self) -> int:
         return self.size
 
-    def __iter__(self):
-        return iter(self.dataset())
-
     # --- the cache ---------------------------------------------------------------
 
     def ensure_cached(self) -> None:
@@ -115,10 +112,14 @@ class Split:
         """Unbatched (uint8 image, int64 label); reads the cache if it is built, never builds it."""
         if self.store is None:
             return self._decoded(shuffle_seed)
+        return self._from_store(self._indices(shuffle_seed).batch(_BUILD_BATCH)).unbatch()
+
+    def _indices(self, shuffle_seed: int | None) -> tf.data.Dataset:
+        """Positions in the store, in order or shuffled (anew each epoch)."""
         indices = tf.data.Dataset.range(self.size)
         if shuffle_seed is not None:
             indices = indices.shuffle(self.size, seed=shuffle_seed, reshuffle_each_iteration=True)
-        return self._from_store(indices.batch(_BUILD_BATCH)).unbatch()
+        return indices
 
     def dataset(self, shuffle_seed: int | None = None) -> tf.data.Dataset:
         """Unbatched (float32 image 0..255, int64 label): what the model takes."""
@@ -130,10 +131,7 @@ class Split:
         if self.store is None:
             ds = self._decoded(shuffle_seed).batch(batch_size)
         else:
-            indices = tf.data.Dataset.range(self.size)
-            if shuffle_seed is not None:
-                indices = indices.shuffle(self.size, seed=shuffle_seed, reshuffle_each_iteration=True)
-            ds = self._from_store(indices.batch(batch_size))
+            ds = self._from_store(self._indices(shuffle_seed).batch(batch_size))
         return ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     def numpy_batches(self, batch_size: int = 64) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -153,7 +151,6 @@ class Splits:
     val: Split
     test: Split
     info: SourceInfo
-    cache: CacheConfig = field(default_factory=CacheConfig)
 
 
 def _to_float(image: tf.Tensor, label: tf.Tensor):
@@ -202,7 +199,7 @@ def load(cfg: DataConfig, info: SourceInfo | None = None, cache: CacheConfig | N
         parts = _folder(cfg, info)
     splits = [Split(name, items, decode, size, cfg.image_size, buffer, budget)
               for name, (items, decode, size, buffer) in zip(("train", "val", "test"), parts)]
-    return Splits(*splits, info, cache)
+    return Splits(*splits, info)
 
 
 def batched(ds: Split | tf.data.Dataset, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from edge.bundle import sha256_file
+
 STEPS_DIR = Path(__file__).resolve().parent
 # The modules whose code decides what a trained baseline is: architecture, preprocessing,
 # split and shuffle order, input pipeline, distribution, the training loop and its seeding.
 SHAPING_MODULES = ("model.py", "train.py", "data.py", "splits.py", "input_cache.py", "distribute.py", "baseline.py")
-_CHUNK = 1 << 20
 
 
 class UnreadableImage(ValueError):
@@ -90,13 +91,10 @@ def file_sha256(path: Path, cache_dir: Path | None = None) -> str:
     hit = cache.get(key)
     if hit and hit[:2] == stat:
         return hit[2]
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    cache[key] = [*stat, h.hexdigest()]
+    digest = sha256_file(path)
+    cache[key] = [*stat, digest]
     _save_cache(cache_file, cache)
-    return h.hexdigest()
+    return digest
 
 
 def _verified_digest(path: Path) -> str:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_MODES = ("auto", "memory", "disk", "off")
 # auto keeps at most this much in process memory (all splits together); the rest goes to files.
 DEFAULT_MEMORY_CAP = 2 << 30
 

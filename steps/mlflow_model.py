@@ -130,7 +130,7 @@ def log_keras(run_id: str, model, example: np.ndarray, tags: dict[str, str]) -> 
     requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"numpy=={np.__version__}"]
     return Model.log(
         None, name=contract.BASELINE, flavor=_KerasFlavor, run_id=run_id,
-        model_id=_new_logged_model(run_id, contract.BASELINE, tags, "keras"),
+        model_id=_new_logged_model(run_id, contract.BASELINE, tags, contract.FORMAT_KERAS),
         model=model, signature=sig, input_example=example[:1].astype(np.float32), pip_requirements=requirements,
     )
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from steps.config import MODELS, WEIGHTS, TrainConfig
+from steps.config import MODELS, TrainConfig, weights_file
 from steps.data import host_reachable
 
 _WEIGHTS_HOST = ("storage.googleapis.com", 443)
@@ -23,11 +23,6 @@ _TINY_BN_MOMENTUM = 0.9
 
 class ModelError(ValueError):
     """The model cannot be built as asked; the message says why and what to do."""
-
-
-def weights_file(cfg: TrainConfig) -> Path | None:
-    """The local weights file ``weights`` names, or None for ``imagenet`` / ``none``."""
-    return None if cfg.weights in WEIGHTS else Path(cfg.weights).expanduser()
 
 
 def check(cfg: TrainConfig) -> None:

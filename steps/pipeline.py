@@ -20,7 +20,7 @@ from edge.registry_client import ServerUnreachable, check_server
 from steps import baseline as baseline_mod
 from steps import data as data_mod
 from steps import model as model_mod
-from steps import dataset_input, register, report, summary
+from steps import dataset_input, fingerprint, register, report, summary
 from steps.config import DISTRIBUTE, QUANT_CHOICES, DataConfig, QuantConfig, TrainConfig, baseline_key, variants_for
 from steps.input_cache import CacheConfig
 from steps.variant import Arrays, VariantResult, run_variant
@@ -56,7 +56,7 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
     name = model_name or register.registered_model_name(data.dataset, train.model)
     client = MlflowClient()
     if not os.environ.get("MLFLOW_RUN_ID") and not os.environ.get("MLFLOW_EXPERIMENT_ID") and not os.environ.get("MLFLOW_EXPERIMENT_NAME"):
-        mlflow.set_experiment("edgeq")
+        mlflow.set_experiment(contract.PIPELINE_EXPERIMENT)
     with mlflow.start_run(run_name=f"edgeq-{quant_choice}") as parent, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         mlflow.set_tag(contract.TAG_ROLE, contract.ROLE_PIPELINE)
@@ -66,17 +66,18 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         mlflow.log_params({k: v for k, v in params.items() if k not in given})
         dataset_input.log_dataset(data, info)
         splits = data_mod.load(data, info, CacheConfig(directory=work / "input_cache"))
-        key = baseline_key(data, train, info.fingerprint)
+        code = fingerprint.code_fingerprint()
+        key = baseline_key(data, train, info.fingerprint, code)
         found = baseline_mod.find(client, parent.info.experiment_id, key)
         if found:
             click.echo(f"reusing baseline run {found.run_id} (same data, training parameters and code)")
             base = baseline_mod.load(client, found)
         else:
-            base = baseline_mod.train_new(splits, data, train, key, work)
-        mlflow.set_tags({contract.TAG_BASELINE_RUN: base.run_id, "edgeq.baseline_reused": str(base.reused).lower()})
+            base = baseline_mod.train_new(splits, data, train, key, code, work)
+        mlflow.set_tags({contract.TAG_BASELINE_RUN: base.run_id, contract.TAG_BASELINE_REUSED: str(base.reused).lower()})
 
         calibration, _ = data_mod.to_arrays(splits.train, quant.calibration_images)
-        arrays = Arrays(calibration, splits.test, info.labels, quant.sample_size)
+        arrays = Arrays(calibration, splits.test, info.labels, data_mod.to_arrays(splits.test, quant.sample_size))
         results: list[VariantResult] = []
         fp32_p50 = None
         for variant in variants_for(quant_choice):
@@ -93,7 +94,7 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         register.ensure_registered_model(client, name, f"edgeq: {train.model} on {data.dataset}")
         rows = []
         if not register.versions_of_run(client, name, base.run_id):
-            tags = {contract.TAG_VARIANT: contract.BASELINE, contract.TAG_FORMAT: "keras",
+            tags = {contract.TAG_VARIANT: contract.BASELINE, contract.TAG_FORMAT: contract.FORMAT_KERAS,
                     contract.TAG_QUANTIZATION: "none", contract.TAG_LABELS: ",".join(info.labels),
                     contract.TAG_BASELINE_KEY: key}
             version = register.register_keras(client, name, base.run_id, base.model, calibration[:1], tags, "Keras baseline")

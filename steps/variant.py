@@ -13,7 +13,7 @@ from edge.tflite_info import read_info_file
 from steps.baseline import Baseline
 from steps.config import DataConfig, QuantConfig, TrainConfig
 from steps.convert import convert
-from steps.data import Split, to_arrays
+from steps.data import Split
 from steps.evaluate import Evaluation, evaluate_stream
 from steps.qat import convert_qat
 from steps.report import confusion_plot
@@ -27,11 +27,24 @@ class Arrays:
     calibration: np.ndarray
     test: Split  # read batch by batch, never held whole
     labels: tuple[str, ...]
-    sample_size: int
+    sample: tuple[np.ndarray, np.ndarray]  # the first test images and their labels: the device's labelled sample
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``sample_size`` test images and labels: the device's labelled sample."""
-        return to_arrays(self.test, self.sample_size)
+
+def version_tags(variant: str, path: Path, image_size: int, labels: tuple[str, ...]) -> dict[str, str]:
+    """The tags a variant's model version carries (edge/contract.py), read from its ``.tflite``."""
+    info = read_info_file(path)
+    return {
+        contract.TAG_VARIANT: variant,
+        contract.TAG_QUANTIZATION: {contract.QAT: contract.INT8, contract.SELECTIVE: "mixed"}.get(variant, variant),
+        contract.TAG_FORMAT: contract.FORMAT_TFLITE,
+        contract.TAG_SHA256: sha256_file(path),
+        contract.TAG_SIZE_BYTES: str(path.stat().st_size),
+        contract.TAG_INPUT_SHAPE: "x".join(str(d) for d in (1, image_size, image_size, 3)),
+        contract.TAG_INPUT_DTYPE: "uint8" if variant in (contract.INT8, contract.QAT) else "float32",
+        contract.TAG_LABELS: ",".join(labels),
+        contract.TAG_OPS: info.ops_text,
+        contract.TAG_MIN_RUNTIME: info.min_runtime_version or "",
+    }
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,7 @@ def build_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataCo
 def run_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConfig, train: TrainConfig,
                 quant: QuantConfig, work: Path, fp32_p50: float | None) -> VariantResult:
     with mlflow.start_run(run_name=variant, nested=True) as run:
-        mlflow.set_tags({"edgeq.role": "variant", contract.TAG_VARIANT: variant, contract.TAG_BASELINE_RUN: baseline.run_id})
+        mlflow.set_tags({contract.TAG_ROLE: contract.ROLE_VARIANT, contract.TAG_VARIANT: variant, contract.TAG_BASELINE_RUN: baseline.run_id})
         mlflow.log_params({"variant": variant, "calibration_images": len(arrays.calibration),
                            "qat_epochs": quant.qat_epochs if variant == contract.QAT else 0})
         path = build_variant(variant, baseline, arrays, data, train, quant, work / variant)
@@ -78,22 +91,10 @@ def run_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConf
             contract.M_SPEEDUP: (fp32_p50 or p50) / p50,
         }
         mlflow.log_metrics(metrics)
-        info = read_info_file(path)
-        tags = {
-            contract.TAG_VARIANT: variant,
-            contract.TAG_QUANTIZATION: {contract.QAT: contract.INT8, contract.SELECTIVE: "mixed"}.get(variant, variant),
-            contract.TAG_FORMAT: "tflite",
-            contract.TAG_SHA256: sha256_file(path),
-            contract.TAG_SIZE_BYTES: str(size),
-            contract.TAG_INPUT_SHAPE: "x".join(str(d) for d in (1, data.image_size, data.image_size, 3)),
-            contract.TAG_INPUT_DTYPE: "uint8" if variant in (contract.INT8, contract.QAT) else "float32",
-            contract.TAG_LABELS: ",".join(arrays.labels),
-            contract.TAG_OPS: info.ops_text,
-            contract.TAG_MIN_RUNTIME: info.min_runtime_version or "",
-        }
+        tags = version_tags(variant, path, data.image_size, arrays.labels)
         mlflow.set_tags(tags)
         bundle = work / variant / contract.ARTIFACT_DIR
-        write_bundle(bundle, path, list(arrays.labels), *arrays.sample())
+        write_bundle(bundle, path, list(arrays.labels), *arrays.sample)
         mlflow.log_artifacts(str(bundle), contract.ARTIFACT_DIR)
         mlflow.log_dict({"labels": list(arrays.labels), "matrix": ev.confusion.tolist()}, "confusion_matrix.json")
         plot = confusion_plot(ev.confusion, list(arrays.labels), work / variant / "confusion_matrix.png",

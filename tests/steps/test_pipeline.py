@@ -140,7 +140,7 @@ def test_second_run_with_another_quant_reuses_the_baseline(pipeline, client, ser
     )
     assert len(parents) == 1
     assert parents[0].data.tags[contract.TAG_BASELINE_RUN] == baseline_run
-    assert parents[0].data.tags["edgeq.baseline_reused"] == "true"
+    assert parents[0].data.tags[contract.TAG_BASELINE_REUSED] == "true"
     fp16 = [mv for mv in client.search_model_versions(f"name = '{MODEL_NAME}'") if mv.tags.get("variant") == "fp16"]
     assert len(fp16) == 2  # the session's and this run's
 
