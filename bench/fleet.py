@@ -122,7 +122,7 @@ def _reports_found(uri: str, run_id: str, devices: list[str]) -> int:
     from mlflow.tracking import MlflowClient
 
     from edge import contract
-    from registry_tools.evidence import device_reports
+    from registry_tools.device_reports import device_reports
 
     data = MlflowClient(uri).get_run(run_id).data
     reports = device_reports(data.metrics, data.tags)

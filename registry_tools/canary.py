@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge import contract
-from registry_tools.evidence import DeviceReport
+from registry_tools.device_reports import DeviceReport
 
 ALL_DEVICES = "all"  # --max-p99-ms all=MS
 
@@ -69,7 +69,7 @@ class Verdict:
 
 def judge(report: DeviceReport, version: str, limits: Limits, registered_accuracy: float | None) -> Verdict | None:
     """One device's report against the rules; None when it is about another version."""
-    if report.version is not None and report.version != str(version):
+    if not report.is_about(version):
         return None
     if report.status == contract.STATUS_REJECTED:
         return Verdict(report.device, False, f"rejected it: {report.reason or 'no reason given'}", report)

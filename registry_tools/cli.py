@@ -173,8 +173,7 @@ def promote(ctx: click.Context, model: str, version: str | None, alias: str, max
         version = choice.row.version
     gate = promotion.Gate(max_accuracy_drop, runtime_version, force)
     result = promotion.promote(client, model, version, alias, gate, reason)
-    stage = " (stage Production set too)" if result.stage_set else ""
-    click.echo(f"{model}: {alias} → v{result.version}{stage}; was {('v' + result.previous) if result.previous else 'unset'}")
+    _echo_promotion(model, alias, result)
 
 
 @main.command()
@@ -208,11 +207,8 @@ def canary_limits(require_devices: int | None, max_accuracy_drop: float | None, 
         raise BadInput(f"--max-rss-mb must be above 0, got {max_rss_mb:g}")
     if max_accuracy_drop is not None and max_accuracy_drop < 0:
         raise BadInput(f"--max-accuracy-drop must be 0 or more points, got {max_accuracy_drop:g}")
-    try:
-        p99 = canary.parse_p99_limits(max_p99_ms)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
-    return canary.Limits(require_devices, max_accuracy_drop, p99, max_rss_mb)
+    # A bad --max-p99-ms raises ValueError: the group makes it BadInput.
+    return canary.Limits(require_devices, max_accuracy_drop, canary.parse_p99_limits(max_p99_ms), max_rss_mb)
 
 
 def _check_from(from_alias: str | None, alias: str, version: str | None, best: bool) -> None:
@@ -227,10 +223,7 @@ def _check_from(from_alias: str | None, alias: str, version: str | None, best: b
 def _promote_from(client: MlflowClient, model: str, from_alias: str, alias: str, limits: canary.Limits,
                   gate: promotion.Gate, reason: str) -> None:
     """``promote --from canary``: the canary's version moves on when enough devices reported it healthy."""
-    try:
-        found = evidence.for_alias(client, model, from_alias)
-    except RegistryToolError as exc:  # unknown model, alias not set: the user's input
-        raise BadInput(str(exc)) from None
+    found = evidence.for_alias(client, model, from_alias)  # unknown model or alias: RegistryToolError, bad input
     decision = canary.decide(found.version, found.reports, limits, found.registered_accuracy)
     click.echo(f"{model}: {from_alias} is at v{found.version}; {alias} needs {limits.describe()}")
     width = max((len(v.device) for v in decision.verdicts), default=0)
@@ -244,6 +237,10 @@ def _promote_from(client: MlflowClient, model: str, from_alias: str, alias: str,
     click.echo(f"{counted}{'' if decision.approved else ' — promoting anyway (--force)'}")
     why = "; ".join(part for part in (reason, decision.summary()) if part)
     result = promotion.promote(client, model, found.version, alias, gate, why)
+    _echo_promotion(model, alias, result)
+
+
+def _echo_promotion(model: str, alias: str, result: promotion.Promotion) -> None:
     stage = " (stage Production set too)" if result.stage_set else ""
     click.echo(f"{model}: {alias} → v{result.version}{stage}; was {('v' + result.previous) if result.previous else 'unset'}")
 
@@ -284,9 +281,6 @@ def keygen_command(path: Path) -> None:
     and PATH.pub (for the devices' --trust-key)."""
     from edge import signing
 
-    try:
-        fingerprint = signing.keygen(path)
-    except signing.SigningKeyError as exc:
-        raise BadInput(str(exc)) from None
+    fingerprint = signing.keygen(path)  # SigningKeyError is a ValueError: bad input
     click.echo(f"wrote {path} (private: keep it with the pipeline, never on a device) and {path}.pub (for the devices)")
     click.echo(f"fingerprint {fingerprint}")

@@ -14,16 +14,17 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from edge import contract
-from registry_tools.evidence import DeviceReport, device_reports
+from registry_tools.device_reports import DeviceReport, device_reports
 from registry_tools.runs import runs_by_id
-from registry_tools.versions import registered_model
+from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
+from registry_tools.versions import all_versions, registered_model
 
-DEFAULT_INTERVAL_S = 15 * 60  # edgeq-pull schedule's default, for devices that do not say how often they run
+DEFAULT_INTERVAL_S = contract.DEFAULT_INTERVAL_MINUTES * 60  # for devices that do not say how often they run
 _PAGE = 1000
 _MAX_PAGES = 50
 
 OK, STALE, BEHIND, REJECTED, NOT_INSTALLED = "ok", "stale", "behind", "rejected", "nothing installed"
-_BUSY = f"exit {int(contract.ExitCode.BUSY)}"  # another run held the lock: nothing wrong with the device
+_BUSY = contract.last_status(contract.ExitCode.BUSY)  # another run held the lock: nothing wrong with the device
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class _VersionReports:
     """Device reports on the version runs the fleet needs, read in a few batched requests."""
 
     def __init__(self, client: MlflowClient, name: str, versions: Iterable[str | None]):
-        run_ids = {str(mv.version): mv.run_id for mv in client.search_model_versions(f"name = '{name}'")}
+        run_ids = {str(mv.version): mv.run_id for mv in all_versions(client, name)}
         self.run_ids = {v: run_ids[v] for v in {str(v) for v in versions if v} if run_ids.get(v)}
         runs = runs_by_id(client, self.run_ids.values())
         self.reports = {run_id: device_reports(run.data.metrics, run.data.tags) for run_id, run in runs.items()}
@@ -109,7 +110,7 @@ class _VersionReports:
     def get(self, version: str | None, device: str) -> DeviceReport | None:
         run_id = self.run_ids.get(str(version)) if version else None
         report = self.reports.get(run_id, {}).get(device) if run_id else None
-        return report if report and report.version in (None, str(version)) else None
+        return report if report and report.is_about(version) else None
 
 
 def collect(client: MlflowClient, name: str, stale_after: float, now: datetime | None = None) -> list[DeviceRow]:
@@ -156,7 +157,7 @@ def _row(run, aliases: dict[str, str], reports: _VersionReports, stale_after: fl
         flags.append(NOT_INSTALLED)
     elif target is not None and not refused_target and _older(running, target):  # refusing it is not lagging
         flags.append(f"{BEHIND} (v{running} < v{target})")
-    throttled = bool(report and report.throttled) or tags.get(contract.D_THROTTLED) == "yes"
+    throttled = bool(report and report.throttled) or tags.get(contract.D_THROTTLED) == contract.THROTTLED_YES
     return DeviceRow(device, tags.get(contract.TAG_HOSTNAME, ""), alias, running, target, seen, interval,
                      figure(contract.D_P50), figure(contract.D_P99), figure(contract.D_SAMPLE_ACCURACY), throttled,
                      tuple(flags), run.info.run_id)
@@ -178,21 +179,18 @@ def format_table(rows: list[DeviceRow], now: datetime | None = None) -> str:
                 "(every edgeq-pull run sends a heartbeat there)")
     now = now or datetime.now(timezone.utc)
 
-    def num(v: float | None, spec: str) -> str:
-        return "—" if v is None else format(v, spec)
+    def mark(r: DeviceRow) -> str:
+        return THROTTLED_MARK if r.throttled else ""
 
-    mark = "*"
     header = ["device", "hostname", "alias", "runs", "alias at", "last seen", "p50 ms", "p99 ms", "sample acc", "status"]
     body = [
         [r.device, r.hostname or "—", r.alias, f"v{r.running_version}" if r.running_version else "—",
          f"v{r.alias_version}" if r.alias_version else "unset", _ago(r.last_seen, now),
-         num(r.p50_ms, ".2f") + (mark if r.throttled else ""), num(r.p99_ms, ".2f") + (mark if r.throttled else ""),
+         num(r.p50_ms, ".2f") + mark(r), num(r.p99_ms, ".2f") + mark(r),
          num(r.sample_accuracy, ".3f"), r.status + (", throttled" if r.throttled else "")]
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header) - 1)]
-    lines = ["  ".join([c.ljust(w) for c, w in zip(row[:-1], widths)] + [row[-1]]).rstrip() for row in [header] + body]
-    lines.insert(1, "  ".join("-" * w for w in widths) + "  ------")
+    lines = render(header, body, free_last="------")
     counts: dict[str, int] = {}
     for r in rows:  # by each device's first flag, so the counts add up to the devices
         first = (r.flags or (OK,))[0]
@@ -201,5 +199,5 @@ def format_table(rows: list[DeviceRow], now: datetime | None = None) -> str:
     lines.append("")
     lines.append(f"{len(rows)} device(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     if any(r.throttled for r in rows):
-        lines.append(f"{mark} measured while the device was throttled: not comparable with the others")
+        lines.append(THROTTLED_NOTE)
     return "\n".join(lines)

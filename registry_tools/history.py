@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from mlflow.tracking import MlflowClient
 
 from edge import contract
+from registry_tools.table import render
 from registry_tools.versions import registered_model
 
 PROMOTE = "promote"
@@ -133,7 +134,4 @@ def format_table(events: list[Event]) -> str:
     header = ["when (UTC)", "alias", "from", "to", "kind", "by", "why"]
     body = [[e.at.replace("T", " ").replace("+00:00", ""), e.alias, _version(e.from_version), f"v{e.to_version}",
              e.kind + (" (forced)" if e.forced else ""), e.by, e.reason] for e in reversed(events)]
-    widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header) - 1)]
-    lines = ["  ".join([c.ljust(w) for c, w in zip(row[:-1], widths)] + [row[-1]]).rstrip() for row in [header] + body]
-    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 3)
-    return "\n".join(lines)
+    return "\n".join(render(header, body, free_last="---"))

@@ -57,7 +57,7 @@ def check_gate(client: MlflowClient, name: str, version: str, gate: Gate) -> str
     """Raise GateRefused when the version may not be promoted under ``gate``; else say what it checked."""
     registered_model(client, name)
     mv = model_version(client, name, version)
-    if mv.tags.get(contract.TAG_FORMAT) != "tflite":
+    if mv.tags.get(contract.TAG_FORMAT) != contract.FORMAT_TFLITE:
         raise GateRefused(f"version {version} is the {mv.tags.get(contract.TAG_VARIANT, '?')} (not a .tflite): devices cannot run it")
     if gate.force:
         return "forced past the accuracy and runtime gate"
@@ -138,7 +138,7 @@ class Choice:
 def best_for_device(client: MlflowClient, name: str, device: str, max_accuracy_drop: float) -> Choice:
     rows = collect(client, name)
     device = contract.sanitize_device_id(device)
-    measured = [r for r in rows if device in r.device_p50_ms and r.format == "tflite"]
+    measured = [r for r in rows if device in r.device_p50_ms and r.format == contract.FORMAT_TFLITE]
     if not measured:
         known = sorted({d for r in rows for d in r.device_p50_ms})
         raise RegistryToolError(

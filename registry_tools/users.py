@@ -155,7 +155,7 @@ def main() -> None:
 @click.option("--admin-password-file", type=click.Path(dir_okay=False, path_type=Path),
               default=Path(".edgeq/server/admin.password"), show_default=True, help="Written by scripts/server.sh start --auth.")
 @click.option("--model", "models", multiple=True, required=True, help="Registered model the devices pull (repeatable).")
-@click.option("--experiment", "experiments", multiple=True, default=("edgeq",), show_default=True,
+@click.option("--experiment", "experiments", multiple=True, default=(contract.PIPELINE_EXPERIMENT,), show_default=True,
               help="Experiment the pipeline runs in, i.e. MLFLOW_EXPERIMENT_NAME (repeatable).")
 @click.option("--fleet-experiment", default=contract.FLEET_EXPERIMENT, show_default=True)
 @click.option("--pipeline-user", default="pipeline", show_default=True)

@@ -11,6 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from edge import contract
 from registry_tools import runs
+from registry_tools.device_reports import device_reports
+from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
 
 RunFetcher = Callable[[MlflowClient, Iterable[str]], dict[str, Run]]
 
@@ -69,26 +71,6 @@ def model_version(client: MlflowClient, name: str, version: str):
         raise
 
 
-def device_latencies(metrics: dict[str, float]) -> dict[str, float]:
-    out = {}
-    for key, value in metrics.items():
-        parsed = contract.parse_device_key(key)
-        if parsed and parsed[1] == contract.D_P50:
-            out[parsed[0]] = value
-    return out
-
-
-def devices_tagged(tags: dict[str, str], name: str, value: str) -> tuple[str, ...]:
-    """Devices whose ``device.<id>.<name>`` tag on this run is ``value``."""
-    found = (contract.parse_device_key(key) for key, v in tags.items() if v == value)
-    return tuple(sorted(p[0] for p in found if p and p[1] == name))
-
-
-def throttled_devices(tags: dict[str, str]) -> tuple[str, ...]:
-    """Devices whose report on this run says it was taken while throttled."""
-    return devices_tagged(tags, contract.D_THROTTLED, "yes")
-
-
 def all_versions(client: MlflowClient, name: str) -> list:
     """Every version of ``name``, page by page."""
     out, token = [], None
@@ -113,6 +95,7 @@ def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_
         run = fetched.get(mv.run_id) if mv.run_id else None
         data = run.data if run else None
         metrics, tags = (data.metrics, data.tags) if data else ({}, {})
+        reports = device_reports(metrics, tags)  # sorted by device
         size = metrics.get(contract.M_SIZE)
         rows.append(
             VersionRow(
@@ -124,12 +107,12 @@ def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_
                 drop_points=metrics.get(contract.M_DROP),
                 size_bytes=int(size) if size is not None else None,
                 host_p50_ms=metrics.get(contract.M_P50),
-                device_p50_ms=device_latencies(metrics),
+                device_p50_ms={d: r.metrics[contract.D_P50] for d, r in reports.items() if contract.D_P50 in r.metrics},
                 aliases=tuple(sorted(aliases_of.get(str(mv.version), []))),
                 created=datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
                 min_runtime=mv.tags.get(contract.TAG_MIN_RUNTIME, ""),
-                device_throttled=throttled_devices(tags),
-                refused_by=devices_tagged(tags, contract.D_STATUS, contract.STATUS_REJECTED),
+                device_throttled=tuple(d for d, r in reports.items() if r.throttled),
+                refused_by=tuple(d for d, r in reports.items() if r.status == contract.STATUS_REJECTED),
             )
         )
     return sorted(rows, key=lambda r: int(r.version), reverse=True)
@@ -144,20 +127,14 @@ def format_table(rows: list[VersionRow]) -> str:
     refusals = any(r.refused_by for r in rows)
     header = (["version", "variant", "accuracy %", "drop pts", "size MB", "host p50 ms"] + [f"{d} p50 ms" for d in devs]
               + ["aliases", "created"] + (["refused by"] if refusals else []))
-
-    def num(v: float | None, spec: str) -> str:
-        return "—" if v is None else format(v, spec)
-
     body = [
         [r.version, r.variant, num(None if r.accuracy is None else 100 * r.accuracy, ".2f"), num(r.drop_points, "+.2f"),
          num(None if r.size_bytes is None else r.size_bytes / 1e6, ".3f"), num(r.host_p50_ms, ".3f")]
-        + [num(r.device_p50_ms.get(d), ".3f") + ("*" if d in r.device_throttled else "") for d in devs]
+        + [num(r.device_p50_ms.get(d), ".3f") + (THROTTLED_MARK if d in r.device_throttled else "") for d in devs]
         + [",".join(r.aliases) or "-", r.created] + ([",".join(r.refused_by) or "-"] if refusals else [])
         for r in rows
     ]
-    widths = [max(len(str(row[i])) for row in [header] + body) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + body]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = render(header, body)
     if any(r.device_throttled for r in rows):
-        lines.append("* measured while the device was throttled: not comparable with the others")
+        lines.append(THROTTLED_NOTE)
     return "\n".join(lines)

@@ -8,13 +8,20 @@ from __future__ import annotations
 import itertools
 import time
 
+from click.testing import CliRunner, Result
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from edge import contract
+from registry_tools.cli import main
 
 EXPERIMENT = "edgeq-registry-tests"
 _names = itertools.count(1)
+
+
+def edgeq(server, *args: str) -> Result:
+    """``edgeq --tracking-uri <server.uri> ARGS`` in this process (``server``: anything with a ``uri``)."""
+    return CliRunner().invoke(main, ["--tracking-uri", server.uri, *args], catch_exceptions=False)
 
 
 def new_model(client: MlflowClient, prefix: str = "edgeq-rt") -> str:

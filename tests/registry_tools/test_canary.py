@@ -4,17 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from edge import contract
 from registry_tools import canary
-from registry_tools.cli import main
-from registry_tools.evidence import DeviceReport
-from tests.registry_tools.devices import new_model, report, tiny_version
-
-
-def edgeq(server, *args: str):
-    return CliRunner().invoke(main, ["--tracking-uri", server.uri, *args], catch_exceptions=False)
+from registry_tools.device_reports import DeviceReport
+from tests.registry_tools.devices import edgeq, new_model, report, tiny_version
 
 
 def alias_of(client, model: str, alias: str = contract.DEFAULT_ALIAS) -> str | None:

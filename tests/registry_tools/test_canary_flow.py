@@ -3,19 +3,13 @@ from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
 
 from edge import contract
 from edge.gate import GateLimits
 from edge.puller import Exit, PullConfig, pull
 from edge.registry_client import RegistryClient
-from registry_tools.cli import main
 from tests.edge.registry_rest import MlflowRest, register_fixture
-from tests.registry_tools.devices import new_model
-
-
-def edgeq(server, *args: str):
-    return CliRunner().invoke(main, ["--tracking-uri", server.uri, *args], catch_exceptions=False)
+from tests.registry_tools.devices import edgeq, new_model
 
 
 def test_canary_devices_decide_the_promotion_and_the_fleet_shows_each_device(server, client, tmp_path):

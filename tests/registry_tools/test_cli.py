@@ -17,11 +17,8 @@ from edge.puller import Exit, PullConfig, pull
 from edge.registry_client import RegistryClient
 from registry_tools.cli import main
 from tests.conftest import MODEL_NAME, copy_version, version_in_own_run
+from tests.registry_tools.devices import edgeq
 from tests.servers import free_port
-
-
-def edgeq(pipeline, *args: str):
-    return CliRunner().invoke(main, ["--tracking-uri", pipeline.uri, *args], catch_exceptions=False)
 
 
 def _version_with_drop(client, pipeline, bundles, model: str, drop: float) -> str:

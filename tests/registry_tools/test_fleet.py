@@ -4,15 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from edge import contract
-from registry_tools.cli import main
-from tests.registry_tools.devices import fleet_device, new_model, report, tiny_version
-
-
-def edgeq(server, *args: str):
-    return CliRunner().invoke(main, ["--tracking-uri", server.uri, *args], catch_exceptions=False)
+from tests.registry_tools.devices import edgeq, fleet_device, new_model, report, tiny_version
 
 
 @pytest.fixture()

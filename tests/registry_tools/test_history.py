@@ -3,16 +3,10 @@ from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
 
 from edge import contract
 from registry_tools import history
-from registry_tools.cli import main
-from tests.registry_tools.devices import new_model, report, tiny_version
-
-
-def edgeq(server, *args: str):
-    return CliRunner().invoke(main, ["--tracking-uri", server.uri, *args], catch_exceptions=False)
+from tests.registry_tools.devices import edgeq, new_model, report, tiny_version
 
 
 def test_history_lists_promotions_and_rollbacks_newest_first_and_rollback_still_works(server, client):
