@@ -13,15 +13,8 @@ import time
 from pathlib import Path
 
 
-def vm_hwm_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def main(mode: str, folder: str, image_size: str, model_path: str, cache_dir: str) -> None:
+    from edge.benchmark import peak_rss_mb
     from steps import data
     from steps.config import DataConfig
     from steps.evaluate import evaluate_stream, evaluate_tflite
@@ -45,7 +38,7 @@ def main(mode: str, folder: str, image_size: str, model_path: str, cache_dir: st
         ev = evaluate_stream(Path(model_path), splits.test.numpy_batches(), len(splits.info.labels), total=len(splits.test),
                              workers=1, desc=mode)
     print(json.dumps({"mode": mode, "images": sum(splits.info.counts.values()), "read": seen + len(ev.predictions),
-                      "seconds": time.perf_counter() - start, "peak_rss_mb": vm_hwm_mb()}))
+                      "seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}))
 
 
 if __name__ == "__main__":

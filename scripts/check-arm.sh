@@ -162,7 +162,8 @@ install_edge() {  # install_edge ARCH VENV EXTRA [--system-site-packages]: the R
     inroot "$arch" 1800 "python3 -m venv $site $venv && $venv/bin/pip install -q '/opt/edgeq[$extra]'" \
         >>"$WORK/$arch-install.log" 2>&1 || { tail -5 "$WORK/$arch-install.log" >&2; return 1; }
     du -sm "$root$venv" | cut -f1 >"$root$venv/.edgeq-size"
-    inroot "$arch" 900 "$venv/bin/pip install -q pytest" >>"$WORK/$arch-install.log" 2>&1
+    inroot "$arch" 900 "$venv/bin/pip install -q pytest" >>"$WORK/$arch-install.log" 2>&1 ||
+        { tail -5 "$WORK/$arch-install.log" >&2; return 1; }
     echo "$key" >"$root$venv/.edgeq-key"
     link_host_mlflow "$arch" "$venv"
 }
@@ -232,7 +233,7 @@ check_one() {  # check_one ARCH VENV EXTRA RUN_TESTS [--system-site-packages]
         code=0
         # As scripts/test-edge.sh runs them; no extra runtime venvs (this script compares the runtimes itself).
         inroot "$arch" 2400 "cd /opt/edgeq && $venv/bin/python -m pytest tests/edge -m 'not slow' -q -p no:cacheprovider" \
-            EDGEQ_TEST_VENVS=off MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false >"$out" 2>&1 || code=$?
+            EDGEQ_TEST_VENVS=off >"$out" 2>&1 || code=$?
         counts=$(grep -Eo '[0-9]+ (passed|failed|skipped|errors?)' "$out" | paste -sd, - | sed 's/,/, /g')
         [ "$code" = 0 ] || { say "$label: edge tests failed (exit $code):"; tail -30 "$out" >&2; FAILED=1; counts="${counts:-none} (exit $code)"; }
     fi

@@ -194,7 +194,8 @@ stop() {
     fi
     rm -f "$DIR/server.pid"
     if [ -d "$PGDATA" ] && pg_running; then
-        as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null && echo "stopped PostgreSQL ($DIR/pg)"
+        as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null || die "PostgreSQL did not stop: see $DIR/pg/postgres.log"
+        echo "stopped PostgreSQL ($DIR/pg)"
     fi
     return 0
 }

@@ -10,21 +10,21 @@ STAMP=$VENV/.edgeq-edge-installed
 
 DEPS=(".[edge]" "pytest>=8" "pytest-xdist>=3" "mlflow>=3.17,<4")
 
-# Reinstall only when the dependencies may have changed.
-if [[ ! -f $STAMP || pyproject.toml -nt $STAMP || "$(cat "$STAMP")" != "${DEPS[*]}" ]]; then
+# Reinstall only when the dependencies may have changed, or the checkout moved (the venv's scripts name its path).
+WANT="$(sha256sum pyproject.toml | cut -d' ' -f1) ${DEPS[*]} $PWD/$VENV"
+if [[ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]]; then
+    rm -rf "$VENV"
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q "${DEPS[@]}"
-    echo "${DEPS[*]}" >"$STAMP"
+    echo "$WANT" >"$STAMP"
 fi
 if "$VENV/bin/python" -c "import tensorflow" 2>/dev/null; then
     echo "test-edge: TensorFlow is installed in $VENV; this tier must run without it (remove $VENV)" >&2
     exit 2
 fi
 
-# The repository's own edge/ and tests/, not the copy pip installed; MLflow's job runner
-# (GenAI jobs, several extra processes per server) is not needed by these tests.
+# The repository's own edge/ and tests/, not the copy pip installed.
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
 # Two workers (each with its own server): the tier's ~50 s become ~37 s on two cores; -n 0 runs it in one process.
 exec "$VENV/bin/python" -m pytest tests/edge -m "not slow" -n "${EDGEQ_TEST_WORKERS:-2}" "$@"

@@ -29,6 +29,12 @@ PIPELINE_ARGS = [
 _SERVER = pytest.StashKey[MlflowServer]()
 
 
+def _launch(config: pytest.Config) -> MlflowServer:
+    srv = config.stash[_SERVER] = MlflowServer(Path(tempfile.mkdtemp(prefix="edgeq-mlflow-"))).launch()
+    return srv
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m have deselected what will not run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Start the session's server now, and run the modules that never use it first, while it starts."""
     if config.option.collectonly:
@@ -38,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     # Whole modules move, so module-scoped fixtures are still set up once.
     items[:] = sorted(items, key=lambda item: item.nodeid.split("::")[0] in uses)
-    config.stash[_SERVER] = MlflowServer(Path(tempfile.mkdtemp(prefix="edgeq-mlflow-"))).launch()
+    _launch(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -52,7 +58,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def server(request: pytest.FixtureRequest) -> MlflowServer:
     srv = request.config.stash.get(_SERVER, None)
     if srv is None:  # asked for by a test the collection did not see (getfixturevalue)
-        srv = request.config.stash[_SERVER] = MlflowServer(Path(tempfile.mkdtemp(prefix="edgeq-mlflow-"))).launch()
+        srv = _launch(request.config)
     yield srv.wait_ready()
     srv.stop()
 
