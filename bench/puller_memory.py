@@ -14,10 +14,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
-from tests.edge.fault_proxy import FaultProxy
-from tests.edge.registry_rest import MlflowRest, register_fixture
-from tests.servers import MlflowServer
+from bench.fault_proxy import FaultProxy
+from registry_tools.bundle_rest import MlflowRest, register_fixture
+from registry_tools.mlflow_server import MlflowServer
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = 1 << 30
@@ -30,12 +31,14 @@ _WRAPPER = (
 )
 
 
-def _pull(uri: str, model: str, state: Path, code: Path = REPO) -> tuple[str, float, float]:
+def pull_once(uri: str, model: str, state: Path, code: Path = REPO,
+              peak_kb: Callable[[int], int] | None = None) -> tuple[str, float, float]:
     """(exit code or "killed", peak RSS MB, seconds) of one edgeq-pull process running the puller in ``code``.
 
-    Peak RSS is read from the child's /proc entry while it runs, so a run killed at the
-    time limit still has a figure.
+    Peak RSS is read from the child's /proc entry while it runs (``peak_kb(pid)``, the
+    puller's own VmHWM by default), so a run killed at the time limit still has a figure.
     """
+    peak_kb = peak_kb or _vm_hwm_kb
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEQ_", "MLFLOW_"))}
     env["PYTHONPATH"] = str(code)
     args = ["--tracking-uri", uri, "--model", model, "--state-dir", str(state), "--device-id", "bench", "--runs", "20"]
@@ -43,15 +46,15 @@ def _pull(uri: str, model: str, state: Path, code: Path = REPO) -> tuple[str, fl
     # cwd: ``python -c`` puts the working directory first on sys.path, before PYTHONPATH
     proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, *args], env=env, cwd=code,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak_kb = 0
+    peak = 0
     while proc.poll() is None and time.perf_counter() - start < TIME_LIMIT_S:
-        peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
-        time.sleep(0.1)
+        peak = max(peak, peak_kb(proc.pid))
+        time.sleep(0.02)
     outcome = "killed" if proc.poll() is None else str(proc.returncode)
     if outcome == "killed":
         proc.kill()
         proc.wait()
-    return outcome, peak_kb / 1024, time.perf_counter() - start
+    return outcome, peak / 1024, time.perf_counter() - start
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -85,7 +88,7 @@ def run(before: str | None = None) -> str:
                     proxy.rules.clear()
                     if match:
                         proxy.add(match, "huge", size=BODY)
-                    rows.append((f"{label} ({which})", *_pull(proxy.uri, model, root / f"state-{i}-{j}", code)))
+                    rows.append((f"{label} ({which})", *pull_once(proxy.uri, model, root / f"state-{i}-{j}", code)))
         finally:
             proxy.close()
             server.stop()

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from edge.contract import LABELS_FILE, MANIFEST_FILE, MODEL_FILE, SAMPLE_FILE
+
+
+BUNDLE_FILES = frozenset((MODEL_FILE, LABELS_FILE, SAMPLE_FILE))  # what manifest.json lists, exactly
+MAX_SAMPLE_IMAGES = 20_000  # far above what any gate needs; a sample claiming more is not one
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 class BundleError(ValueError):
@@ -61,20 +69,79 @@ def load_sample(directory: Path) -> tuple[np.ndarray, np.ndarray]:
         return data["images"], data["labels"]
 
 
-def verify_bundle(directory: Path, expected_model_sha256: str) -> None:
-    """Check every file against the manifest and the model against the registry's sha256."""
+def verify_bundle(directory: Path, expected_model_sha256: str, labels_tag: str | None = None) -> list[str]:
+    """Check everything the bundle claims; returns its labels.
+
+    The model against the registry's sha256; manifest.json lists exactly the bundle's
+    files, each matching its sha256; labels.txt, the manifest's labels and the version's
+    ``labels`` tag (when given) agree; the sample's arrays are what a sample is, judged
+    from their headers before anything loads them.
+    """
     model_sha = sha256_file(directory / MODEL_FILE)
     if model_sha != expected_model_sha256:
         raise BundleError(
             f"{MODEL_FILE} sha256 {model_sha[:12]}… does not match the registry's {expected_model_sha256[:12]}…"
         )
-    try:
-        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
-        files = manifest["files"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise BundleError(f"{MANIFEST_FILE} is missing or unreadable ({exc})") from exc
-    for name, sha in files.items():
-        if Path(name).name != name:
-            raise BundleError(f"{MANIFEST_FILE} names a path outside the bundle: {name!r}")
+    manifest = read_manifest(directory)
+    for name, sha in manifest["files"].items():
         if sha256_file(directory / name) != sha:
             raise BundleError(f"{name} does not match its sha256 in {MANIFEST_FILE}")
+    try:
+        labels = read_labels(directory)
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{LABELS_FILE} is not UTF-8 text ({exc.reason})") from exc
+    if labels != manifest["labels"]:
+        raise BundleError(f"{LABELS_FILE} ({len(labels)} names) and the labels in {MANIFEST_FILE} "
+                          f"({len(manifest['labels'])} names) disagree")
+    if labels_tag is not None and labels_tag != ",".join(labels):
+        raise BundleError(f"{LABELS_FILE} and the version's labels tag disagree")
+    check_sample_header(directory)
+    return labels
+
+
+def read_manifest(directory: Path) -> dict:
+    """manifest.json as ``{"files": {name: sha256}, "labels": [str]}``; BundleError naming what is off."""
+    try:
+        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{MANIFEST_FILE} is missing or not JSON ({exc})") from exc
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise BundleError(f"{MANIFEST_FILE} has no 'files' object of name: sha256")
+    for name, sha in files.items():
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise BundleError(f"{MANIFEST_FILE} names a path outside the bundle: {name!r}")
+        if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):
+            raise BundleError(f"{MANIFEST_FILE} gives {name!r} no sha256")
+    if set(files) != BUNDLE_FILES:
+        extra, missing = sorted(set(files) - BUNDLE_FILES), sorted(BUNDLE_FILES - set(files))
+        raise BundleError(f"{MANIFEST_FILE} must list exactly {', '.join(sorted(BUNDLE_FILES))}"
+                          + (f"; it also names {extra}" if extra else "") + (f"; it lacks {missing}" if missing else ""))
+    labels = manifest.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        raise BundleError(f"{MANIFEST_FILE} has no list of label names")
+    return manifest
+
+
+def check_sample_header(directory: Path) -> tuple[int, ...]:
+    """The sample's image shape (N, H, W, C) from the .npy headers, without loading (or inflating) the arrays."""
+    shapes = {}
+    try:
+        with zipfile.ZipFile(directory / SAMPLE_FILE) as archive:
+            for name in ("images", "labels"):
+                with archive.open(f"{name}.npy") as fh:
+                    read_header = _NPY_HEADER_READERS.get(np.lib.format.read_magic(fh))
+                    if read_header is None:
+                        raise ValueError(f"{name}.npy has an .npy format version this device does not read")
+                    shape, _, dtype = read_header(fh)
+                shapes[name] = (tuple(int(d) for d in shape), np.dtype(dtype))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"{SAMPLE_FILE} is not a sample of images and labels ({exc})") from exc
+    (image_shape, image_dtype), (label_shape, label_dtype) = shapes["images"], shapes["labels"]
+    if len(image_shape) != 4 or image_dtype != np.uint8:
+        raise BundleError(f"{SAMPLE_FILE} images are {image_dtype} {image_shape}, not uint8 (N, H, W, C)")
+    if label_shape != image_shape[:1] or label_dtype.kind not in "iu":
+        raise BundleError(f"{SAMPLE_FILE} labels are {label_dtype} {label_shape}, not {image_shape[0]} integers")
+    if not 0 < image_shape[0] <= MAX_SAMPLE_IMAGES:
+        raise BundleError(f"{SAMPLE_FILE} claims {image_shape[0]} images; a sample holds 1 to {MAX_SAMPLE_IMAGES}")
+    return image_shape

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edge.fsutil import atomic_write
-from edge.registry_client import AuthError, Refused, RegistryClient, ServerUnreachable
+from edge.registry_client import AuthError, Nonsense, Refused, RegistryClient, ServerUnreachable
 
 log = logging.getLogger("edgeq-pull")
 
@@ -60,6 +60,13 @@ class Outbox:
         final = self.directory / name
         atomic_write(final, json.dumps(asdict(report)))
         return final
+
+    def clean_temporary(self) -> int:
+        """Remove half-written reports (``*.tmp``) a killed run or a full disk left; their report was never queued."""
+        stale = list(self.directory.glob("*.tmp")) + list(self.directory.glob("*/*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
 
     def pending(self) -> list[Path]:
         return sorted(self.directory.glob("*.json"))
@@ -107,6 +114,7 @@ class Outbox:
         except Refused as exc:
             self._move(path, DEAD_LETTER, f"refused by the server: {exc}")
             raise
+        _confirm_stored(client, report)
         path.unlink()
 
     def _move(self, path: Path, folder: str, reason: str) -> None:
@@ -115,6 +123,19 @@ class Outbox:
         os.replace(path, target_dir / path.name)
         atomic_write(target_dir / (path.stem + ".reason.txt"), reason + "\n")
         log.warning("report %s %s; kept in %s", path.name, reason, target_dir)
+
+
+def _confirm_stored(client: RegistryClient, report: Report) -> None:
+    """Read back one point of the report: a server (or a proxy) that says "stored" without storing keeps it queued.
+
+    One metric's history on one run: what it costs does not grow with the fleet.
+    """
+    if not report.metrics:
+        return  # nothing to read back cheaply; MLflow's answer to log-batch is all there is
+    key, value = next(iter(report.metrics.items()))
+    points = client.metric_history(report.run_id, key)
+    if not any(ts == report.timestamp_ms and v == value for ts, v in points):
+        raise Nonsense(f"log-batch answered success but {key} at {report.timestamp_ms} is not on run {report.run_id}")
 
 
 def _load(path: Path) -> Report:

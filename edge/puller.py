@@ -1,34 +1,39 @@
 """One puller run: resolve, download, verify, gate, install, benchmark, report, heartbeat.
 
 Nothing becomes current before it has been verified and has passed the device's
-health gate (edge/gate.py); a rejected model leaves the current one serving, is
-reported once to its version's run and is not downloaded again until the alias
-moves. Results that cannot be sent wait in the outbox for the next run. Every
-expected failure ends in an Outcome with a documented exit code, never an exception.
+health gate (edge/gate.py). Everything from the registry is untrusted: every claim
+of a bundle is checked (edge/bundle.py), and the model is loaded, checked and
+benchmarked only in a child process bounded in time and memory (edge/sandbox.py).
+A refused version leaves the current one serving; when its content is at fault it
+is reported once to its version's run and not downloaded again until the alias
+moves, while a failure of the network or the store is retried by the next run and
+blamed on nobody. Every expected failure ends in an Outcome with a documented exit
+code (docs/device-failures.md), never an exception.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import re
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from edge import contract, provenance
-from edge.benchmark import BenchmarkResult, benchmark
-from edge.bundle import BundleError, load_sample, verify_bundle
+from edge.benchmark import BenchmarkResult
+from edge.bundle import BundleError, check_sample_header, read_labels, sha256_file, verify_bundle
 from edge.contract import ExitCode as Exit
-from edge.device_info import cpu_model, hostname
 from edge.gate import GateLimits, Verdict, judge
-from edge.heartbeat import send_heartbeat
+from edge.heartbeat import fleet_run_id, send_heartbeat
 from edge.hook import run_hook
-from edge.inference import TFLiteClassifier
 from edge.lock import LockBusy, exclusive_lock
 from edge.outbox import DEAD_LETTER, FlushResult, Outbox, Report
 from edge.registry_client import (AuthError, ModelVersion, NotFound, RegistryClient, RegistryError,
                                   ServerUnreachable, TooLarge)
+from edge.report import ReportContext, build_report
 from edge.runtime import Runtime, RuntimeMissingError, find_runtime
+from edge.sandbox import DEFAULT_MAX_RSS_MB, CandidateJob, CandidateRefused, SandboxError, SandboxLimits, run_candidate
 from edge.state import DeviceState, Installed
 from edge.tflite_info import TFLiteFormatError, read_info_file
 
@@ -40,8 +45,14 @@ MAX_AUX_FILE_BYTES = 64 << 20
 SIZE_SLACK_BYTES = 64 << 10
 MAX_MODEL_BYTES = 1 << 30  # when a version declares no size
 MAX_SIGNATURE_BYTES = 4096
+# Free space a download needs beyond the model's declared size: the small files and the filesystem's own needs.
+FREE_SPACE_MARGIN_BYTES = 16 << 20
 # Both runtimes apply XNNPACK to CPU inference by default; edgeq adds no other delegate.
 DELEGATE = "xnnpack (runtime default)"
+# The manifest first (small), the model last (large): a file missing from the store costs the least.
+DOWNLOAD_ORDER = (contract.MANIFEST_FILE, contract.LABELS_FILE, contract.SAMPLE_FILE, contract.MODEL_FILE)
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -56,11 +67,17 @@ class PullConfig:
     threads: int | None = None
     lock_wait_s: float = 0.0
     runtime: str | None = None
-    gate: GateLimits = GateLimits()
+    gate: GateLimits = GateLimits(max_rss_mb=DEFAULT_MAX_RSS_MB)
     on_change: str | None = None
     hook_timeout_s: float = 120.0
     interval_s: int = contract.DEFAULT_INTERVAL_MINUTES * 60
     trust_key: Path | None = None  # Ed25519 public key: accept only versions whose manifest it signed
+    check_timeout_s: float = 300.0  # a candidate's load + sample check + benchmark, in its child process
+    run_limit_s: float | None = None  # a run holding the lock longer than this has overrun: the next one takes over
+
+    @property
+    def sandbox(self) -> SandboxLimits:
+        return SandboxLimits(self.check_timeout_s, self.gate.max_rss_mb or DEFAULT_MAX_RSS_MB)
 
 
 @dataclass(frozen=True)
@@ -73,12 +90,24 @@ class Outcome:
 
 
 class Rejected(Exception):
-    """The version failed a check on this device; ``remember`` when the same bytes would fail again."""
+    """The version failed a check on this device.
+
+    ``remember``: the same bytes would fail again, so they are not downloaded again until
+    the alias moves; ``report``: the version's run is told (its content is at fault).
+    """
 
     def __init__(self, reason: str, remember: bool = True, result: BenchmarkResult | None = None,
-                 verdict: Verdict | None = None):
+                 verdict: Verdict | None = None, report: bool = True):
         super().__init__(reason)
-        self.remember, self.result, self.verdict = remember, result, verdict
+        self.remember, self.result, self.verdict, self.report = remember, result, verdict, report
+
+
+class Transient(Exception):
+    """The network or the store failed in a way the next run may not meet: nobody's fault, nothing remembered."""
+
+
+class StorageError(Exception):
+    """This device cannot write its state dir (full, read-only, not permitted)."""
 
 
 def pull(config: PullConfig, client: RegistryClient) -> Outcome:
@@ -90,12 +119,26 @@ def pull(config: PullConfig, client: RegistryClient) -> Outcome:
         runtime = find_runtime(config.runtime)
     except (ValueError, RuntimeMissingError) as exc:
         return Outcome(Exit.BAD_CONFIG, str(exc))
-    state = DeviceState(config.state_dir)
     try:
-        with exclusive_lock(state.lock_path, config.lock_wait_s):
+        state = DeviceState(config.state_dir)
+        with exclusive_lock(state.lock_path, config.lock_wait_s, config.run_limit_s):
             return _Run(config, client, state, runtime, device_id).go()
     except LockBusy as exc:
         return Outcome(Exit.BUSY, f"{exc}; skipping this run")
+    except StorageError as exc:
+        return Outcome(Exit.STORAGE, str(exc))
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        return Outcome(Exit.STORAGE, storage_message(config.state_dir, exc))
+
+
+def storage_message(state_dir: Path, exc: OSError) -> str:
+    """One line naming what the state dir lacks and the fix; the current model was not touched."""
+    fix = ("free space on that filesystem" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+           else "make it writable by this user, or give --state-dir a writable place")
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"cannot write the state dir {state_dir}: {exc.strerror or exc}{where}; {fix}; the current model is untouched"
 
 
 class _Run:
@@ -104,14 +147,16 @@ class _Run:
         self.outbox = Outbox(state.outbox_dir)
         self.flushed = FlushResult()
         self.provenance: provenance.Provenance | None = None  # of the last benchmark
+        self.device_run = ""  # the device's run in the fleet experiment: where its reports go
 
     def go(self) -> Outcome:
-        cleaned = self.state.clean_downloads()
+        cleaned = self.state.clean_downloads() + self.state.clean_temporary() + self.outbox.clean_temporary()
         if cleaned:
-            log.info("removed %d download(s) left by an interrupted run", cleaned)
+            log.info("removed %d temporary file(s) left by an interrupted run", cleaned)
         self.flushed = self.outbox.flush(self.client)
         try:
             mv = self._resolve()
+            self.device_run = fleet_run_id(self.client, self.state.root, self.config.model, self.device_id)
         except NotFound as exc:
             target = f"version {self.config.version}" if self.config.version else f"alias {self.config.alias!r}"
             return Outcome(Exit.BAD_CONFIG, f"model {self.config.model!r} {target} not found on the server ({exc})")
@@ -130,19 +175,20 @@ class _Run:
     def _handle(self, mv: ModelVersion) -> Outcome:
         sha = mv.tags.get(contract.TAG_SHA256, "")
         current = self.state.current()
-        if current and current.same_as(mv.name, mv.version, sha):
-            if current.benchmarked:
-                return Outcome(Exit.OK, self._note(f"{mv.name} v{mv.version} already installed and benchmarked"), mv.version)
-            # Made current by a run that stopped before its report: benchmark it again, no download.
-            return self._benchmark_and_report(mv, current, downloaded=0)
+        if current and current.same_as(mv.name, mv.version, sha) and current.benchmarked:
+            return Outcome(Exit.OK, self._note(f"{mv.name} v{mv.version} already installed and benchmarked"), mv.version)
         earlier = self.state.rejection_for(mv.name, mv.version, sha)
         if earlier:
             return Outcome(Exit.REJECTED, self._note(
                 f"{mv.name} v{mv.version} was rejected on {earlier.at} ({earlier.reason}); not downloaded again "
                 f"until the alias moves; {self._serving()}"), mv.version)
         try:
+            if current and current.same_as(mv.name, mv.version, sha):
+                # Made current by a run that stopped before its report: benchmark it again, no download.
+                return self._benchmark_and_report(mv, current)
+            registered = self._precheck(mv, sha)
             staged, downloaded = self._stage(mv, sha)
-            result, verdict = self._gate(mv, staged, current)
+            result, verdict = self._gate(mv, staged, current, registered)
             if not verdict.healthy:
                 self.state.discard(staged)
                 raise Rejected(f"health gate: {verdict.reason}", result=result, verdict=verdict)
@@ -150,42 +196,89 @@ class _Run:
             self._run_hook(mv, staged, old)
         except Rejected as exc:
             return self._rejected(mv, sha, exc)
-        except TooLarge as exc:
-            return Outcome(Exit.REJECTED, f"rejected {mv.name} v{mv.version}: {exc}; {self._serving()}", mv.version)
+        except Transient as exc:
+            return Outcome(Exit.UNREACHABLE, self._note(f"v{mv.version} not installed: {exc}; tried again next run; "
+                                                        f"{self._serving()}"), mv.version)
         except ServerUnreachable as exc:
             return Outcome(Exit.UNREACHABLE, f"v{mv.version} not installed: {exc}; {self._serving()}", mv.version)
         except RegistryError as exc:  # credentials refused, or the request itself
             return Outcome(Exit.BAD_CONFIG, f"v{mv.version} not installed: {exc}", mv.version)
-        except RuntimeMissingError as exc:
+        except (RuntimeMissingError, SandboxError) as exc:  # this device's fault, not the version's
             return Outcome(Exit.BAD_CONFIG, f"v{mv.version} not installed: {exc}; {self._serving()}", mv.version)
         return self._send(self._report(mv, result, verdict), staged, self._summary(mv, result, downloaded), mv, downloaded, result)
 
     # -- steps -------------------------------------------------------------------
 
+    def _precheck(self, mv: ModelVersion, sha: str) -> float | None:
+        """What the version's metadata must say before anything is downloaded; returns its registered accuracy."""
+        _check_tags(mv, sha, self.runtime)
+        registered = self.client.registered_accuracy(mv.run_id) if mv.run_id else None
+        if registered is None and self.config.gate.min_sample_accuracy is None:
+            raise Rejected(
+                f"v{mv.version} has no registered accuracy to check it against: log {contract.M_ACCURACY} on its run "
+                f"{mv.run_id or '(none)'}, or give --min-sample-accuracy", remember=False, report=False)
+        self._check_free_space(mv)
+        return registered
+
+    def _check_free_space(self, mv: ModelVersion) -> None:
+        declared = mv.tags.get(contract.TAG_SIZE_BYTES, "")
+        needed = (int(declared) + SIZE_SLACK_BYTES if declared.isdigit() else 0) + FREE_SPACE_MARGIN_BYTES
+        free = shutil.disk_usage(self.state.root).free
+        if free < needed:
+            raise StorageError(
+                f"not enough free space in {self.state.root} for v{mv.version}: {free >> 20} MB free, "
+                f"{needed >> 20} MB needed; free space there or give --state-dir another place; "
+                f"{self._serving()}")
+
     def _stage(self, mv: ModelVersion, sha: str) -> tuple[Installed, int]:
         """A verified bundle for ``mv`` in models/: left by an interrupted run, or downloaded now."""
-        _check_tags(mv, self.runtime)
         staged = self.state.staged(mv.name, mv.version, sha)
         if staged:
             try:
-                self._check(Path(staged.path), sha)
+                self._verify(Path(staged.path), mv, sha)
                 log.info("found v%s already downloaded by an interrupted run; verified, not downloaded again", mv.version)
                 return staged, 0
-            except Rejected:
+            except (BundleError, Rejected):
                 self.state.discard(staged)
-        tmp = self.state.new_download_dir()
+        first = self.state.new_download_dir()
         try:
-            downloaded = 0
-            for name in contract.DEVICE_FILES:
-                downloaded += self.client.download(mv, name, tmp / name, _cap(mv, name))
-            if self.config.trust_key:
-                downloaded += self._download_signature(mv, tmp)
-            self._check(tmp, sha)
-            return self.state.stage(tmp, mv.name, mv.version, sha), downloaded
-        except NotFound as exc:
-            raise Rejected(f"a file is missing from the version's artifacts ({exc})") from exc
+            downloaded = self._download(mv, first)
+            try:
+                self._verify(first, mv, sha)
+                return self.state.stage(first, mv.name, mv.version, sha), downloaded
+            except BundleError as exc:
+                return self._second_download(mv, sha, first, exc, downloaded)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(first, ignore_errors=True)
+
+    def _second_download(self, mv: ModelVersion, sha: str, first: Path, problem: BundleError,
+                         downloaded: int) -> tuple[Installed, int]:
+        """Download again: the same bytes failing the same check is the version's content, other bytes the network's."""
+        log.warning("v%s failed verification (%s); downloading it again to tell the network from the content",
+                    mv.version, problem)
+        second = self.state.new_download_dir()
+        try:
+            downloaded += self._download(mv, second)
+            try:
+                self._verify(second, mv, sha)
+                return self.state.stage(second, mv.name, mv.version, sha), downloaded
+            except BundleError as again:
+                if _digests(first) == _digests(second):
+                    raise Rejected(str(again)) from again
+                raise Transient(f"two downloads gave different bytes ({again})") from again
+        finally:
+            shutil.rmtree(second, ignore_errors=True)
+
+    def _download(self, mv: ModelVersion, into: Path) -> int:
+        try:
+            downloaded = sum(self.client.download(mv, name, into / name, _cap(mv, name)) for name in DOWNLOAD_ORDER)
+        except NotFound as exc:
+            raise Transient(f"a file is missing from the version's artifacts ({exc})") from exc
+        except TooLarge as exc:
+            raise Rejected(str(exc)) from exc
+        if self.config.trust_key:
+            downloaded += self._download_signature(mv, into)
+        return downloaded
 
     def _download_signature(self, mv: ModelVersion, bundle: Path) -> int:
         try:
@@ -194,8 +287,16 @@ class _Run:
             raise Rejected(f"unsigned: the version has no {contract.SIGNATURE_FILE}, and this device trusts only "
                            f"signed versions (--trust-key)") from None
 
-    def _check(self, bundle: Path, sha: str) -> None:
-        _check(bundle, sha, self.runtime)
+    def _verify(self, bundle: Path, mv: ModelVersion, sha: str) -> None:
+        """Every claim of the bundle that can be checked without running it; BundleError or Rejected."""
+        verify_bundle(bundle, sha, mv.tags.get(contract.TAG_LABELS))
+        _check_sample_shape(bundle, mv.tags.get(contract.TAG_INPUT_SHAPE))
+        try:
+            info = read_info_file(bundle / contract.MODEL_FILE)
+        except TFLiteFormatError as exc:
+            raise Rejected(str(exc)) from exc
+        if not self.runtime.supports(info.min_runtime_version):
+            raise Rejected(f"the model needs runtime {info.min_runtime_version}, this device has {self.runtime.label}")
         if self.config.trust_key:
             from edge.signing import SignatureError, verify_manifest
 
@@ -204,20 +305,29 @@ class _Run:
             except SignatureError as exc:
                 raise Rejected(f"signature: {exc}") from exc
 
-    def _gate(self, mv: ModelVersion, staged: Installed, current: Installed | None) -> tuple[BenchmarkResult, Verdict]:
-        registered = self.client.run_metrics(mv.run_id).get(contract.M_ACCURACY) if mv.run_id else None
+    def _gate(self, mv: ModelVersion, staged: Installed, current: Installed | None,
+              registered: float | None) -> tuple[BenchmarkResult, Verdict]:
         replaced_p50 = None
         if self.config.gate.max_slowdown is not None and current:
-            replaced_p50 = self._benchmark(Path(current.path)).latency.p50_ms
-        result = self._benchmark(Path(staged.path))  # last, so self.provenance describes this one
+            try:
+                replaced_p50 = self._benchmark(Path(current.path)).latency.p50_ms
+            except CandidateRefused as exc:
+                log.warning("the current v%s could not be benchmarked (%s); --max-slowdown not applied",
+                            current.version, exc)
+        try:
+            result = self._benchmark(Path(staged.path))  # last, so self.provenance describes this one
+        except CandidateRefused as exc:
+            self.state.discard(staged)
+            raise Rejected(str(exc)) from exc
         return result, judge(result, registered, self.config.gate, replaced_p50)
 
     def _benchmark(self, bundle: Path) -> BenchmarkResult:
-        images, labels = load_sample(bundle)
-        classifier = TFLiteClassifier(bundle / contract.MODEL_FILE, self.runtime, self.config.threads)
+        """Load, check and time the bundle's model in a bounded child process; CandidateRefused when it fails."""
+        c = self.config
+        job = CandidateJob(bundle, len(read_labels(bundle)), self.runtime.package, c.threads, c.warmup, c.runs)
         start = provenance.before()
-        result = benchmark(classifier, images, labels, self.config.warmup, self.config.runs, self.config.threads)
-        self.provenance = provenance.after(start, threads=self.config.threads, runtime=self.runtime.package,
+        result = run_candidate(job, c.sandbox, self.state.root / "downloads")
+        self.provenance = provenance.after(start, threads=c.threads, runtime=self.runtime.package,
                                            runtime_version=self.runtime.version, delegate=DELEGATE)
         return result
 
@@ -240,43 +350,31 @@ class _Run:
             back = f"rolled back to v{previous.version}" if previous else "no model installed"
             raise Rejected(f"on-change hook failed ({hook.describe()}); {back}")
 
-    def _benchmark_and_report(self, mv: ModelVersion, installed: Installed, downloaded: int) -> Outcome:
-        result = self._benchmark(Path(installed.path))
-        return self._send(self._report(mv, result, Verdict((), None)), installed, self._summary(mv, result, downloaded),
-                          mv, downloaded, result)
+    def _benchmark_and_report(self, mv: ModelVersion, installed: Installed) -> Outcome:
+        try:
+            result = self._benchmark(Path(installed.path))
+        except CandidateRefused as exc:
+            raise Rejected(str(exc)) from exc
+        return self._send(self._report(mv, result, Verdict((), None)), installed, self._summary(mv, result, 0),
+                          mv, 0, result)
 
     def _rejected(self, mv: ModelVersion, sha: str, exc: Rejected) -> Outcome:
         reason = str(exc)
         remember = (lambda: self.state.remember_rejection(mv.name, mv.version, sha, reason)) if exc.remember else None
-        _, note = self._deliver(self._report(mv, exc.result, exc.verdict, reason=reason), remember)
+        if exc.report:
+            _, note = self._deliver(self._report(mv, exc.result, exc.verdict, reason=reason), remember)
+        else:
+            note = "not reported (nothing is wrong with the version's content)"
+            if remember:
+                remember()
         return Outcome(Exit.REJECTED, self._note(f"rejected {mv.name} v{mv.version}: {reason}; {self._serving()}; {note}"),
                        mv.version, 0, exc.result)
 
     # -- reporting ---------------------------------------------------------------
 
     def _report(self, mv: ModelVersion, result: BenchmarkResult | None, verdict: Verdict | None, reason: str = "") -> Report:
-        key = lambda name: contract.device_key(self.device_id, name)  # noqa: E731
-        metrics = {key(k): v for k, v in (result.metrics() if result else {}).items()}
-        if result:
-            metrics[key(contract.D_SAMPLE_SIZE)] = float(result.sample_size)
-            metrics.update({key(k): v for k, v in (self.provenance.metrics if self.provenance else {}).items()})
-        if verdict and verdict.accuracy_bound is not None:
-            metrics[key(contract.D_ACCURACY_BOUND)] = verdict.accuracy_bound
-        tags = {
-            key(contract.D_STATUS): contract.STATUS_REJECTED if reason else contract.STATUS_HEALTHY,
-            key(contract.D_REASON): reason,
-            key(contract.D_HOSTNAME): hostname(),
-            key(contract.D_CPU): cpu_model(),
-            key(contract.D_RUNTIME): self.runtime.package,
-            key(contract.D_RUNTIME_VERSION): self.runtime.version,
-            key(contract.D_MODEL_VERSION): mv.version,
-            key(contract.D_ALIAS): self.config.alias if not self.config.version else "",
-            key(contract.D_THREADS): str(self.config.threads or "default"),
-            key(contract.D_REPORTED_AT): time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        if result and self.provenance:
-            tags.update({key(k): v for k, v in self.provenance.tags.items()})
-        return Report(run_id=mv.run_id, metrics=metrics, tags=tags, timestamp_ms=int(time.time() * 1000))
+        return build_report(ReportContext(self.device_id, self.config.alias, self.config.version, self.config.threads,
+                                          self.runtime, self.device_run), mv, result, verdict, self.provenance, reason)
 
     def _deliver(self, report: Report, commit: Callable[[], object] | None = None) -> tuple[Exit, str]:
         """Queue the report durably, then ``commit`` (record on disk what the report says), then send it.
@@ -337,31 +435,29 @@ def _cap(mv: ModelVersion, filename: str) -> int:
     return min(int(declared) + SIZE_SLACK_BYTES, MAX_MODEL_BYTES) if declared.isdigit() else MAX_MODEL_BYTES
 
 
-def _check_tags(mv: ModelVersion, runtime: Runtime) -> None:
+def _check_tags(mv: ModelVersion, sha: str, runtime: Runtime) -> None:
     if mv.tags.get(contract.TAG_FORMAT, contract.FORMAT_TFLITE) != contract.FORMAT_TFLITE:
         raise Rejected(f"it is a {mv.tags.get(contract.TAG_FORMAT)} model, not a .tflite")
-    if not mv.tags.get(contract.TAG_SHA256):
-        raise Rejected(f"the version has no {contract.TAG_SHA256!r} tag to verify against")
+    if not _SHA256_RE.fullmatch(sha):
+        raise Rejected(f"the version has no valid {contract.TAG_SHA256!r} tag to verify against")
     declared = mv.tags.get(contract.TAG_MIN_RUNTIME)
     if declared and not runtime.supports(declared):
         raise Rejected(f"it needs runtime {declared}, this device has {runtime.label} (≈ TFLite {runtime.tf_equivalent})")
 
 
-def _check(bundle: Path, sha: str, runtime: Runtime) -> None:
+def _check_sample_shape(bundle: Path, input_shape_tag: str | None) -> None:
+    """The sample's images have the shape the version says its model takes (from the .npy header, nothing loaded)."""
+    images = check_sample_header(bundle)
+    if not input_shape_tag:
+        return
     try:
-        verify_bundle(bundle, sha)
-    except BundleError as exc:  # may be the network's doing: the next run downloads again
-        raise Rejected(str(exc), remember=False) from exc
-    try:
-        info = read_info_file(bundle / contract.MODEL_FILE)
-    except TFLiteFormatError as exc:
-        raise Rejected(str(exc)) from exc
-    if not runtime.supports(info.min_runtime_version):
-        raise Rejected(f"the model needs runtime {info.min_runtime_version}, this device has {runtime.label}")
-    try:
-        images, _ = load_sample(bundle)
-        TFLiteClassifier(bundle / contract.MODEL_FILE, runtime).predict(images[0])
-    except RuntimeMissingError:  # this device's fault, not the version's: neither rejected nor remembered
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure to load or run means: do not install
-        raise Rejected(f"test inference failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        declared = tuple(int(d) for d in input_shape_tag.split("x"))
+    except ValueError:
+        raise BundleError(f"the version's {contract.TAG_INPUT_SHAPE} tag {input_shape_tag[:40]!r} is not NxHxWxC") from None
+    if images[1:] != declared[1:]:
+        raise BundleError(f"sample images are {'x'.join(map(str, images[1:]))}, the version says its model takes "
+                          f"{'x'.join(map(str, declared[1:]))}")
+
+
+def _digests(bundle: Path) -> dict[str, str]:
+    return {path.name: sha256_file(path) for path in sorted(bundle.iterdir()) if path.is_file()}

@@ -6,6 +6,18 @@ import shlex
 import subprocess
 
 MARK = "# edgeq-pull:"
+# Beyond the sum of its own bounds, what a run may take (start-up, local files, heartbeat).
+_RUN_MARGIN_S = 60
+_KILL_AFTER_S = 30
+
+
+def run_limit_s(deadline_s: float, check_timeout_s: float, hook_timeout_s: float) -> int:
+    """The longest a run may take: the network deadline, two candidate checks (new and replaced), the hook, a margin.
+
+    The crontab line and the systemd unit stop a run past it, and a later run takes
+    over a lock held longer (edge/lock.py).
+    """
+    return int(deadline_s + 2 * check_timeout_s + hook_timeout_s + _RUN_MARGIN_S)
 
 
 def schedule_key(model: str, alias: str, state_dir: str) -> str:
@@ -13,7 +25,8 @@ def schedule_key(model: str, alias: str, state_dir: str) -> str:
     return MARK + hashlib.sha256(f"{model}\0{alias}\0{state_dir}".encode()).hexdigest()[:12]
 
 
-def cron_line(command: list[str], every_minutes: int, key: str, log_file: str | None = None) -> str:
+def cron_line(command: list[str], every_minutes: int, key: str, log_file: str | None = None,
+              limit_s: int | None = None) -> str:
     if not 1 <= every_minutes <= 59 and every_minutes % 60:
         raise ValueError("--every must be 1..59 minutes or a whole number of hours")
     if every_minutes < 60:
@@ -21,10 +34,12 @@ def cron_line(command: list[str], every_minutes: int, key: str, log_file: str | 
     else:
         when = f"0 */{every_minutes // 60} * * *"
     redirect = f" >> {shlex.quote(log_file)} 2>&1" if log_file else " 2>&1 | logger -t edgeq-pull"
-    return f"{when} {shlex.join(command)}{redirect} {key}"
+    bounded = ["timeout", "-k", f"{_KILL_AFTER_S}s", f"{limit_s}s", *command] if limit_s else command
+    return f"{when} {shlex.join(bounded)}{redirect} {key}"
 
 
-def systemd_units(command: list[str], every_minutes: int, user: str | None = None) -> dict[str, str]:
+def systemd_units(command: list[str], every_minutes: int, user: str | None = None,
+                  limit_s: int | None = None) -> dict[str, str]:
     """{'edgeq-pull.service': …, 'edgeq-pull.timer': …}"""
     user_line = f"User={user}\n" if user else ""
     service = (
@@ -32,6 +47,7 @@ def systemd_units(command: list[str], every_minutes: int, user: str | None = Non
         "Wants=network-online.target\nAfter=network-online.target\n\n"
         f"[Service]\nType=oneshot\n{user_line}EnvironmentFile=-/etc/edgeq/pull.env\n"
         f"ExecStart={shlex.join(command)}\nSuccessExitStatus=3 4 5\n"
+        + (f"TimeoutStartSec={limit_s}\nTimeoutStopSec={_KILL_AFTER_S}\n" if limit_s else "")
     )
     timer = (
         "[Unit]\nDescription=Run edgeq-pull periodically\n\n"

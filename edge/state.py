@@ -114,6 +114,14 @@ class DeviceState:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
         return len(stale)
 
+    def clean_temporary(self) -> int:
+        """Remove half-written records and links (``*.tmp``) a killed run or a full disk left (only under the lock)."""
+        stale = [p for p in list(self.root.glob("*.tmp")) + list((self.root / "models").glob("*/*.tmp"))
+                 if p.is_symlink() or p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def new_download_dir(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="dl-", dir=self.root / "downloads"))
 

@@ -1,6 +1,11 @@
 """Device state on disk, the lock, the outbox, the schedule lines, credentials."""
+import logging
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,6 +85,9 @@ class _DownThenUp:
             raise ServerUnreachable("down")
         self.sent.append((run_id, metrics, tags, timestamp_ms))
 
+    def metric_history(self, run_id, key):
+        return [(ts, metrics[key]) for rid, metrics, _, ts in self.sent if rid == run_id and key in metrics]
+
 
 def test_outbox_keeps_reports_until_sent_in_order(tmp_path):
     box, server = Outbox(tmp_path), _DownThenUp()
@@ -127,3 +135,60 @@ def test_credentials_file_must_be_private(tmp_path):
     creds = Credentials.from_file(path)
     assert (creds.username, creds.password) == ("pi", "s3cret")
     assert "s3cret" not in repr(creds)
+
+
+def test_a_scheduled_run_is_bounded_as_a_whole_in_cron_and_in_systemd():
+    limit = schedule.run_limit_s(deadline_s=900, check_timeout_s=300, hook_timeout_s=120)
+    assert limit >= 900 + 2 * 300 + 120
+    key = schedule.schedule_key("m", "production", "/s")
+    line = schedule.cron_line(["/usr/bin/edgeq-pull", "--model", "m"], 15, key, limit_s=limit)
+    assert f"timeout -k 30s {limit}s /usr/bin/edgeq-pull --model m" in line
+    service = schedule.systemd_units(["/usr/bin/edgeq-pull"], 15, limit_s=limit)["edgeq-pull.service"]
+    assert f"TimeoutStartSec={limit}" in service
+
+
+def _holder(tmp_path: Path, name: str) -> subprocess.Popen:
+    """A process called ``name`` (argv[1]) that takes the lock and then never lets go."""
+    code = ("import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[2], os.O_CREAT | os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, name, str(tmp_path / "lock")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_puller_that_overran_its_bound_is_stopped_and_its_lock_taken_over(tmp_path, caplog):
+    stuck = _holder(tmp_path, "edgeq-pull")
+    try:
+        time.sleep(1.2)
+        with caplog.at_level(logging.WARNING, logger="edgeq-pull"):
+            with exclusive_lock(tmp_path / "lock", wait_s=0, overrun_s=1):
+                assert stuck.wait(timeout=10) == -signal.SIGKILL
+        assert "taking over" in caplog.text
+    finally:
+        stuck.kill()
+
+
+def test_a_lock_held_by_something_that_is_not_a_puller_is_never_taken(tmp_path):
+    other = _holder(tmp_path, "backup-tool")
+    try:
+        time.sleep(1.2)
+        with pytest.raises(LockBusy, match=f"pid {other.pid}"):
+            with exclusive_lock(tmp_path / "lock", wait_s=0.3, overrun_s=1):
+                pass
+        assert other.poll() is None
+    finally:
+        other.kill()
+
+
+def test_a_lock_left_by_a_run_that_died_is_taken_with_a_log_line(tmp_path, caplog):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "lock").write_text(dead.stdout.strip())
+    with caplog.at_level(logging.WARNING, logger="edgeq-pull"):
+        with exclusive_lock(tmp_path / "lock"):
+            pass
+    assert f"from run pid {dead.stdout.strip()}, which ended without releasing it" in caplog.text
+    assert (tmp_path / "lock").read_text() == ""  # released cleanly: nothing for the next run to report
