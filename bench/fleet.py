@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tests.servers import MlflowServer
+from registry_tools.mlflow_server import MlflowServer
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -54,7 +54,7 @@ def register_model(uri: str) -> tuple[str, str, str]:
     from edge import contract
 
     try:
-        from tests.edge.registry_rest import MlflowRest, register_fixture
+        from registry_tools.bundle_rest import MlflowRest, register_fixture
 
         registered = register_fixture(MlflowRest(uri), MODEL, "int8", alias=contract.DEFAULT_ALIAS)
         return "fixture tests/edge/fixtures/int8", registered.version, registered.run_id

@@ -55,3 +55,35 @@ def device_reports(metrics: dict[str, float], tags: dict[str, str]) -> dict[str,
             if parsed:
                 found.setdefault(parsed[0], ({}, {}))[slot][parsed[1]] = value
     return {device: DeviceReport(device, m, t) for device, (m, t) in sorted(found.items())}
+
+
+def device_name(tags: dict[str, str], fallback: str = "") -> str:
+    """The device id a fleet run belongs to."""
+    return tags.get(contract.TAG_DEVICE_ID) or fallback
+
+
+def run_reports(metrics: dict[str, float], tags: dict[str, str], device: str) -> dict[str, DeviceReport]:
+    """Every version one device reported on its own run (keys ``v<N>.<name>``), by version.
+
+    Device-wide facts (hostname, CPU) are copied into each report, so a report reads the same
+    whichever layout it came from.
+    """
+    found: dict[str, tuple[dict[str, float], dict[str, str]]] = {}
+    for source, slot in ((metrics, 0), (tags, 1)):
+        for key, value in source.items():
+            parsed = contract.parse_version_key(key)
+            if parsed:
+                found.setdefault(parsed[0], ({}, {}))[slot][parsed[1]] = value
+    common = {contract.D_HOSTNAME: tags.get(contract.TAG_HOSTNAME, ""), contract.D_CPU: tags.get(contract.TAG_DEVICE_CLASS, "")}
+    out = {}
+    for version, (m, t) in found.items():
+        t = {**common, **t}
+        t.setdefault(contract.D_MODEL_VERSION, version)
+        out[version] = DeviceReport(device, m, t)
+    return out
+
+
+def report_for(run, version: str) -> DeviceReport | None:
+    """The report one device run holds about ``version``, or None."""
+    tags = run.data.tags
+    return run_reports(run.data.metrics, tags, device_name(tags, run.info.run_id)).get(str(version))

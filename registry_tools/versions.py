@@ -1,4 +1,8 @@
-"""Everything known about each version of a registered model, gathered in one pass."""
+"""Everything known about each version of a registered model, gathered in one pass.
+
+One row per version with its fleet aggregates (registry_tools/aggregate.py), whatever the size
+of the fleet; per-device figures only when asked (``devices``), read from the device runs.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -10,8 +14,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from edge import contract
-from registry_tools import runs
-from registry_tools.device_reports import device_reports
+from registry_tools import aggregate, runs
+from registry_tools.device_reports import DeviceReport, device_reports
 from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
 
 RunFetcher = Callable[[MlflowClient, Iterable[str]], dict[str, Run]]
@@ -41,6 +45,7 @@ class VersionRow:
     min_runtime: str = ""
     device_throttled: tuple[str, ...] = ()  # devices whose figures were measured while throttled
     refused_by: tuple[str, ...] = ()  # devices whose health gate (or check) rejected this version
+    fleet: aggregate.Aggregate | None = None  # the version's fleet aggregates
 
     def as_dict(self) -> dict:
         return {
@@ -50,6 +55,8 @@ class VersionRow:
             "device_" + contract.D_P50: self.device_p50_ms, "aliases": list(self.aliases), "created": self.created,
             contract.TAG_MIN_RUNTIME: self.min_runtime, "device_throttled": list(self.device_throttled),
             "refused_by": list(self.refused_by),
+            "fleet": self.fleet.metrics() if self.fleet else None,
+            "fleet_summary": self.fleet.summary() if self.fleet else None,
         }
 
 
@@ -82,8 +89,34 @@ def all_versions(client: MlflowClient, name: str) -> list:
             return out
 
 
-def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_by_id) -> list[VersionRow]:
-    """All versions of ``name``, newest first, with run metrics and device figures (runs fetched in batches)."""
+DEVICE_DETAIL_CAP = 1000  # `edgeq versions --devices`: per-device columns for at most this many devices
+
+
+def _per_device(client: MlflowClient, name: str, devices: bool | Iterable[str], notes: list[str]
+                ) -> dict[str, dict[str, DeviceReport]]:
+    """``{version: {device: report}}`` from the device runs asked for (all, capped; or the ids given)."""
+    if devices is True:
+        scan = aggregate.device_runs(client, name, limit=DEVICE_DETAIL_CAP)
+        if scan.truncated:
+            notes.append(f"per-device columns: {scan.note()}; `edgeq fleet {name} --version V` lists devices by version")
+        return aggregate.reports_by_version(scan.runs)
+    found: list[Run] = []
+    for device in devices:
+        clause = f"tags.`{contract.TAG_DEVICE_ID}` = {aggregate.quote(contract.sanitize_device_id(device))}"
+        found += aggregate.device_runs(client, name, clause, limit=10).runs
+    return aggregate.reports_by_version(found)
+
+
+def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_by_id,
+            devices: bool | Iterable[str] = False, notes: list[str] | None = None,
+            refresh_limit: int = aggregate.CHEAP_DEVICES) -> list[VersionRow]:
+    """All versions of ``name``, newest first, with run metrics and fleet aggregates (runs fetched in batches).
+
+    The aggregates are refreshed here when the model has at most ``refresh_limit`` device runs (one small
+    search); past that, the ones ``edgeq aggregate`` stored are shown. ``devices``: per-device figures too —
+    True for every device (capped), or an iterable of device ids. Anything worth saying goes into ``notes``.
+    """
+    notes = notes if notes is not None else []
     rm = registered_model(client, name)
     aliases_of: dict[str, list[str]] = {}
     for alias, version in (rm.aliases or {}).items():
@@ -91,15 +124,28 @@ def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_
     rows = []
     versions = all_versions(client, name)
     fetched = fetch_runs(client, [mv.run_id for mv in versions])
+    fresh = aggregate.refresh(client, name, versions, fetched, {a: str(v) for a, v in (rm.aliases or {}).items()},
+                              limit=refresh_limit) if refresh_limit > 0 else aggregate.Refresh({}, 0, True)
+    if fresh.truncated and refresh_limit > 0:
+        notes.append("fleet aggregates as last stored by `edgeq aggregate` (more devices than a quick refresh reads)")
+    detail = _per_device(client, name, devices, notes) if devices else {}
     for mv in versions:
         run = fetched.get(mv.run_id) if mv.run_id else None
         data = run.data if run else None
         metrics, tags = (data.metrics, data.tags) if data else ({}, {})
-        reports = device_reports(metrics, tags)  # sorted by device
+        version = str(mv.version)
+        fleet = fresh.aggregates.get(version) if not fresh.truncated else aggregate.stored_or_legacy(version, metrics, tags)
+        reports: dict[str, DeviceReport] = {}
+        if devices:
+            reports = dict(detail.get(version, {}))
+            for device, report in device_reports(metrics, tags).items():  # legacy layout
+                if devices is True or device in set(devices):
+                    reports.setdefault(device, report)
+            reports = {d: r for d, r in sorted(reports.items()) if r.is_about(version)}
         size = metrics.get(contract.M_SIZE)
         rows.append(
             VersionRow(
-                version=str(mv.version),
+                version=version,
                 variant=mv.tags.get(contract.TAG_VARIANT, "?"),
                 format=mv.tags.get(contract.TAG_FORMAT, "?"),
                 run_id=mv.run_id or "",
@@ -108,11 +154,12 @@ def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_
                 size_bytes=int(size) if size is not None else None,
                 host_p50_ms=metrics.get(contract.M_P50),
                 device_p50_ms={d: r.metrics[contract.D_P50] for d, r in reports.items() if contract.D_P50 in r.metrics},
-                aliases=tuple(sorted(aliases_of.get(str(mv.version), []))),
+                aliases=tuple(sorted(aliases_of.get(version, []))),
                 created=datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
                 min_runtime=mv.tags.get(contract.TAG_MIN_RUNTIME, ""),
                 device_throttled=tuple(d for d, r in reports.items() if r.throttled),
                 refused_by=tuple(d for d, r in reports.items() if r.status == contract.STATUS_REJECTED),
+                fleet=fleet,
             )
         )
     return sorted(rows, key=lambda r: int(r.version), reverse=True)
@@ -122,19 +169,33 @@ def devices(rows: list[VersionRow]) -> list[str]:
     return sorted({d for r in rows for d in r.device_p50_ms})
 
 
-def format_table(rows: list[VersionRow]) -> str:
+def format_table(rows: list[VersionRow], notes: list[str] | None = None) -> str:
+    """One line per version: the pipeline's figures, the fleet aggregates, and per-device columns when collected."""
     devs = devices(rows)
     refusals = any(r.refused_by for r in rows)
-    header = (["version", "variant", "accuracy %", "drop pts", "size MB", "host p50 ms"] + [f"{d} p50 ms" for d in devs]
+
+    def fleet_cells(r: VersionRow) -> list[str]:
+        f = r.fleet
+        if f is None:
+            return ["—", "—", "—", "—"]
+        mark = THROTTLED_MARK if f.throttled else ""
+        return [f"{f.healthy}/{f.rejected}/{f.behind}", num(f.p50_median, ".3f") + (mark if f.p50_median is not None else ""),
+                num(f.p99_worst, ".3f"), num(f.acc_median, ".3f")]
+
+    header = (["version", "variant", "accuracy %", "drop pts", "size MB", "host p50 ms",
+               "devices ok/rej/behind", "fleet p50 ms", "worst p99 ms", "sample acc"] + [f"{d} p50 ms" for d in devs]
               + ["aliases", "created"] + (["refused by"] if refusals else []))
     body = [
         [r.version, r.variant, num(None if r.accuracy is None else 100 * r.accuracy, ".2f"), num(r.drop_points, "+.2f"),
-         num(None if r.size_bytes is None else r.size_bytes / 1e6, ".3f"), num(r.host_p50_ms, ".3f")]
+         num(None if r.size_bytes is None else r.size_bytes / 1e6, ".3f"), num(r.host_p50_ms, ".3f")] + fleet_cells(r)
         + [num(r.device_p50_ms.get(d), ".3f") + (THROTTLED_MARK if d in r.device_throttled else "") for d in devs]
         + [",".join(r.aliases) or "-", r.created] + ([",".join(r.refused_by) or "-"] if refusals else [])
         for r in rows
     ]
     lines = render(header, body)
-    if any(r.device_throttled for r in rows):
+    if any(r.device_throttled for r in rows) or any(r.fleet and r.fleet.throttled for r in rows):
         lines.append(THROTTLED_NOTE)
+    if not devs:
+        lines.append("fleet p50: median over healthy devices; per device: edgeq versions MODEL --devices, or edgeq fleet MODEL")
+    lines += list(notes or [])
     return "\n".join(lines)

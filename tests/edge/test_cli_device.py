@@ -9,6 +9,7 @@ from pathlib import Path
 from edge import contract
 from edge.contract import ExitCode as Exit
 from edge.device_info import stable_device_id
+from tests.edge.reports import device_report, device_run_id
 
 EDGEQ_PULL = str(Path(sys.executable).with_name("edgeq-pull"))
 
@@ -25,8 +26,8 @@ def test_the_default_device_id_is_stable_per_machine_and_printed(server, registe
     assert proc.returncode == Exit.OK, proc.stderr
     device = stable_device_id()
     assert device.startswith("edge-") and f"device {device}" in proc.stderr
-    tags = rest.run_tags(version.run_id)
-    assert tags[contract.device_key(device, contract.D_HOSTNAME)]  # the hostname stays a tag
+    assert rest.run_tags(device_run_id(tmp_path))[contract.TAG_HOSTNAME]  # the hostname stays a tag
+    assert device_report(rest, tmp_path, version.version)[1][contract.D_STATUS] == contract.STATUS_HEALTHY
 
 
 def test_a_relative_state_dir_gives_links_that_work_from_anywhere(server, register, fresh_model, tmp_path):

@@ -17,6 +17,7 @@ from edge import contract
 from edge.contract import ExitCode as Exit
 from edge.state import DeviceState
 from tests.conftest import REPO
+from tests.edge.reports import device_report
 
 _CRASHER = """
 import os, sys
@@ -81,8 +82,7 @@ def test_a_run_killed_at_each_step_recovers_on_the_next(point, server, register,
     assert state.previous().version == first.version
     assert (tmp_path / "current" / contract.MODEL_FILE).is_file()
     assert list((tmp_path / "downloads").iterdir()) == []
-    tags = rest.run_tags(second.run_id)
-    assert tags[contract.device_key("pi-crash", contract.D_STATUS)] == contract.STATUS_HEALTHY
+    assert device_report(rest, tmp_path, second.version)[1][contract.D_STATUS] == contract.STATUS_HEALTHY
     assert DeviceState(tmp_path).current().path == str((tmp_path / "current").resolve())
     assert not list((tmp_path / "outbox").glob("*.json"))
 

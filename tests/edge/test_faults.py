@@ -17,6 +17,7 @@ from edge.state import DeviceState
 from tests.conftest import REPO
 from tests.edge.fault_proxy import FaultProxy
 from tests.edge.registry_rest import disagreeing_bundle
+from tests.edge.reports import device_report
 
 EDGEQ_PULL = str(Path(sys.executable).with_name("edgeq-pull"))
 
@@ -177,9 +178,9 @@ def test_a_rejected_version_is_not_downloaded_again_until_the_alias_moves(regist
     assert downloads == len(contract.DEVICE_FILES) and proxy.count("get-artifact") == downloads
     assert "not downloaded again" in second.message
     assert DeviceState(tmp_path / "s").current().version == good.version
-    tags = rest.run_tags(bad.run_id)
-    assert tags[contract.device_key("pi-fault", contract.D_STATUS)] == contract.STATUS_REJECTED
-    assert "sample accuracy" in tags[contract.device_key("pi-fault", contract.D_REASON)]
+    tags = device_report(rest, tmp_path / "s", bad.version)[1]
+    assert tags[contract.D_STATUS] == contract.STATUS_REJECTED
+    assert "sample accuracy" in tags[contract.D_REASON]
 
     newer = register(fresh_model, "dynamic")
     moved = pull(_config(tmp_path / "s", fresh_model), registry)

@@ -12,6 +12,7 @@ from edge.gate import FALSE_REJECTION_RATE, GateLimits, judge, min_hits
 from edge.puller import PullConfig, pull
 from edge.state import DeviceState
 from tests.edge.registry_rest import disagreeing_bundle
+from tests.edge.reports import device_report
 
 
 def _result(accuracy=1.0, n=32, p50=1.0, p99=2.0, rss=60.0) -> BenchmarkResult:
@@ -73,12 +74,11 @@ def test_a_version_failing_the_gate_is_not_installed_and_its_run_learns_why(regi
     assert "health gate" in outcome.message and f"v{serving.version} keeps serving" in outcome.message
     assert DeviceState(tmp_path).current().version == serving.version
     assert not list((tmp_path / "models").glob(f"*/v{bad.version}-*"))
-    key = lambda name: contract.device_key("pi-gate", name)  # noqa: E731
-    tags, metrics = rest.run_tags(bad.run_id), rest.run_metrics(bad.run_id)
-    assert tags[key(contract.D_STATUS)] == contract.STATUS_REJECTED
-    assert "below" in tags[key(contract.D_REASON)]
-    assert metrics[key(contract.D_SAMPLE_ACCURACY)] < metrics[key(contract.D_ACCURACY_BOUND)]
-    assert metrics[key(contract.D_SAMPLE_SIZE)] == 32
+    metrics, tags = device_report(rest, tmp_path, bad.version)
+    assert tags[contract.D_STATUS] == contract.STATUS_REJECTED
+    assert "below" in tags[contract.D_REASON]
+    assert metrics[contract.D_SAMPLE_ACCURACY] < metrics[contract.D_ACCURACY_BOUND]
+    assert metrics[contract.D_SAMPLE_SIZE] == 32
 
 
 def test_explicit_limits_reject_on_the_device(register, registry, fresh_model, tmp_path):

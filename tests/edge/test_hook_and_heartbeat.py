@@ -6,6 +6,7 @@ from edge.contract import ExitCode as Exit
 from edge.puller import PullConfig, pull
 from edge.registry_client import RegistryClient
 from edge.state import DeviceState
+from tests.edge.reports import device_report
 from tests.edge.fault_proxy import FaultProxy
 
 
@@ -41,32 +42,55 @@ def test_a_failing_hook_rolls_back_and_is_not_retried(register, rest, registry, 
     state = DeviceState(tmp_path / "s")
     assert state.current().version == first.version
     assert (tmp_path / "s" / "current" / contract.MODEL_FILE).is_file()
-    reason = rest.run_tags(second.run_id)[contract.device_key("pi-hook", contract.D_REASON)]
+    reason = device_report(rest, tmp_path / "s", second.version)[1][contract.D_REASON]
     assert "on-change hook failed" in reason and "app cannot load" in reason
 
 
-def test_every_run_sends_a_heartbeat_and_a_no_change_run_costs_two_requests(server, register, rest, fresh_model, tmp_path):
+def _device_run(rest, model: str, device: str = "pi-hook") -> dict:
+    experiment = rest.experiment_id(contract.FLEET_EXPERIMENT)
+    runs = rest.call("POST", "runs/search", json={
+        "experiment_ids": [experiment],
+        "filter": f"tags.`{contract.TAG_MODEL}` = '{model}' and tags.`{contract.TAG_DEVICE_ID}` = '{device}'"})["runs"]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_every_run_sends_a_heartbeat_that_adds_no_history_and_a_no_change_run_costs_two_requests(
+        server, register, rest, fresh_model, tmp_path):
     version = register(fresh_model, "int8")
     proxy = FaultProxy(server.uri)
     try:
         assert pull(_config(tmp_path, fresh_model), RegistryClient(proxy.uri)).code == Exit.OK
+        first = _device_run(rest, fresh_model)["info"]
         before = len(proxy.requests_seen)
-        assert pull(_config(tmp_path, fresh_model), RegistryClient(proxy.uri)).code == Exit.OK
+        for _ in range(3):
+            assert pull(_config(tmp_path, fresh_model), RegistryClient(proxy.uri)).code == Exit.OK
         no_change = proxy.requests_seen[before:]
     finally:
         proxy.close()
 
-    assert len(no_change) == 2 and "registered-models/alias" in no_change[0] and "runs/log-batch" in no_change[1]
-    experiment = rest.experiment_id(contract.FLEET_EXPERIMENT)
-    runs = rest.call("POST", "runs/search", json={
-        "experiment_ids": [experiment],
-        "filter": f"tags.`{contract.TAG_MODEL}` = '{fresh_model}' and tags.`{contract.TAG_DEVICE_ID}` = 'pi-hook'"})["runs"]
-    assert len(runs) == 1
-    run_id = runs[0]["info"]["run_id"]
+    # resolve + runs/update: the tags did not change, so they are not sent again.
+    assert len(no_change) == 6, no_change
+    assert all("registered-models/alias" in r for r in no_change[0::2]) and all("runs/update" in r for r in no_change[1::2])
+    run = _device_run(rest, fresh_model)
+    run_id, info = run["info"]["run_id"], run["info"]
+    assert info["status"] == "FINISHED", "a device run reads as finished in the UI, not Running for ever"
+    assert int(info["end_time"]) > int(first["end_time"]) >= int(info["start_time"])  # end time = last seen
     tags, metrics = rest.run_tags(run_id), rest.run_metrics(run_id)
     assert tags[contract.TAG_RUNNING_VERSION] == version.version
     assert tags[contract.TAG_LAST_STATUS] == contract.STATUS_HEALTHY
     assert tags[contract.D_THROTTLED] in ("yes", "no", "unknown")  # the benchmark's throttling, for the fleet view
-    assert metrics[contract.M_RUNNING_VERSION] == float(version.version)
-    history = rest.call("GET", "metrics/get-history", params={"run_id": run_id, "metric_key": contract.M_HEARTBEAT})["metrics"]
-    assert len(history) == 2
+    assert tags[contract.TAG_CLOCK_SKEW_S] == "0"
+    # No heartbeat metric at all: four runs, no history row.
+    assert contract.M_HEARTBEAT not in metrics and contract.M_RUNNING_VERSION not in metrics
+    history = rest.call("GET", "metrics/get-history", params={"run_id": run_id, "metric_key": contract.M_HEARTBEAT})
+    assert history.get("metrics", []) == []
+
+
+def test_a_deleted_fleet_run_is_made_again_by_the_next_heartbeat(server, register, rest, registry, fresh_model, tmp_path):
+    register(fresh_model, "int8")
+    assert pull(_config(tmp_path, fresh_model), registry).code == Exit.OK
+    rest.delete_run(_device_run(rest, fresh_model)["info"]["run_id"])
+    assert pull(_config(tmp_path, fresh_model), registry).code == Exit.OK
+    run = _device_run(rest, fresh_model)
+    assert run["info"]["status"] == "FINISHED" and rest.run_tags(run["info"]["run_id"])[contract.TAG_LAST_STATUS] == "healthy"

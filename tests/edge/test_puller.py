@@ -10,16 +10,14 @@ from edge.runtime import find_runtime
 from edge.registry_client import RegistryClient
 from edge.state import DeviceState
 from tests.edge.fault_proxy import FaultProxy
-from tests.edge.registry_rest import MlflowRest, copy_bundle, register_fixture, rewrite_manifest
+from tests.edge.reports import device_report, device_run_id
+from tests.edge.registry_rest import copy_bundle, register_fixture, rewrite_manifest
 
 
 def _config(state_dir: Path, model: str, device: str, **kw) -> PullConfig:
     return PullConfig(model=model, state_dir=state_dir, device_id=device, runs=20, warmup=2, **kw)
 
 
-def _device_metrics(rest: MlflowRest, run_id: str, device: str) -> dict[str, float]:
-    prefix = contract.device_key(device, "")
-    return {k[len(prefix):]: v for k, v in rest.run_metrics(run_id).items() if k.startswith(prefix)}
 
 
 def test_first_pull_installs_benchmarks_and_reports_to_the_versions_run(register, rest, registry, fresh_model, tmp_path):
@@ -34,16 +32,14 @@ def test_first_pull_installs_benchmarks_and_reports_to_the_versions_run(register
     assert (tmp_path / "current").resolve() == Path(current.path).resolve()
     assert sorted(p.name for p in (tmp_path / "current").iterdir()) == sorted(contract.DEVICE_FILES)
 
-    run_id = rest.version_run_id(fresh_model, version)
-    metrics = _device_metrics(rest, run_id, "pi-first")
+    metrics, tags = device_report(rest, tmp_path, version)
     for key in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms", "peak_rss_mb", "sample_accuracy"):
         assert key in metrics, key
     assert metrics["latency_p99_ms"] >= metrics["latency_p90_ms"] >= metrics["latency_p50_ms"] > 0
     assert metrics["sample_accuracy"] >= 0.9  # the int8 fixture scores 1.0 on its own labelled sample
-    tags = rest.run_tags(run_id)
-    assert tags[contract.device_key("pi-first", "runtime")] == find_runtime().package  # the one that ran
-    assert tags[contract.device_key("pi-first", "model_version")] == version
-    assert tags[contract.device_key("pi-first", "cpu")]
+    assert tags[contract.D_RUNTIME] == find_runtime().package  # the one that ran
+    assert tags[contract.D_MODEL_VERSION] == version
+    assert rest.run_tags(device_run_id(tmp_path))[contract.TAG_DEVICE_CLASS]  # the CPU, a tag of the device's run
 
 
 def test_second_run_downloads_nothing(register, registry, fresh_model, tmp_path):
@@ -136,14 +132,14 @@ def test_unknown_model_or_alias_is_bad_configuration(register, registry, fresh_m
     assert outcome.code == Exit.BAD_CONFIG and "nobody-set-this" in outcome.message
 
 
-def test_two_devices_report_to_the_same_run_without_overwriting(register, rest, registry, fresh_model, tmp_path):
-    run_id = register(fresh_model, "dynamic").run_id
+def test_two_devices_report_on_the_same_version_each_on_its_own_run(register, rest, registry, fresh_model, tmp_path):
+    version = register(fresh_model, "dynamic").version
 
     for device in ("pi4-kitchen", "pi5-garage"):
         assert pull(_config(tmp_path / device, fresh_model, device), registry).code == Exit.OK
 
     for device in ("pi4-kitchen", "pi5-garage"):
-        assert _device_metrics(rest, run_id, device)["latency_p50_ms"] > 0
+        assert device_report(rest, tmp_path / device, version)[0][contract.D_P50] > 0
 
 
 class _GoesDownBeforeReporting(RegistryClient):
@@ -162,7 +158,7 @@ def test_server_down_results_wait_in_the_outbox_and_are_sent_later(server, rest,
     # The device reaches the server through a front of its own that closes: what it sees is a server that is down,
     # while the shared server stays up for the other tests.
     front = FaultProxy(server.uri)
-    run_id = register_fixture(rest, fresh_model, "int8").run_id
+    version = register_fixture(rest, fresh_model, "int8").version
     try:
         outcome = pull(_config(tmp_path, fresh_model, "pi-offline"), _GoesDownBeforeReporting(front))
         assert outcome.code == Exit.UNREACHABLE and "queued" in outcome.message
@@ -180,29 +176,43 @@ def test_server_down_results_wait_in_the_outbox_and_are_sent_later(server, rest,
 
     assert back.code == Exit.OK and "sent 1 queued report" in back.message
     assert Outbox(tmp_path / "outbox").pending() == []
-    assert _device_metrics(rest, run_id, "pi-offline")["latency_p50_ms"] > 0
+    assert device_report(rest, tmp_path, version)[0][contract.D_P50] > 0
 
 
-def test_a_runtime_that_fails_only_on_the_model_is_bad_configuration_and_not_remembered(
-        register, registry, fresh_model, tmp_path, monkeypatch):
-    # The probe passes but the model's interpreter hits the NumPy ABI break: the device is at fault, not the version.
-    import dataclasses
+# Loaded by the candidate's child process through PYTHONPATH: its runtime passes the probe (an empty model)
+# but creating the model's interpreter hits the NumPy ABI break, as tflite-runtime 2.14 does under NumPy 2.
+_NUMPY_ABI_BREAK = """
+import dataclasses
+import edge.runtime as rt
 
-    from edge import puller
+_load = rt.load_runtime
 
-    version = register(fresh_model, "int8").version
-    real = find_runtime()
-
+def _broken(package):
+    real = _load(package)
     def interpreter_class(model_path=None, model_content=None, num_threads=None):
         if model_path:
             raise SystemError("returned a result with an exception set") from ImportError("_ARRAY_API not found")
         return real.interpreter_class(model_content=model_content)
+    return dataclasses.replace(real, interpreter_class=interpreter_class)
 
-    monkeypatch.setattr(puller, "find_runtime", lambda preferred=None: dataclasses.replace(real, interpreter_class=interpreter_class))
-    broken = pull(_config(tmp_path, fresh_model, "pi-numpy"), registry)
+rt.load_runtime = _broken
+"""
+
+
+def test_a_runtime_that_fails_only_on_the_model_is_bad_configuration_and_not_remembered(
+        register, registry, fresh_model, tmp_path, monkeypatch):
+    # The device is at fault, not the version: exit 2 with the fix, nothing remembered or reported.
+    version = register(fresh_model, "int8").version
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_NUMPY_ABI_BREAK)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    state = tmp_path / "state"
+
+    broken = pull(_config(state, fresh_model, "pi-numpy"), registry)
 
     assert broken.code == Exit.BAD_CONFIG and 'pip install "numpy<2"' in broken.message, broken.message
-    assert DeviceState(tmp_path).current() is None
+    assert DeviceState(state).current() is None and not (state / "rejected.json").exists()
     monkeypatch.undo()
-    fixed = pull(_config(tmp_path, fresh_model, "pi-numpy"), registry)
+    fixed = pull(_config(state, fresh_model, "pi-numpy"), registry)
     assert (fixed.code, fixed.version) == (Exit.OK, version), fixed.message

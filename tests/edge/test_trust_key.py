@@ -15,6 +15,7 @@ from edge.puller import PullConfig, pull
 from edge.signing import keygen, sign_manifest
 from edge.state import DeviceState
 from tests.edge.registry_rest import copy_bundle
+from tests.edge.reports import device_report
 
 EDGEQ_PULL = str(Path(sys.executable).with_name("edgeq-pull"))
 
@@ -66,7 +67,7 @@ def test_unsigned_or_badly_signed_versions_are_rejected_and_the_old_model_keeps_
 
     assert outcome.code == Exit.REJECTED and expected in outcome.message, outcome.message
     assert DeviceState(tmp_path / "s").current().version == serving.version
-    assert expected in rest.run_tags(bad.run_id)[contract.device_key("pi-trust", contract.D_REASON)]
+    assert expected in device_report(rest, tmp_path / "s", bad.version)[1][contract.D_REASON]
 
 
 def test_a_private_key_given_as_trust_key_is_bad_configuration(server, fresh_model, keys, tmp_path):

@@ -83,21 +83,36 @@ def test_a_model_without_devices_says_so(server, client):
 
 def test_versions_marks_figures_measured_while_throttled(server, fleet):
     model, v1, v2, v3 = fleet
-    result = edgeq(server, "versions", model)
+    result = edgeq(server, "versions", model, "--devices")
     assert result.exit_code == 0, result.output
     v2_line = next(line for line in result.output.splitlines() if line.startswith(f"{v2} "))
     assert "4.000*" in v2_line and "1.250 " in v2_line + " "
     assert "* measured while the device was throttled" in result.output
-    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json").output)}
+    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json", "--devices").output)}
     assert rows[v2]["device_throttled"] == ["pi-hot"] and rows[v1]["device_throttled"] == []
 
 
 def test_versions_shows_which_devices_refused_a_version(server, fleet):
     model, v1, v2, v3 = fleet
-    result = edgeq(server, "versions", model)
+    result = edgeq(server, "versions", model, "--devices")
     assert result.exit_code == 0, result.output
     assert "refused by" in result.output.splitlines()[0]
     v3_line = next(line for line in result.output.splitlines() if line.startswith(f"{v3} "))
     assert v3_line.rstrip().endswith("pi-refuses")
-    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json").output)}
+    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json", "--devices").output)}
     assert rows[v3]["refused_by"] == ["pi-refuses"] and rows[v2]["refused_by"] == []
+
+
+def test_versions_shows_one_row_per_version_with_fleet_aggregates_from_the_legacy_layout(server, fleet):
+    """Reports in today's layout (device.<id>.* on the version's run) keep working: aggregated, one column set."""
+    model, v1, v2, v3 = fleet
+    result = edgeq(server, "versions", model)
+    assert result.exit_code == 0, result.output
+    assert "pi-ok" not in result.output and "refused by" not in result.output
+    v2_line = next(line for line in result.output.splitlines() if line.startswith(f"{v2} "))
+    v3_line = next(line for line in result.output.splitlines() if line.startswith(f"{v3} "))
+    assert " 2/0/1 " in v2_line and "2.625*" in v2_line, "2 healthy, pi-behind lags; median of 1.25 and 4.0, throttled"
+    assert " 0/1/0 " in v3_line
+    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json").output)}
+    assert rows[v2]["fleet"][contract.A_P99_WORST] == 9.0 and rows[v2]["fleet"][contract.A_THROTTLED] == 1
+    assert rows[v2]["fleet_summary"].startswith("2 healthy, 0 rejected, 1 behind")

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from edge import contract
+from edge.heartbeat import FLEET_FILE
 from edge.registry_client import Credentials, RegistryClient
 from edge.signing import SignatureError, keygen, verify_manifest
 from edge.state import DeviceState
@@ -64,9 +65,11 @@ class Team:
         return self.get("/api/2.0/mlflow/registered-models/alias", name=MODEL, alias=contract.DEFAULT_ALIAS)["model_version"]["version"]
 
     def device_metrics(self, version: str) -> dict[str, float]:
-        run_id = self.get("/api/2.0/mlflow/model-versions/get", name=MODEL, version=version)["model_version"]["run_id"]
+        """What the device reported about ``version``, on its own run in the fleet experiment (docs/fleet.md)."""
+        run_id = json.loads((self.state / FLEET_FILE).read_text(encoding="utf-8"))["run_id"]
         metrics = self.get("/api/2.0/mlflow/runs/get", run_id=run_id)["run"]["data"].get("metrics", [])
-        return {m["key"]: m["value"] for m in metrics if m["key"].startswith(contract.DEVICE_PREFIX)}
+        prefix = contract.version_key(version, "")
+        return {m["key"][len(prefix):]: m["value"] for m in metrics if m["key"].startswith(prefix)}
 
     def pull(self, creds: Path, state: Path, *args: str) -> subprocess.CompletedProcess:
         return _run([str(BIN / "edgeq-pull"), "--tracking-uri", self.uri, "--model", MODEL, "--device-id", DEVICE_ID,
@@ -135,7 +138,7 @@ def test_pipeline_promote_pull_and_report_on_postgresql_with_authentication(team
     tags = {t["key"]: t["value"] for t in mv["tags"]}
     assert tags[contract.TAG_SIGNING_KEY_FINGERPRINT].startswith("sha256:")
     assert team.alias() == team.versions["int8"]
-    assert contract.device_key(DEVICE_ID, contract.D_P50) in team.device_metrics(team.versions["int8"])
+    assert contract.D_P50 in team.device_metrics(team.versions["int8"])
 
 
 def test_the_device_files_verify_against_the_trusted_key(team, tmp_path):

@@ -1,0 +1,284 @@
+"""Fleet scale: N simulated devices on one version, written with the device's own REST bodies, then the reads timed.
+
+    python -m bench.fleet_scale --devices 1000 10000            # SQLite, side by side in one table
+    python -m bench.fleet_scale --devices 1000 --postgres URI   # the same against PostgreSQL
+    python -m bench.fleet_scale --devices 10000 --direct        # bodies written with MLflow's SQL store, no HTTP
+
+Each simulated device does what ``edgeq-pull`` does on its first install, in the layout of
+docs/fleet.md: creates its run in ``edgeq-fleet`` (edge/heartbeat.py's identity tags), logs the
+report edge/report.py builds (``v<N>.*`` keys, ``ReportContext.device_run_id``) together with the
+heartbeat's tags (edge/heartbeat.py), and finishes the run (its end time is "last seen").
+Bodies are built by the device's own code; only the figures are synthetic. Then, per fleet size:
+`edgeq versions`, `edgeq fleet`, `edgeq promote --from canary` (each a fresh process, as a user
+runs them), `edgeq aggregate`, a new device's read path (resolve + registered accuracy + the
+version run's answer), a no-change run (resolve + runs/update) and the rows a no-change run adds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge import clock, contract
+from edge.benchmark import BenchmarkResult, LatencyStats
+from edge.contract import ExitCode
+from edge.gate import Verdict
+from edge.heartbeat import heartbeat_tags
+from edge.provenance import Provenance
+from edge.registry_client import ModelVersion, RegistryClient
+from edge.report import ReportContext, build_report
+from edge.runtime import Runtime
+from edge.state import Installed
+
+MODEL = "edgeq-bench-fleet-scale"
+CLASSES = ("Cortex-A72", "Cortex-A53", "Cortex-A76")
+MAX_DEVICES = 50_000
+RUNTIME = Runtime("ai-edge-litert", "2.3.0", "2.19", object)
+
+
+@dataclass(frozen=True)
+class _Config:  # what heartbeat_tags reads of edge.puller.PullConfig
+    model: str
+    alias: str = contract.CANARY_ALIAS
+    version: str | None = None
+    interval_s: int = 900
+
+
+def device_id(i: int) -> str:
+    return f"sim-{i:06d}"
+
+
+def device_bodies(i: int, model: str, mv: ModelVersion, run_id: str) -> tuple[dict[str, float], dict[str, str], int, int]:
+    """(metrics, tags, timestamp_ms, step) of device ``i``'s first report plus its heartbeat tags: one log-batch."""
+    p50 = 20.0 + (i % 17) * 0.5 + CLASSES.index(CLASSES[i % 3]) * 10
+    result = BenchmarkResult(LatencyStats(p50, p50 * 1.2, p50 * 1.6, p50 * 1.05, 0.8, 100),
+                             0.90 + (i % 7) * 0.01, 64, 60.0 + i % 5, 4)
+    prov = Provenance({contract.D_CPU_FREQ_MHZ: 1500.0, contract.D_TEMP_BEFORE_C: 45.0, contract.D_TEMP_AFTER_C: 51.0},
+                      {contract.D_THREADS: "4", contract.D_RUNTIME: RUNTIME.package,
+                       contract.D_RUNTIME_VERSION: RUNTIME.version, contract.D_DELEGATE: "xnnpack (runtime default)",
+                       contract.D_GOVERNOR: "ondemand", contract.D_THROTTLED: contract.THROTTLED_NO,
+                       contract.D_THROTTLE_FLAGS: "0x0: none now"})
+    ctx = ReportContext(device_id(i), contract.CANARY_ALIAS, None, 4, RUNTIME, run_id)
+    report = build_report(ctx, mv, result, Verdict((), 0.85), prov)
+    installed = Installed(model, mv.version, "0" * 64, "/nonexistent", True)
+    tags = {**report.tags, **heartbeat_tags(_Config(model), installed, ExitCode.OK, "ok", result, contract.THROTTLED_NO)}
+    tags[contract.TAG_DEVICE_CLASS] = CLASSES[i % 3]
+    tags[contract.TAG_HOSTNAME] = "raspberrypi"
+    return report.metrics, tags, report.timestamp_ms, report.step
+
+
+def write_devices(uri: str, model: str, mv: ModelVersion, first: int, count: int, threads: int = 4) -> float:
+    """Devices ``first`` … ``first + count - 1`` report on ``mv``: three requests each; returns seconds."""
+    clients = [RegistryClient(uri) for _ in range(threads)]
+    experiment = clients[0].experiment_id(contract.FLEET_EXPERIMENT)
+
+    def one(i: int) -> None:
+        client = clients[i % threads]
+        identity = {contract.TAG_ROLE: contract.ROLE_DEVICE, contract.TAG_MODEL: model, contract.TAG_DEVICE_ID: device_id(i)}
+        run_id = client.start_run(experiment, f"{device_id(i)} · {model}", identity, clock.now_ms())
+        metrics, tags, stamp, step = device_bodies(i, model, mv, run_id)
+        client.log_batch(run_id, metrics, tags, stamp, step)
+        client.finish_run(run_id, clock.now_ms())
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(first, first + count)))
+    return time.perf_counter() - start
+
+
+def write_devices_direct(uri: str, db_uri: str, artifact_root: str, model: str, mv: ModelVersion, first: int,
+                         count: int) -> float:
+    """The same bodies, written straight into the server's store with MLflow's own SQL store (``--direct``):
+    what the server would do on each request, without HTTP — to reach 10,000+ devices in bounded time."""
+    from mlflow.entities import Metric, RunStatus, RunTag
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(db_uri, artifact_root)
+    experiment = RegistryClient(uri).experiment_id(contract.FLEET_EXPERIMENT)
+    start = time.perf_counter()
+    for i in range(first, first + count):
+        identity = {contract.TAG_ROLE: contract.ROLE_DEVICE, contract.TAG_MODEL: model, contract.TAG_DEVICE_ID: device_id(i)}
+        run = store.create_run(experiment, "device", clock.now_ms(), [RunTag(k, v) for k, v in identity.items()],
+                               f"{device_id(i)} · {model}")
+        run_id = run.info.run_id
+        metrics, tags, stamp, step = device_bodies(i, model, mv, run_id)
+        store.log_batch(run_id, [Metric(k, v, stamp, step) for k, v in metrics.items()], [],
+                        [RunTag(k, v) for k, v in tags.items()])
+        store.update_run_info(run_id, RunStatus.from_string("FINISHED"), clock.now_ms(), None)
+    return time.perf_counter() - start
+
+
+def register(uri: str, model: str) -> ModelVersion:
+    """A version (a run with test_accuracy, a logged model) behind canary and production."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri, registry_uri=uri)
+    exp = client.get_experiment_by_name("edgeq-bench") or client.get_experiment(client.create_experiment("edgeq-bench"))
+    run = client.create_run(exp.experiment_id)
+    client.log_metric(run.info.run_id, contract.M_ACCURACY, 0.95)
+    client.log_metric(run.info.run_id, contract.M_DROP, 0.2)
+    client.set_terminated(run.info.run_id)
+    logged = client.create_logged_model(exp.experiment_id, name="int8", source_run_id=run.info.run_id)
+    client.finalize_logged_model(logged.model_id, "READY")
+    if not client.search_registered_models(f"name = '{model}'"):
+        client.create_registered_model(model)
+    mv = client.create_model_version(model, f"models:/{logged.model_id}", run.info.run_id, model_id=logged.model_id,
+                                     tags={contract.TAG_FORMAT: "tflite", contract.TAG_VARIANT: "int8"})
+    for alias in (contract.CANARY_ALIAS, contract.DEFAULT_ALIAS):
+        client.set_registered_model_alias(model, alias, mv.version)
+    return RegistryClient(uri).version(model, str(mv.version))
+
+
+def _edgeq(uri: str, *args: str) -> float:
+    cmd = [str(Path(sys.executable).with_name("edgeq")), "--tracking-uri", uri, *args]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    took = time.perf_counter() - start
+    if proc.returncode not in (0, 4):
+        raise RuntimeError(f"{' '.join(args)}: exit {proc.returncode}\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
+    return took
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _best(fn, repeats: int = 3) -> float:
+    return min(fn() for _ in range(repeats))
+
+
+def _rows(db: Path | None) -> int | None:
+    if db is None or not db.exists():
+        return None
+    with sqlite3.connect(db) as conn:
+        return sum(conn.execute(f"select count(*) from {t}").fetchone()[0]
+                   for t in ("metrics", "latest_metrics", "tags", "runs", "logged_model_metrics"))
+
+
+@dataclass(frozen=True)
+class Row:
+    devices: int
+    write_s: float
+    startup_s: float  # `edgeq --help`: the interpreter and mlflow's import, in every command below
+    versions_s: float
+    fleet_s: float
+    promote_s: float
+    aggregate_s: float
+    version_run_kb: float
+    install_read_s: float
+    no_change_s: float
+    rows_per_no_change: float | None
+    in_process: tuple[float, float, float] = (0.0, 0.0, 0.0)  # versions.collect, fleet.read, evidence.for_alias
+
+
+def measure(uri: str, mv: ModelVersion, devices: int, write_s: float, db: Path | None) -> Row:
+    import requests
+
+    startup_s = _best(lambda: _edgeq(uri, "--help"))
+    agg_s = _edgeq(uri, "aggregate", MODEL)
+    versions_s = _best(lambda: _edgeq(uri, "versions", MODEL))
+    fleet_s = _best(lambda: _edgeq(uri, "fleet", MODEL))
+    promote_s = _best(lambda: _edgeq(uri, "promote", MODEL, "--from", contract.CANARY_ALIAS, "--alias",
+                                     contract.DEFAULT_ALIAS, "--require-devices", "3", "--max-p99-ms", "all=500"))
+    from mlflow.tracking import MlflowClient
+
+    from registry_tools import evidence, fleet, versions
+
+    tools = MlflowClient(uri, registry_uri=uri)
+    inproc = (_best(lambda: _timed(lambda: versions.collect(tools, MODEL))),
+              _best(lambda: _timed(lambda: fleet.read(tools, MODEL, 3.0))),
+              _best(lambda: _timed(lambda: evidence.for_alias(tools, MODEL, contract.CANARY_ALIAS))))
+    size = len(requests.get(f"{uri}/api/2.0/mlflow/runs/get", params={"run_id": mv.run_id}, timeout=60).content)
+    device = RegistryClient(uri)
+
+    def install_reads() -> float:
+        start = time.perf_counter()
+        found = device.version_by_alias(MODEL, contract.CANARY_ALIAS)
+        accuracy = device.registered_accuracy(found.run_id) if hasattr(device, "registered_accuracy") \
+            else device.run_metrics(found.run_id).get(contract.M_ACCURACY)
+        assert accuracy == 0.95, accuracy
+        return time.perf_counter() - start
+
+    run_id = device.start_run(device.experiment_id(contract.FLEET_EXPERIMENT), "probe",
+                              {contract.TAG_ROLE: contract.ROLE_DEVICE, contract.TAG_MODEL: MODEL + "-probe",
+                               contract.TAG_DEVICE_ID: "probe"}, clock.now_ms())
+
+    def no_change() -> float:
+        start = time.perf_counter()
+        device.version_by_alias(MODEL, contract.CANARY_ALIAS)
+        device.finish_run(run_id, clock.now_ms())
+        return time.perf_counter() - start
+
+    before = _rows(db)
+    runs = 20
+    no_change_s = sorted(no_change() for _ in range(runs))[runs // 2]
+    after = _rows(db)
+    added = None if before is None or after is None else (after - before) / runs
+    return Row(devices, write_s, startup_s, versions_s, fleet_s, promote_s, agg_s, size / 1024, _best(install_reads, 5),
+               no_change_s, added, inproc)
+
+
+def table(rows: list[Row], backend: str) -> str:
+    lines = [f"| devices reporting on one version ({backend}) | write (3 req/device) | `edgeq --help` (start-up) "
+             "| `edgeq versions` | `edgeq fleet` | `promote --from` | `edgeq aggregate` | version run's answer "
+             "| new device's reads | no-change run | rows per no-change run | in-process: versions / fleet / evidence |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        added = "—" if r.rows_per_no_change is None else f"{r.rows_per_no_change:.0f}"
+        lines.append(f"| {r.devices:,} | {r.write_s:.0f} s | {r.startup_s:.1f} s | {r.versions_s:.1f} s | {r.fleet_s:.1f} s | {r.promote_s:.1f} s "
+                     f"| {r.aggregate_s:.1f} s | {r.version_run_kb:.1f} KB | {1000 * r.install_read_s:.0f} ms "
+                     f"| {1000 * r.no_change_s:.0f} ms | {added} | "
+                     + " / ".join(f"{t:.2f} s" for t in r.in_process) + " |")
+    return "\n".join(lines)
+
+
+def run(sizes: list[int], backend_uri: str | None, workers: int, threads: int, direct: bool = False) -> str:
+    from registry_tools.mlflow_server import MlflowServer
+
+    with tempfile.TemporaryDirectory(prefix="edgeq-fleet-scale-") as tmp:
+        server = MlflowServer(Path(tmp) / "mlflow", backend_store_uri=backend_uri, workers=workers).start(300)
+        db = None if backend_uri else server.root / "mlflow.db"
+        try:
+            mv = register(server.uri, MODEL)
+            rows, written, spent = [], 0, 0.0
+            for size in sorted(sizes):
+                if direct:
+                    spent += write_devices_direct(server.uri, server.backend_store_uri, str(server.root / "artifacts"),
+                                                  MODEL, mv, written, size - written)
+                else:
+                    spent += write_devices(server.uri, MODEL, mv, written, size - written, threads)
+                written = size
+                rows.append(measure(server.uri, mv, size, spent, db))
+                print(table(rows[-1:], "sqlite" if db else "postgresql"), flush=True)
+        finally:
+            server.stop()
+    how = "written straight into the store (--direct)" if direct else f"{threads} writer threads over REST"
+    return table(rows, "SQLite" if db else "PostgreSQL") + f"\n\n({workers} server workers; devices {how})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--postgres", default=None, metavar="URI", help="backend store URI (scripts/server.sh db)")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--direct", action="store_true",
+                        help="write the same bodies with MLflow's SQL store in this process (no HTTP): for 10,000+")
+    args = parser.parse_args()
+    if max(args.devices) > MAX_DEVICES or min(args.devices) < 1:
+        parser.error(f"--devices between 1 and {MAX_DEVICES}")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
+    print(run(args.devices, args.postgres, args.workers, args.threads, args.direct))
+
+
+if __name__ == "__main__":
+    main()

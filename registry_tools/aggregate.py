@@ -1,0 +1,275 @@
+"""Fleet aggregates per version, from the device runs: written on the version's run, linked to its logged model.
+
+Per-device detail lives in each device's own run (``v<N>.<name>`` keys, edge/report.py); what a
+version carries is a fixed handful of ``fleet.*`` metrics — devices healthy / rejected / behind,
+median and worst latency (overall and per device class), worst p99, sample accuracy — logged
+with the version's ``model_id`` so MLflow shows them on the logged model's page too, plus one
+model-version tag (``edgeq.fleet``) that the registered version's page shows. A metric is
+logged again only when its value changed, so a timer running ``edgeq aggregate`` adds no rows
+while the fleet is quiet. Reports in the legacy layout (``device.<id>.*`` on the version's
+run) count too, so versions reported before this layout keep their figures.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from mlflow.entities import Metric, Run, ViewType
+from mlflow.tracking import MlflowClient
+
+from edge import contract
+from registry_tools.device_reports import DeviceReport, device_name, device_reports, run_reports
+
+PAGE = 1000  # device runs per search request
+DEFAULT_MAX_DEVICES = 200_000  # `edgeq aggregate`: a scan stops here, and says so, rather than run for ever
+CHEAP_DEVICES = 100  # versions / fleet / promote --from refresh the aggregates themselves up to this many devices
+
+
+def quote(value: str) -> str:
+    if "'" in value:
+        raise ValueError(f"{value!r}: a quote cannot go into a search filter; rename it")
+    return f"'{value}'"
+
+
+def device_filter(model: str, *clauses: str) -> str:
+    """The server-side filter for the device runs of ``model``, narrowed by ``clauses``."""
+    base = [f"tags.`{contract.TAG_ROLE}` = '{contract.ROLE_DEVICE}'", f"tags.`{contract.TAG_MODEL}` = {quote(model)}"]
+    return " and ".join(base + [c for c in clauses if c])
+
+
+def reported_on(version: str, status: str | None = None) -> str:
+    """Clause: the device reported on ``version`` (with ``status`` when given)."""
+    key = contract.version_key(version, contract.D_STATUS)
+    return f"tags.`{key}` = {quote(status)}" if status else f"tags.`{key}` IS NOT NULL"
+
+
+@dataclass(frozen=True)
+class Scan:
+    runs: list[Run]
+    truncated: bool  # stopped at the limit: more device runs exist
+
+    def note(self, what: str = "device runs") -> str:
+        return f"stopped after the first {len(self.runs)} {what} (the cap); narrow the query or raise the cap" if self.truncated else ""
+
+
+def device_runs(client: MlflowClient, model: str, *clauses: str, limit: int = DEFAULT_MAX_DEVICES,
+                order_by: list[str] | None = None) -> Scan:
+    """Device runs of ``model`` matching ``clauses``, page by page on the server, at most ``limit``."""
+    experiment = client.get_experiment_by_name(contract.FLEET_EXPERIMENT)
+    if experiment is None or limit <= 0:
+        return Scan([], False)
+    query = device_filter(model, *clauses)
+    runs: list[Run] = []
+    token = None
+    while True:
+        want = min(PAGE, limit - len(runs) + 1)  # one more than allowed tells whether the cap cut anything
+        page = client.search_runs([experiment.experiment_id], query, ViewType.ACTIVE_ONLY, want,
+                                  order_by=order_by, page_token=token)
+        runs += [r for r in page if r.data.tags.get(contract.TAG_MODEL) == model]
+        token = page.token
+        if len(runs) > limit:
+            return Scan(runs[:limit], True)
+        if not token:
+            return Scan(runs, False)
+
+
+@dataclass(frozen=True)
+class ClassFigures:
+    devices: int
+    p50_median: float | None
+    p50_worst: float | None
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One version's fleet figures; ``None`` where no device sent the figure."""
+
+    version: str
+    reporting: int = 0
+    healthy: int = 0
+    rejected: int = 0
+    behind: int = 0
+    throttled: int = 0
+    p50_median: float | None = None
+    p50_worst: float | None = None
+    p99_worst: float | None = None
+    acc_median: float | None = None
+    acc_worst: float | None = None
+    classes: dict[str, ClassFigures] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        out = {contract.A_REPORTING: self.reporting, contract.A_HEALTHY: self.healthy, contract.A_REJECTED: self.rejected,
+               contract.A_BEHIND: self.behind, contract.A_THROTTLED: self.throttled}
+        for key, value in ((contract.A_P50_MEDIAN, self.p50_median), (contract.A_P50_WORST, self.p50_worst),
+                           (contract.A_P99_WORST, self.p99_worst), (contract.A_ACC_MEDIAN, self.acc_median),
+                           (contract.A_ACC_WORST, self.acc_worst)):
+            if value is not None:
+                out[key] = value
+        for name, c in self.classes.items():
+            out[contract.class_key(name, "devices")] = c.devices
+            if c.p50_median is not None:
+                out[contract.class_key(name, "p50_median_ms")] = c.p50_median
+                out[contract.class_key(name, "p50_worst_ms")] = c.p50_worst
+        return {k: float(v) for k, v in out.items()}
+
+    @classmethod
+    def from_metrics(cls, version: str, metrics: dict[str, float]) -> "Aggregate | None":
+        """What ``edgeq aggregate`` last wrote on the version's run, or None when it never did."""
+        if contract.A_REPORTING not in metrics:
+            return None
+        count = lambda key: int(metrics.get(key, 0))  # noqa: E731
+        classes: dict[str, dict[str, float]] = {}
+        for key, value in metrics.items():
+            if key.startswith(contract.A_CLASS_PREFIX):
+                name, _, figure = key[len(contract.A_CLASS_PREFIX):].rpartition(".")
+                classes.setdefault(name, {})[figure] = value
+        return cls(version, count(contract.A_REPORTING), count(contract.A_HEALTHY), count(contract.A_REJECTED),
+                   count(contract.A_BEHIND), count(contract.A_THROTTLED), metrics.get(contract.A_P50_MEDIAN),
+                   metrics.get(contract.A_P50_WORST), metrics.get(contract.A_P99_WORST), metrics.get(contract.A_ACC_MEDIAN),
+                   metrics.get(contract.A_ACC_WORST),
+                   {n: ClassFigures(int(f.get("devices", 0)), f.get("p50_median_ms"), f.get("p50_worst_ms"))
+                    for n, f in sorted(classes.items())})
+
+    def summary(self) -> str:
+        """One line: ``12 healthy, 1 rejected, 3 behind; p50 median 3.10 ms (worst 4.20), p99 worst 9.00 ms, …``."""
+        head = f"{self.healthy} healthy, {self.rejected} rejected, {self.behind} behind"
+        parts = []
+        if self.p50_median is not None:
+            parts.append(f"p50 median {self.p50_median:.2f} ms (worst {self.p50_worst:.2f})")
+        if self.p99_worst is not None:
+            parts.append(f"p99 worst {self.p99_worst:.2f} ms")
+        if self.acc_median is not None:
+            parts.append(f"sample accuracy median {self.acc_median:.3f} (worst {self.acc_worst:.3f})")
+        if self.throttled:
+            parts.append(f"{self.throttled} throttled")
+        return head + ("; " + ", ".join(parts) if parts else "")
+
+
+def compute(version: str, reports: Iterable[DeviceReport], behind: int = 0) -> Aggregate:
+    """The aggregate of the reports about ``version`` (healthy devices' figures only)."""
+    healthy, rejected = [], 0
+    for r in reports:
+        if not r.is_about(version):
+            continue
+        if r.status == contract.STATUS_REJECTED:
+            rejected += 1
+        elif r.status == contract.STATUS_HEALTHY:
+            healthy.append(r)
+    fig = lambda key: [r.metrics[key] for r in healthy if key in r.metrics]  # noqa: E731
+    p50, p99, acc = fig(contract.D_P50), fig(contract.D_P99), fig(contract.D_SAMPLE_ACCURACY)
+    by_class: dict[str, list[DeviceReport]] = {}
+    for r in healthy:
+        by_class.setdefault(r.tags.get(contract.D_CPU) or "unknown", []).append(r)
+    classes = {}
+    for name, members in sorted(by_class.items()):
+        values = [r.metrics[contract.D_P50] for r in members if contract.D_P50 in r.metrics]
+        classes[name] = ClassFigures(len(members), statistics.median(values) if values else None,
+                                     max(values) if values else None)
+    return Aggregate(version, len(healthy) + rejected, len(healthy), rejected, behind,
+                     sum(1 for r in healthy if r.throttled),
+                     statistics.median(p50) if p50 else None, max(p50) if p50 else None, max(p99) if p99 else None,
+                     statistics.median(acc) if acc else None, min(acc) if acc else None, classes)
+
+
+def reports_by_version(runs: Iterable[Run]) -> dict[str, dict[str, DeviceReport]]:
+    """``{version: {device: report}}`` from device runs in the new layout."""
+    out: dict[str, dict[str, DeviceReport]] = {}
+    for run in runs:
+        device = device_name(run.data.tags, run.info.run_id)
+        for version, report in run_reports(run.data.metrics, run.data.tags, device).items():
+            out.setdefault(version, {})[device] = report
+    return out
+
+
+def behind_by_version(runs: Iterable[Run], aliases: dict[str, str]) -> dict[str, set[str]]:
+    """Devices per version that follow an alias pointing at it and run an older version (refusals not yet removed)."""
+    out: dict[str, set[str]] = {}
+    for run in runs:
+        tags = run.data.tags
+        target = aliases.get(tags.get(contract.TAG_ALIAS, contract.DEFAULT_ALIAS))
+        running = tags.get(contract.TAG_RUNNING_VERSION, "")
+        if not target or not running.isdigit() or int(running) >= int(target):
+            continue
+        out.setdefault(target, set()).add(device_name(tags, run.info.run_id))
+    return out
+
+
+@dataclass(frozen=True)
+class Refresh:
+    aggregates: dict[str, Aggregate]  # by version, only versions with evidence
+    devices: int  # device runs read
+    truncated: bool
+    written: tuple[str, ...] = ()  # versions whose stored aggregates changed
+
+    def note(self) -> str:
+        if self.truncated:
+            return (f"aggregates not refreshed: more than {self.devices} device runs (the cap); "
+                    "run `edgeq aggregate MODEL --max-devices N` beside the server")
+        return ""
+
+
+def refresh(client: MlflowClient, model: str, versions: list, version_runs: dict[str, Run], aliases: dict[str, str],
+            limit: int = DEFAULT_MAX_DEVICES, write: bool = True, scan: Scan | None = None) -> Refresh:
+    """Aggregates of every version of ``model`` from one scan of its device runs (and legacy reports), written
+    where they changed. Nothing is computed or written when the scan stops at ``limit``. ``scan``: all the
+    model's device runs, already read by the caller."""
+    scan = scan if scan is not None else device_runs(client, model, limit=limit)
+    if scan.truncated:
+        return Refresh({}, len(scan.runs), True)
+    fresh = reports_by_version(scan.runs)
+    behind = behind_by_version(scan.runs, aliases)
+    aggregates, written = {}, []
+    for mv in versions:
+        version = str(mv.version)
+        run = version_runs.get(mv.run_id) if mv.run_id else None
+        reports = dict(fresh.get(version, {}))
+        if run is not None:  # legacy layout: a device that reported both ways counts once, by its own run
+            for device, report in device_reports(run.data.metrics, run.data.tags).items():
+                reports.setdefault(device, report)
+        stored = run.data.metrics if run is not None else {}
+        # Refusing the version is not lagging behind it.
+        lagging = {d for d in behind.get(version, set())
+                   if not (d in reports and reports[d].status == contract.STATUS_REJECTED)}
+        if not reports and not lagging and contract.A_REPORTING not in stored:
+            continue
+        agg = compute(version, reports.values(), len(lagging))
+        aggregates[version] = agg
+        if write and run is not None and store(client, mv, stored, agg):
+            written.append(version)
+    return Refresh(aggregates, len(scan.runs), False, tuple(written))
+
+
+def logged_model_id(mv) -> str | None:
+    """The version's logged model: its ``model_id``, or (as the SQL store keeps it) its ``models:/<id>`` source."""
+    source = getattr(mv, "source", "") or ""
+    return getattr(mv, "model_id", None) or (source[len("models:/"):] if source.startswith("models:/m-") else None)
+
+
+def store(client: MlflowClient, mv, stored: dict[str, float], agg: Aggregate) -> bool:
+    """Log the aggregates that changed on the version's run, linked to its logged model; tag the version."""
+    now = int(time.time() * 1000)
+    model_id = logged_model_id(mv)
+    changed = {k: v for k, v in agg.metrics().items() if stored.get(k) != v}
+    # A class or figure that disappeared (its devices moved on) reads 0 devices rather than a stale count.
+    changed.update({k: 0.0 for k in stored if k.startswith(contract.A_CLASS_PREFIX) and k.endswith(".devices")
+                    and k not in agg.metrics() and stored[k] != 0.0})
+    if changed:
+        client.log_batch(mv.run_id, metrics=[Metric(k, v, now, 0, model_id=model_id) for k, v in changed.items()])
+    summary = agg.summary()
+    if changed or (getattr(mv, "tags", None) or {}).get(contract.TAG_FLEET_SUMMARY) != summary:
+        client.set_model_version_tag(mv.name, mv.version, contract.TAG_FLEET_SUMMARY, summary)
+        client.set_model_version_tag(mv.name, mv.version, contract.TAG_FLEET_AGGREGATED_AT,
+                                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return bool(changed)
+
+
+def stored_or_legacy(version: str, metrics: dict[str, float], tags: dict[str, str]) -> Aggregate | None:
+    """A version's aggregates as last stored; for a version never aggregated, computed from legacy reports."""
+    stored = Aggregate.from_metrics(version, metrics)
+    if stored is not None:
+        return stored
+    legacy = device_reports(metrics, tags)
+    return compute(version, legacy.values()) if legacy else None
