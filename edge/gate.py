@@ -81,7 +81,8 @@ def judge(result: BenchmarkResult, registered_accuracy: float | None, limits: Ga
                 f"{registered_accuracy:.3f} scores on {n} images (probability of a false alarm < {FALSE_REJECTION_RATE:.1%})"
             )
     if limits.min_sample_accuracy is not None and acc is not None and acc < limits.min_sample_accuracy:
-        failures.append(f"sample accuracy {acc:.3f} is below --min-sample-accuracy {limits.min_sample_accuracy:.3f}")
+        # The option is percent (edge/cli.py converts); the limits stay fractions.
+        failures.append(f"sample accuracy {acc:.1%} is below --min-sample-accuracy {limits.min_sample_accuracy * 100:g}")
     p99 = result.latency.p99_ms
     if limits.max_p99_ms is not None and p99 > limits.max_p99_ms:
         failures.append(f"p99 latency {p99:.2f} ms is above --max-p99-ms {limits.max_p99_ms:g}")

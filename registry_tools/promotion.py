@@ -39,13 +39,27 @@ class Promotion:
     stage_set: bool
 
 
+_STACK_SEP = " → "
+
+
 def history(client: MlflowClient, name: str, alias: str) -> list[dict]:
+    """The versions ``alias`` pointed to, oldest first, as ``{"version": ...}``: what rollback walks back along."""
     raw = registered_model(client, name).tags.get(contract.alias_history_tag(alias))
-    return json.loads(raw) if raw else []
+    if not raw:
+        return []
+    if raw.lstrip().startswith("["):  # the JSON list older edgeq versions wrote
+        try:
+            return [{"version": str(e["version"])} for e in json.loads(raw)]
+        except (ValueError, KeyError, TypeError):
+            return []
+    versions = [part.strip().removeprefix("v") for part in raw.split(_STACK_SEP.strip())]
+    return [{"version": v} for v in versions if contract.VERSION_RE.fullmatch(v)]
 
 
 def _save_history(client: MlflowClient, name: str, alias: str, entries: list[dict]) -> None:
-    client.set_registered_model_tag(name, contract.alias_history_tag(alias), json.dumps(entries[-_HISTORY_KEEP:]))
+    # A line a person reads in the MLflow UI ("v1 → v2 → v3"); who and why are in contract.TAG_HISTORY.
+    text = _STACK_SEP.join(f"v{e['version']}" for e in entries[-_HISTORY_KEEP:])
+    client.set_registered_model_tag(name, contract.alias_history_tag(alias), text)
 
 
 def current_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -88,10 +102,10 @@ def _set_stage(client: MlflowClient, name: str, version: str) -> bool:
             return False
 
 
-def _point_alias(client: MlflowClient, name: str, alias: str, version: str) -> bool:
+def _point_alias(client: MlflowClient, name: str, alias: str, version: str, by: str | None = None) -> bool:
     client.set_registered_model_alias(name, alias, version)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    client.set_model_version_tag(name, version, contract.TAG_PROMOTED_BY, getpass.getuser())
+    client.set_model_version_tag(name, version, contract.TAG_PROMOTED_BY, by or getpass.getuser())
     client.set_model_version_tag(name, version, contract.TAG_PROMOTED_AT, now)
     return _set_stage(client, name, version) if alias == contract.DEFAULT_ALIAS else False
 
@@ -99,6 +113,7 @@ def _point_alias(client: MlflowClient, name: str, alias: str, version: str) -> b
 def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gate, reason: str = "") -> Promotion:
     """``reason`` (e.g. the canary evidence) goes into the alias history together with the gate's summary."""
     checked = check_gate(client, name, version, gate)
+    alias_history.notice(client, name, "edgeq promote")  # moves made outside edgeq go in first, in order
     previous = current_version(client, name, alias)
     entries = history(client, name, alias)
     if previous and (not entries or entries[-1]["version"] != previous):
@@ -111,7 +126,8 @@ def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gat
     return Promotion(name, alias, version, previous, stage)
 
 
-def rollback(client: MlflowClient, name: str, alias: str, reason: str = "") -> Promotion:
+def rollback_target(client: MlflowClient, name: str, alias: str) -> tuple[str, str]:
+    """(current version, the version it replaced) of ``alias``: what ``rollback`` would do, without doing it."""
     current = current_version(client, name, alias)
     if current is None:
         raise RegistryToolError(f"model {name!r} has no alias {alias!r} to roll back")
@@ -120,12 +136,27 @@ def rollback(client: MlflowClient, name: str, alias: str, reason: str = "") -> P
         entries.pop()
     if not entries:
         raise RegistryToolError(f"alias {alias!r} of {name!r} has no earlier version to roll back to")
-    target = entries[-1]["version"]
+    return current, entries[-1]["version"]
+
+
+def rollback(client: MlflowClient, name: str, alias: str, reason: str = "", by: str | None = None,
+             expected_current: str | None = None) -> Promotion:
+    """Move ``alias`` back to the version it replaced; ``by`` goes into the history (default: the user).
+
+    With ``expected_current``, refuse (RegistryToolError) when the alias has moved meanwhile.
+    """
+    alias_history.notice(client, name, by or "edgeq rollback")
+    current, target = rollback_target(client, name, alias)
+    if expected_current is not None and current != str(expected_current):
+        raise RegistryToolError(f"alias {alias!r} of {name!r} moved to v{current} meanwhile (expected v{expected_current}); nothing changed")
     model_version(client, name, target)
-    stage = _point_alias(client, name, alias, target)
+    entries = history(client, name, alias)
+    while entries and entries[-1]["version"] == current:
+        entries.pop()
+    stage = _point_alias(client, name, alias, target, by)
     _save_history(client, name, alias, entries)
     why = reason or f"rolled back from v{current} to the version before it"
-    alias_history.record(client, name, alias_history.new_event(alias_history.ROLLBACK, alias, current, target, why))
+    alias_history.record(client, name, alias_history.new_event(alias_history.ROLLBACK, alias, current, target, why, by=by))
     return Promotion(name, alias, target, current, stage)
 
 
@@ -136,11 +167,11 @@ class Choice:
 
 
 def best_for_device(client: MlflowClient, name: str, device: str, max_accuracy_drop: float) -> Choice:
-    rows = collect(client, name)
     device = contract.sanitize_device_id(device)
+    rows = collect(client, name, devices=[device])  # issue 17: the device's figures, from its own run
     measured = [r for r in rows if device in r.device_p50_ms and r.format == contract.FORMAT_TFLITE]
     if not measured:
-        known = sorted({d for r in rows for d in r.device_p50_ms})
+        known = sorted({d for r in collect(client, name, devices=True) for d in r.device_p50_ms})  # issue 17
         raise RegistryToolError(
             f"no figures from device {device!r} for {name!r}"
             + (f" (devices with figures: {', '.join(known)})" if known else " (no device has reported yet: run edgeq-pull there)")

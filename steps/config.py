@@ -47,7 +47,7 @@ class QuantConfig:
     calibration_images: int = 200
     qat_epochs: int = 2
     qat_learning_rate: float = 1e-5
-    sample_size: int = 32
+    sample_size: int = 0  # 0: chosen from the accuracy budget (steps/sample_size.py)
     # int8 losing more accuracy points than this also gets the selective variant.
     selective_if_drop_above: float = 1.0
 

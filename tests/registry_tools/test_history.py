@@ -82,3 +82,60 @@ def test_a_long_history_stays_within_what_the_sql_stores_hold():
     assert len(description) <= history.STORE_LIMIT and description.startswith("x" * 3000 + "\n\n")
     assert contract.HISTORY_HEADING in description and "| v79 → v80 |" in description
     assert history.with_section("y" * 4950, events) == "y" * 4950, "the user's own text is never cut"
+
+
+def test_the_history_tag_reads_as_sentences_in_the_ui_and_round_trips(server, client):
+    model = new_model(client)
+    v1, _ = tiny_version(client, model)
+    v2, _ = tiny_version(client, model)
+    assert edgeq(server, "promote", model, v1, "--reason", "first | release\nline two").exit_code == 0
+    assert edgeq(server, "promote", model, v2, "--force").exit_code == 0
+
+    tags = client.get_registered_model(model).tags
+    lines = tags[contract.TAG_HISTORY].splitlines()
+    assert len(lines) == 2 and not any(c in tags[contract.TAG_HISTORY] for c in "{[\"")
+    assert f"| production | v{v1} → v{v2} | promote (forced) |" in lines[0], "newest first"
+    assert lines[1].endswith("first | release line two; gate passed: drop +0.20 points ≤ 1.00")
+    assert lines[1].startswith("20") and f"| production | unset → v{v1} | promote |" in lines[1]
+    assert tags[contract.alias_history_tag("production")] == f"v{v1} → v{v2}"
+
+    events = history.read(client, model)
+    assert [(e.from_version, e.to_version, e.forced) for e in events] == [(None, v1, False), (v1, v2, True)]
+    assert events[0].reason.startswith("first | release line two")
+
+
+def test_tricky_fields_round_trip_and_the_json_of_older_versions_is_still_read():
+    events = [history.Event("promote", "production", None, "1", "a|b", "2026-11-26T12:00:00+00:00", False, "x | y"),
+              history.Event(history.OUTSIDE, "canary", "1", "", "unknown", "2026-11-26T12:01:00+00:00", False, "deleted"),
+              history.Event("rollback", "production", "2", "1", "guard", "2026-11-26T12:02:00+00:00", True, "")]
+    back = history._decode(history._encode(events))
+    assert [(e.kind, e.alias, e.from_version, e.to_version, e.forced, e.reason) for e in back] == [
+        ("promote", "production", None, "1", False, "x | y"), (history.OUTSIDE, "canary", "1", "", False, "deleted"),
+        ("rollback", "production", "2", "1", True, "")]
+    assert back[0].by == "a¦b"
+    legacy = json.dumps([{"kind": "promote", "alias": "production", "from": None, "to": "3", "by": "ci",
+                          "at": "2026-01-01T00:00:00+00:00", "forced": False, "why": "old"}])
+    assert [(e.to_version, e.reason) for e in history._decode(legacy)] == [("3", "old")]
+    assert history._decode("someone typed this by hand") == []
+
+
+def test_an_alias_set_with_a_plain_client_shows_as_outside_edgeq_and_promote_records_it(server, client):
+    model = new_model(client)
+    v1, _ = tiny_version(client, model, alias=contract.DEFAULT_ALIAS)  # a plain set_registered_model_alias
+    v2, _ = tiny_version(client, model)
+
+    shown = json.loads(edgeq(server, "history", model, "--json").output)
+    assert [(e["kind"], e["alias"], e["from_version"], e["to_version"], e["by"], e["at"]) for e in shown] == [
+        (contract.HISTORY_OUTSIDE, "production", None, v1, "unknown", "")]
+    assert "not recorded yet" in edgeq(server, "history", model).output
+    assert contract.TAG_HISTORY not in client.get_registered_model(model).tags, "reading never writes"
+
+    assert edgeq(server, "promote", model, v2).exit_code == 0
+    kept = json.loads(edgeq(server, "history", model, "--json").output)
+    assert [(e["kind"], e["from_version"], e["to_version"]) for e in kept] == [
+        ("promote", v1, v2), (contract.HISTORY_OUTSIDE, None, v1)]
+    assert kept[1]["at"] and "noticed by edgeq promote" in kept[1]["reason"]
+    client.delete_registered_model_alias(model, contract.DEFAULT_ALIAS)
+    gone = json.loads(edgeq(server, "history", model, "--json").output)[0]
+    assert (gone["kind"], gone["from_version"], gone["to_version"]) == (contract.HISTORY_OUTSIDE, v2, "")
+    assert edgeq(server, "rollback", model).exit_code == contract.ExitCode.BAD_CONFIG
