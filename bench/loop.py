@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import MlflowServer
+from registry_tools.mlflow_server import MlflowServer
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

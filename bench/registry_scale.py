@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from edge import contract
 from registry_tools import runs
 from registry_tools.versions import collect
-from tests.servers import MlflowServer
+from registry_tools.mlflow_server import MlflowServer
 
 MODEL = "edgeq-bench-scale"
 VARIANTS = contract.VARIANTS

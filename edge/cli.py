@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -15,8 +17,9 @@ from edge.device_info import stable_device_id
 from edge.gate import GateLimits
 from edge.puller import PullConfig, pull
 from edge.registry_client import Credentials, Deadline, RegistryClient, check_tracking_uri, tls_verify_from_env
-from edge.schedule import cron_line, install_cron_line, schedule_key, systemd_units
+from edge.schedule import cron_line, install_cron_line, run_limit_s, schedule_key, systemd_units
 from edge.runtime import RUNTIME_PACKAGES
+from edge.sandbox import DEFAULT_MAX_RSS_MB
 from edge.state import path_component
 
 log = logging.getLogger("edgeq-pull")
@@ -32,15 +35,68 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
         ctx.exit(ExitCode.OK)
 
 
+def _deprecated(old: str, new: str) -> None:
+    """One line on stderr for an old spelling that still works (the wording edgeq uses too)."""
+    click.echo(f"edgeq-pull: {old} is deprecated and will be removed in the next release; use {new}", err=True)
+
+
 def _model_version_from_env(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None and os.environ.get("EDGEQ_VERSION"):
-        click.echo("edgeq-pull: EDGEQ_VERSION is deprecated, use EDGEQ_MODEL_VERSION (--model-version)", err=True)
+        _deprecated("EDGEQ_VERSION", "EDGEQ_MODEL_VERSION (--model-version)")
         value = os.environ["EDGEQ_VERSION"]
     return value
 
 
-@click.group(invoke_without_command=True, context_settings={"auto_envvar_prefix": "EDGEQ"})
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+def _percent(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Accuracy is percent in both tools; a value up to 1 is the old 0–1 fraction."""
+    if value is None or not 0 < value <= 1:
+        return value
+    percent = round(value * 100, 9)
+    if ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT:
+        _deprecated(f"EDGEQ_MIN_SAMPLE_ACCURACY={value:g} (a 0–1 fraction)", f"EDGEQ_MIN_SAMPLE_ACCURACY={percent:g} (percent)")
+    else:
+        _deprecated(f"--min-sample-accuracy {value:g} (a 0–1 fraction)", f"--min-sample-accuracy {percent:g} (percent)")
+    return percent
+
+
+def p99_limit(specs: tuple[str, ...] | list[str], device_id: str) -> float | None:
+    """``--max-p99-ms [DEVICE=]MS`` for this device: its own entry, else a plain number or ``all=MS``.
+
+    The same spelling as ``edgeq promote --from``, so one list of limits can serve a whole fleet:
+    entries for other devices are ignored here, with a notice.
+    """
+    every = mine = None
+    for spec in specs:
+        who, sep, ms_text = spec.rpartition("=")
+        try:
+            ms = float(ms_text)
+        except ValueError:
+            ms = math.nan
+        if not ms > 0 or (sep and not who.strip()):
+            raise ValueError(f"--max-p99-ms {spec!r}: expected MS, {contract.ALL_DEVICES}=MS or DEVICE=MS with MS > 0, "
+                             f"e.g. 50 or {device_id}=50")
+        who = who.strip()
+        if not sep or who == contract.ALL_DEVICES:
+            every = ms
+        elif contract.sanitize_device_id(who) == device_id:
+            mine = ms
+        else:
+            click.echo(f"edgeq-pull: --max-p99-ms {spec} is for device {who}, not this one ({device_id}): ignored", err=True)
+    return mine if mine is not None else every
+
+
+class _Group(click.Group):
+    """``--help`` ends with the exit codes, from edge.contract (the same list as ``edgeq --help``)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        with formatter.section("Exit codes"):
+            formatter.write_dl([(str(int(code)), meaning) for code, meaning in contract.EXIT_MEANINGS.items()])
+
+
+@click.group(cls=_Group, invoke_without_command=True, context_settings={"auto_envvar_prefix": "EDGEQ"})
+# Not from the environment: auto_envvar_prefix would read EDGEQ_VERSION, the old name of EDGEQ_MODEL_VERSION.
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, allow_from_autoenv=False,
               help="Print the program's version, its TFLite runtime and NumPy, and exit.")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help="MLflow server, e.g. http://mlflow.lan:5000 ($MLFLOW_TRACKING_URI). No credentials in it: use --credentials-file.")
 @click.option("--model", "model", envvar="EDGEQ_MODEL", default=None, help="Registered model name ($EDGEQ_MODEL).")
@@ -56,9 +112,10 @@ def _model_version_from_env(ctx: click.Context, param: click.Parameter, value: s
 @click.option("--deadline", envvar="EDGEQ_DEADLINE", type=click.FloatRange(1), default=900.0, show_default=True, help="Seconds the network part of a run may take in all; then it exits 3.")
 @click.option("--credentials-file", envvar="EDGEQ_CREDENTIALS_FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="KEY=VALUE file with MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD; mode 600.")
 @click.option("--trust-key", envvar="EDGEQ_TRUST_KEY", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Ed25519 public key (edgeq keygen): accept only versions whose manifest it signed.")
-@click.option("--min-sample-accuracy", envvar="EDGEQ_MIN_SAMPLE_ACCURACY", type=click.FloatRange(0, 1), default=None, help="Health gate: reject below this sample accuracy (on top of the binomial bound).")
-@click.option("--max-p99-ms", envvar="EDGEQ_MAX_P99_MS", type=click.FloatRange(0, min_open=True), default=None, help="Health gate: reject a p99 latency above this.")
-@click.option("--max-rss-mb", envvar="EDGEQ_MAX_RSS_MB", type=click.FloatRange(0, min_open=True), default=None, help="Health gate: reject a peak RSS above this.")
+@click.option("--min-sample-accuracy", envvar="EDGEQ_MIN_SAMPLE_ACCURACY", type=click.FloatRange(0, 100), default=None, metavar="PERCENT", callback=_percent, help="Health gate: reject a sample accuracy below this many percent (on top of the binomial bound); 0–100.")
+@click.option("--max-p99-ms", envvar="EDGEQ_MAX_P99_MS", multiple=True, metavar="[DEVICE=]MS", help="Health gate: reject a p99 latency above MS. A plain number or all=MS: every device; DEVICE=MS: only the device of that id (wins over all=). Repeatable; entries for other devices are ignored, so a fleet can share one list.")
+@click.option("--max-rss-mb", envvar="EDGEQ_MAX_RSS_MB", type=click.FloatRange(0, min_open=True), default=DEFAULT_MAX_RSS_MB, show_default=True, help="Hard memory limit of the child process that loads and benchmarks a candidate; a higher peak is a refusal.")
+@click.option("--check-timeout", envvar="EDGEQ_CHECK_TIMEOUT", type=click.FloatRange(1), default=300.0, show_default=True, help="Seconds a candidate's load, sample check and benchmark may take in all, in a child process; then it is refused.")
 @click.option("--max-slowdown", envvar="EDGEQ_MAX_SLOWDOWN", type=click.FloatRange(0, min_open=True), default=None, help="Health gate: reject a p50 more than this many times the replaced version's, measured here.")
 @click.option("--on-change", envvar="EDGEQ_ON_CHANGE", default=None, help="Shell command run after a new version became current; failing rolls back.")
 @click.option("--hook-timeout", envvar="EDGEQ_HOOK_TIMEOUT", type=click.FloatRange(1), default=120.0, show_default=True, help="Seconds the --on-change command may take.")
@@ -67,30 +124,17 @@ def _model_version_from_env(ctx: click.Context, param: click.Parameter, value: s
 def main(ctx: click.Context, tracking_uri: str | None, model: str | None, alias: str, model_version: str | None,
          device_id: str | None, state_dir: Path | None, runs: int, warmup: int, threads: int | None,
          runtime: str | None, lock_wait: float, deadline: float, credentials_file: Path | None, trust_key: Path | None,
-         min_sample_accuracy: float | None, max_p99_ms: float | None, max_rss_mb: float | None,
+         min_sample_accuracy: float | None, max_p99_ms: tuple[str, ...], max_rss_mb: float, check_timeout: float,
          max_slowdown: float | None, on_change: str | None, hook_timeout: float, every_minutes: int) -> None:
     """Pull the model behind ALIAS, verify, check its health on this device, benchmark and report back to its run."""
-    if ctx.invoked_subcommand == "doctor":
-        return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s edgeq-pull %(levelname)s %(message)s")
-    problem = _missing(tracking_uri, model)
-    try:
-        if problem:
-            raise ValueError(problem)
-        tracking_uri = check_tracking_uri(tracking_uri)
-        state_dir = (state_dir or _STATE_BASE / path_component(model)).expanduser().resolve()
-        device_id = contract.sanitize_device_id(device_id or stable_device_id())
-        if model_version is not None:
-            model_version = contract.check_version_number(model_version)
-    except ValueError as exc:
-        _fail(f"bad configuration: {exc}")
-    ctx.obj = {"state_dir": state_dir, "model": model, "alias": alias, "every": every_minutes,
-               "argv": _command_line(ctx, tracking_uri, state_dir)}
     if ctx.invoked_subcommand is not None:
-        return
+        return  # a subcommand checks what it needs itself, after its own --help: `schedule --help` needs no server
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s edgeq-pull %(levelname)s %(message)s")
+    checked = _checked(ctx)
+    device_id = checked.device_id
     try:
         creds = Credentials.from_file(credentials_file) if credentials_file else Credentials.from_env()
-        client = RegistryClient(tracking_uri, creds, tls_verify_from_env(), Deadline(deadline))
+        client = RegistryClient(checked.tracking_uri, creds, tls_verify_from_env(), Deadline(deadline))
         if trust_key:
             from edge.signing import load_public_key
 
@@ -100,11 +144,14 @@ def main(ctx: click.Context, tracking_uri: str | None, model: str | None, alias:
     except (ValueError, PermissionError, OSError) as exc:
         _fail(f"bad configuration: {exc}")
     config = PullConfig(
-        model=model, state_dir=state_dir, device_id=device_id, alias=alias, version=model_version, runs=runs,
-        warmup=warmup, threads=threads, lock_wait_s=lock_wait, runtime=runtime,
-        gate=GateLimits(min_sample_accuracy, max_p99_ms, max_rss_mb, max_slowdown),
+        model=model, state_dir=checked.state_dir, device_id=device_id, alias=alias, version=checked.model_version,
+        runs=runs, warmup=warmup, threads=threads, lock_wait_s=lock_wait, runtime=runtime,
+        # Percent at the command line, a fraction inside (edge.gate).
+        gate=GateLimits(None if min_sample_accuracy is None else min_sample_accuracy / 100, checked.max_p99_ms,
+                        max_rss_mb, max_slowdown),
         on_change=on_change, hook_timeout_s=hook_timeout, interval_s=every_minutes * 60,
-        trust_key=trust_key.resolve() if trust_key else None,
+        trust_key=trust_key.resolve() if trust_key else None, check_timeout_s=check_timeout,
+        run_limit_s=run_limit_s(deadline, check_timeout, hook_timeout),
     )
     outcome = pull(config, client)
     (log.info if outcome.code in (ExitCode.OK, ExitCode.BUSY) else log.error)(
@@ -123,26 +170,58 @@ def schedule(ctx: click.Context, every_minutes: int | None, systemd: bool, insta
 
     One line per (model, alias, state dir): installing again replaces that line only.
     """
-    every = every_minutes or ctx.obj["every"]
-    command = ctx.obj["argv"]
+    group = ctx.parent
+    checked = _checked(group)
+    every = every_minutes or group.params["every_minutes"]
+    command = _command_line(group, checked.tracking_uri, checked.state_dir)
     if "--every" not in command:
         command = command + ["--every", str(every)]
     else:
         command[command.index("--every") + 1] = str(every)
+    p = group.params
+    limit = run_limit_s(p["deadline"], p["check_timeout"], p["hook_timeout"])
     if systemd:
-        for name, text in systemd_units(command, every).items():
+        for name, text in systemd_units(command, every, limit_s=limit).items():
             click.echo(f"# /etc/systemd/system/{name}\n{text}")
         click.echo("# then: sudo systemctl daemon-reload && sudo systemctl enable --now edgeq-pull.timer")
         return
-    key = schedule_key(ctx.obj["model"], ctx.obj["alias"], str(ctx.obj["state_dir"]))
+    key = schedule_key(group.params["model"], group.params["alias"], str(checked.state_dir))
     try:
-        line = cron_line(command, every, key, log_file)
+        line = cron_line(command, every, key, log_file, limit)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     click.echo(line)
     if install:
         install_cron_line(line, key)
         click.echo("installed in crontab", err=True)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """The group's options that need checking or resolving, checked."""
+
+    tracking_uri: str
+    state_dir: Path
+    device_id: str
+    model_version: str | None
+    max_p99_ms: float | None  # this device's limit
+
+
+def _checked(group: click.Context) -> _Checked:
+    """Check the group's options when a command needs them (not before a subcommand's --help); exit 2 on the first bad one."""
+    p = group.params
+    try:
+        problem = _missing(p["tracking_uri"], p["model"])
+        if problem:
+            raise ValueError(problem)
+        state_dir = (p["state_dir"] or _STATE_BASE / path_component(p["model"])).expanduser().resolve()
+        device_id = contract.sanitize_device_id(p["device_id"] or stable_device_id())
+        version = None if p["model_version"] is None else contract.check_version_number(p["model_version"])
+        return _Checked(check_tracking_uri(p["tracking_uri"]), state_dir, device_id, version,
+                        p99_limit(p["max_p99_ms"], device_id))
+    except ValueError as exc:
+        _fail(f"bad configuration: {exc}")
+        raise  # _fail exits; this keeps type checkers content
 
 
 def _missing(tracking_uri: str | None, model: str | None) -> str | None:
@@ -169,13 +248,14 @@ def _command_line(ctx: click.Context, tracking_uri: str, state_dir: Path) -> lis
     argv = [exe]
     given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
     resolved = {"tracking_uri": tracking_uri, "state_dir": str(state_dir)}
-    for name, value in ctx.params.items():
+    for param in ctx.command.params:
+        name, value = param.name, ctx.params.get(param.name)
         if name in resolved:
             value = resolved[name]
-        elif value is None or ctx.get_parameter_source(name) not in given:
-            continue
-        option = "--every" if name == "every_minutes" else f"--{name.replace('_', '-')}"
-        argv += [option, str(value)]
+        elif value is None or value == () or (ctx.get_parameter_source(name) not in given and value == param.default):
+            continue  # a value a callback supplied (e.g. from EDGEQ_VERSION) is kept: cron may not have that variable
+        for one in value if isinstance(value, tuple) else (value,):  # a repeatable option: once per value
+            argv += [param.opts[0], str(one)]
     return argv
 
 

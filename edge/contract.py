@@ -112,7 +112,7 @@ def parse_device_key(key: str) -> tuple[str, str] | None:
 
 
 class ExitCode(enum.IntEnum):
-    """Exit codes shared by ``edgeq`` and ``edgeq-pull`` (documented in the README)."""
+    """Exit codes shared by ``edgeq`` and ``edgeq-pull`` (meanings in EXIT_MEANINGS, documented in docs/reference/)."""
 
     OK = 0
     FAILED = 1  # unexpected: a bug; reported with its traceback
@@ -120,6 +120,30 @@ class ExitCode(enum.IntEnum):
     UNREACHABLE = 3  # server unreachable or failing (5xx); device results wait in the outbox
     REJECTED = 4  # a check refused: device health gate, checksum, signature, promotion gate
     BUSY = 5  # another puller holds the lock
+    STORAGE = 6  # the device cannot write its state dir: disk full, read-only or not permitted
+
+
+# What each exit code means, for people: scripts/gen_cli_docs.py writes it into docs/reference/.
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success, or nothing to do",
+    ExitCode.FAILED: "a bug (the only exit with a traceback)",
+    ExitCode.BAD_CONFIG: (
+        "bad input or configuration: unknown model, alias, version or device; bad or clashing options; "
+        "credentials in the tracking URI, an unsafe credentials file, or credentials refused (401/403); "
+        "a report the server refused (kept in outbox/dead-letter/); no usable TFLite runtime"
+    ),
+    ExitCode.UNREACHABLE: (
+        "server unreachable, failing (5xx), cut off mid-answer, answering what no MLflow server sends, "
+        "or past --deadline; device reports wait in the outbox"
+    ),
+    ExitCode.REJECTED: (
+        "refused by a check, nothing changed: the promotion gate or canary evidence (edgeq); checksum, size cap, "
+        "signature, runtime too old, test inference, health gate, --on-change hook, or a version rejected "
+        "before (edgeq-pull, the current model keeps serving)"
+    ),
+    ExitCode.BUSY: "another edgeq-pull run holds the lock (--lock-wait)",
+    ExitCode.STORAGE: "the device cannot write its state directory: disk full, read-only or not permitted",
+}
 
 
 # What a device reports, as ``device.<id>.<name>`` on the version's own run.
@@ -190,7 +214,94 @@ def check_version_number(version: str) -> str:
     return text
 
 
-# Registered-model tag: every alias change (promote / rollback) as a JSON list, newest last, for `edgeq history`.
+# Registered-model tag: every alias change (promote / rollback / outside edgeq), one readable line each, newest first
+# (`TIME | ALIAS | vFROM → vTO | KIND | BY | WHY`), for `edgeq history`; older tags held a JSON list, still read.
 # People read the same log as a table in the registered model's description, under this heading.
 TAG_HISTORY = "edgeq.history"
 HISTORY_HEADING = "### Alias history (kept by edgeq)"
+
+# --- issue 18: the guard, the alias history nothing bypasses, the gate's stated power -------------------------
+# `edgeq guard`: the history's "by" for its rollbacks, its defaults, and what it writes on the refused version
+# (as run tags on the version's run and as tags on the model version).
+GUARD_BY = "guard"
+DEFAULT_GUARD_MIN_DEVICES = 3
+DEFAULT_GUARD_MAX_REJECTED_FRACTION = 0.25
+TAG_GUARD_VERDICT = "edgeq.guard.verdict"  # GUARD_ROLLED_BACK
+GUARD_ROLLED_BACK = "rolled back"
+TAG_GUARD_REASON = "edgeq.guard.reason"  # the figures that decided it
+TAG_GUARD_AT = "edgeq.guard.at"  # ISO 8601, UTC
+TAG_GUARD_RESTORED = "edgeq.guard.restored_version"  # the version the alias went back to
+# The history's kind (and "by") of an alias move that edgeq did not make: MLflow UI, a plain client.
+HISTORY_OUTSIDE = "outside edgeq"
+# The gate's power, logged by the pipeline on each TFLite version: the smallest loss of accuracy (points below
+# the registered accuracy) that a device's gate refuses with probability GATE_POWER on the bundled sample.
+# A version tag (what a device reads with the version) and the same key as a metric on the version's run.
+TAG_GATE_DETECTABLE_DROP = "gate_detectable_drop_points"
+M_GATE_DETECTABLE_DROP = TAG_GATE_DETECTABLE_DROP
+TAG_GATE_POWER = "gate_power"  # e.g. "0.9"
+TAG_GATE_SAMPLE_SIZE = "gate_sample_size"
+GATE_POWER = 0.9
+
+
+# --- one CLI vocabulary (issue 19) ---
+# `--max-p99-ms all=MS` in edgeq promote --from and edgeq-pull: the limit for every device.
+ALL_DEVICES = "all"
+
+
+# Device evidence layout (issue 17) -------------------------------------------------------------------------------
+# Per-device detail lives in the device's own run (one per model and device in FLEET_EXPERIMENT), keyed by the
+# version it is about: metrics ``v<N>.latency_p50_ms`` …, tags ``v<N>.status`` …; the version's run holds only
+# the fleet aggregates below. The legacy ``device.<id>.<name>`` keys on a version's run are still read.
+def version_key(version: str, name: str) -> str:
+    """Key of one figure a device reports about ``version`` on its own run, e.g. ``v7.latency_p99_ms``."""
+    return f"v{check_version_number(version)}.{name}"
+
+
+def parse_version_key(key: str) -> tuple[str, str] | None:
+    """Inverse of `version_key`: ``(version, name)`` or None for other keys."""
+    head, sep, name = key.partition(".")
+    if not sep or not name or not head.startswith("v") or not VERSION_RE.fullmatch(head[1:]):
+        return None
+    return head[1:], name
+
+
+# First metric of every report (value and step: the version; its timestamp identifies the report for the outbox).
+M_REPORTED_VERSION = "reported_version"
+TAG_DEVICE_CLASS = "edgeq.device_class"  # the CPU model: what fleet aggregates group latency by
+TAG_RUNTIME = "edgeq.runtime"  # "<package> <version>"
+# The device's clock minus the server's (Date header), whole seconds; stamps the device sends are corrected by it.
+TAG_CLOCK_SKEW_S = "edgeq.clock_skew_s"
+CLOCK_TOLERANCE_S = 2.0  # the Date header's resolution plus a round trip: smaller skews are not corrected
+CLOCK_SKEW_LIMIT_S = 120.0  # `edgeq fleet` flags a device whose clock is further off than this
+ENV_CLOCK_OFFSET_S = "EDGEQ_CLOCK_OFFSET_S"  # shifts the device's own clock (tests, a Pi's missing RTC in a drill)
+
+# Fleet aggregates of one version, on the version's run (linked to its logged model) — `edgeq aggregate`.
+AGG_PREFIX = "fleet."
+A_REPORTING = "fleet.devices_reporting"
+A_HEALTHY = "fleet.devices_healthy"
+A_REJECTED = "fleet.devices_rejected"
+A_BEHIND = "fleet.devices_behind"  # follow an alias at this version, run an older one, did not refuse it
+A_THROTTLED = "fleet.devices_throttled"
+A_P50_MEDIAN = "fleet.p50_median_ms"
+A_P50_WORST = "fleet.p50_worst_ms"
+A_P99_WORST = "fleet.p99_worst_ms"
+A_ACC_MEDIAN = "fleet.sample_accuracy_median"
+A_ACC_WORST = "fleet.sample_accuracy_worst"
+A_CLASS_PREFIX = "fleet.class."  # fleet.class.<device class>.{devices,p50_median_ms,p50_worst_ms}
+
+
+def class_key(device_class: str, name: str) -> str:
+    """``fleet.class.Cortex-A72.p50_median_ms``: an aggregate of one device class."""
+    clean = _DEVICE_ID_RE.sub("_", device_class.strip())[:60] or "unknown"
+    return f"{A_CLASS_PREFIX}{clean}.{name}"
+
+
+TAG_FLEET_SUMMARY = "edgeq.fleet"  # on the model version: the aggregates in one line, for the version page
+TAG_FLEET_AGGREGATED_AT = "edgeq.fleet.aggregated_at"  # ISO 8601, UTC
+
+# --- issue 19: the MLflow UI as a user sees it ---------------------------------------------------------------
+# MLflow's UI (3.x) picks an experiment's layout from this experiment tag; without it an experiment opens in the
+# GenAI layout (traces, evaluations). Every experiment edgeq creates gets the training layout's value, and one
+# edgeq reuses gets it when it has no kind yet (a kind someone chose in the UI is left alone).
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"

@@ -12,6 +12,7 @@ code (docs/device-failures.md), never an exception.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import re
@@ -29,7 +30,7 @@ from edge.heartbeat import fleet_run_id, send_heartbeat
 from edge.hook import run_hook
 from edge.lock import LockBusy, exclusive_lock
 from edge.outbox import DEAD_LETTER, FlushResult, Outbox, Report
-from edge.registry_client import (AuthError, ModelVersion, NotFound, RegistryClient, RegistryError,
+from edge.registry_client import (AuthError, ModelVersion, NotFound, Refused, RegistryClient, RegistryError,
                                   ServerUnreachable, TooLarge)
 from edge.report import ReportContext, build_report
 from edge.runtime import Runtime, RuntimeMissingError, find_runtime
@@ -376,7 +377,8 @@ class _Run:
         return build_report(ReportContext(self.device_id, self.config.alias, self.config.version, self.config.threads,
                                           self.runtime, self.device_run), mv, result, verdict, self.provenance, reason)
 
-    def _deliver(self, report: Report, commit: Callable[[], object] | None = None) -> tuple[Exit, str]:
+    def _deliver(self, report: Report, commit: Callable[[], object] | None = None,
+                 retried: bool = False) -> tuple[Exit, str]:
         """Queue the report durably, then ``commit`` (record on disk what the report says), then send it.
 
         In that order, a run killed at any point loses no report: it is in the outbox
@@ -394,8 +396,18 @@ class _Run:
             return Exit.UNREACHABLE, "report not sent, queued in the outbox"
         except AuthError as exc:
             return Exit.BAD_CONFIG, f"report not sent ({exc}), queued in the outbox"
-        except RegistryError as exc:
+        except Refused as exc:
+            if report.run_id == self.device_run and not retried:
+                # The device's run is gone (deleted, or a server started afresh): report to a new one, once.
+                try:
+                    self.device_run = fleet_run_id(self.client, self.state.root, self.config.model, self.device_id,
+                                                   fresh=True)
+                except ServerUnreachable:
+                    return Exit.UNREACHABLE, f"report refused (the device's run is gone) and no new run could be made now; kept in outbox/{DEAD_LETTER}/"
+                return self._deliver(dataclasses.replace(report, run_id=self.device_run), retried=True)
             return Exit.BAD_CONFIG, f"report refused by the server ({exc}), kept in outbox/{DEAD_LETTER}/"
+        except RegistryError as exc:
+            return Exit.BAD_CONFIG, f"report not sent ({exc}), queued in the outbox"
 
     def _send(self, report: Report, installed: Installed, summary: str, mv: ModelVersion, downloaded: int,
               result: BenchmarkResult) -> Outcome:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from edge import contract
+from edge import clock, contract
 
 _TIMEOUT_S = 15
 _JSON_CAP_BYTES = 4 << 20  # an API answer larger than this is not one a device asked for
@@ -38,6 +38,13 @@ class RegistryError(RuntimeError):
 class ServerUnreachable(RegistryError):
     """The server could not be reached, failed (5xx), cut the connection, sent what no MLflow server
     sends, or the run's deadline passed: the device cannot trust this answer, and tries again next run."""
+
+
+class Nonsense(ServerUnreachable):
+    """The server answered 200 with a body no MLflow server sends for that request (a proxy, a portal, a bug)."""
+
+    def __init__(self, what: str):
+        super().__init__(f"the server answered nonsense ({what})")
 
 
 class Refused(RegistryError):
@@ -123,18 +130,24 @@ class ModelVersion:
     aliases: tuple[str, ...]
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ModelVersion":
+    def from_json(cls, data: Any, asked_name: str) -> "ModelVersion":
+        """The ``model_version`` object of an answer, every field checked; Nonsense when one is off."""
+        if not isinstance(data, dict):
+            raise Nonsense("no model_version object")
         try:
-            version = contract.check_version_number(str(data["version"]))
+            version = contract.check_version_number(str(data.get("version")))
         except ValueError as exc:
-            raise ServerUnreachable(f"the server sent a malformed model version: {exc}") from None
-        return cls(
-            name=data["name"],
-            version=version,
-            run_id=data.get("run_id", ""),
-            tags={t["key"]: t.get("value", "") for t in data.get("tags", [])},
-            aliases=tuple(data.get("aliases", [])),
-        )
+            raise Nonsense(f"a malformed model version: {exc}") from None
+        if data.get("name") != asked_name:
+            raise Nonsense(f"asked for model {asked_name!r}, got {str(data.get('name'))[:80]!r}")
+        run_id, tags, aliases = data.get("run_id", ""), data.get("tags", []), data.get("aliases", [])
+        if not isinstance(run_id, str) or not isinstance(tags, list) or not isinstance(aliases, list):
+            raise Nonsense("model_version fields of the wrong type")
+        if not all(isinstance(t, dict) and isinstance(t.get("key"), str) and isinstance(t.get("value", ""), str)
+                   for t in tags):
+            raise Nonsense("model_version tags that are not key/value strings")
+        return cls(name=asked_name, version=version, run_id=run_id,
+                   tags={t["key"]: t.get("value", "") for t in tags}, aliases=tuple(str(a) for a in aliases))
 
 
 class Deadline:
@@ -203,6 +216,7 @@ class RegistryClient:
             raise RegistryError(f"TLS verification failed for {self.base_uri}: {exc}") from exc
         except requests.exceptions.RequestException as exc:
             raise ServerUnreachable(f"cannot reach {self.base_uri} ({type(exc).__name__})") from exc
+        clock.observe_date(response.headers.get("Date"))  # issue 17: the server's time, for the device's clock
         code = response.status_code
         if code < 400:
             return response
@@ -245,21 +259,48 @@ class RegistryClient:
         with self.deadline.enforced(), self._request(method, path, **kwargs) as response:
             body = self._read_capped(response, _JSON_CAP_BYTES)
         try:
-            return json.loads(body) if body else {}
+            data = json.loads(body) if body else {}
         except ValueError as exc:
             raise ServerUnreachable(f"{self.base_uri} sent an answer that is not JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise Nonsense(f"a JSON {type(data).__name__} where an object belongs")
+        return data
 
     def version_by_alias(self, name: str, alias: str) -> ModelVersion:
         data = self._json("GET", "/api/2.0/mlflow/registered-models/alias", params={"name": name, "alias": alias})
-        return ModelVersion.from_json(data["model_version"])
+        return ModelVersion.from_json(data.get("model_version"), name)
 
     def version(self, name: str, version: str) -> ModelVersion:
         data = self._json("GET", "/api/2.0/mlflow/model-versions/get", params={"name": name, "version": version})
-        return ModelVersion.from_json(data["model_version"])
+        return ModelVersion.from_json(data.get("model_version"), name)
 
-    def run_metrics(self, run_id: str) -> dict[str, float]:
-        data = self._json("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})
-        return {m["key"]: float(m["value"]) for m in data.get("run", {}).get("data", {}).get("metrics", [])}
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """``(timestamp_ms, value)`` of every point of one metric of one run: its size never grows with the fleet."""
+        data = self._json("GET", "/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": key})
+        points = data.get("metrics", [])
+        if not isinstance(points, list):
+            raise Nonsense("metrics/get-history without a metrics list")
+        try:
+            return [(int(p["timestamp"]), float(p["value"])) for p in points if p.get("key", key) == key]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise Nonsense("metrics/get-history points without timestamp and value") from None
+
+    def registered_accuracy(self, run_id: str) -> float | None:
+        """The latest ``test_accuracy`` of the version's run, or None when the run has none.
+
+        Read as one metric's history, not the whole run: a version run's size may grow with
+        what devices and people log on it; this read does not.
+        """
+        try:
+            points = self.metric_history(run_id, contract.M_ACCURACY)
+        except NotFound:  # the version's run was deleted: it registers no accuracy any more
+            return None
+        if not points:
+            return None
+        value = max(points)[1]
+        if not 0.0 <= value <= 1.0:
+            raise Nonsense(f"{contract.M_ACCURACY} {value} is not a fraction")
+        return value
 
     def download(self, mv: ModelVersion, filename: str, dest: Path, max_bytes: int) -> int:
         """Stream one file of the version's artifact to ``dest`` (at most ``max_bytes``); returns bytes written."""
@@ -293,17 +334,30 @@ class RegistryClient:
         self._json("POST", "/api/2.0/mlflow/runs/log-batch", json=body)
 
     def experiment_id(self, name: str) -> str:
-        """The id of experiment ``name``, created when missing (two devices may race: both end with the same id)."""
+        """The id of experiment ``name``, created when missing (two devices may race: both end with the same id).
+
+        Created, or found without a kind, it gets MLflow's training layout (contract.TAG_EXPERIMENT_KIND)."""
+        kind = {"key": contract.TAG_EXPERIMENT_KIND, "value": contract.EXPERIMENT_KIND_TRAINING}
+
         def by_name() -> str:
-            return self._json("GET", "/api/2.0/mlflow/experiments/get-by-name",
-                              params={"experiment_name": name})["experiment"]["experiment_id"]
+            found = self._json("GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+            experiment_id = _field(found, "experiment", "experiment_id")
+            tags = found["experiment"].get("tags", [])
+            if isinstance(tags, list) and not any(isinstance(t, dict) and t.get("key") == kind["key"] for t in tags):
+                try:  # the layout is cosmetic: a device without the right to tag still sends its heartbeat
+                    self._json("POST", "/api/2.0/mlflow/experiments/set-experiment-tag",
+                               json={"experiment_id": experiment_id, **kind})
+                except (Refused, AuthError):
+                    pass
+            return experiment_id
 
         try:
             return by_name()
         except NotFound:
             pass
         try:
-            return self._json("POST", "/api/2.0/mlflow/experiments/create", json={"name": name})["experiment_id"]
+            return _field(self._json("POST", "/api/2.0/mlflow/experiments/create", json={"name": name, "tags": [kind]}),
+                          "experiment_id")
         except Refused:  # RESOURCE_ALREADY_EXISTS: another device created it meanwhile
             return by_name()
 
@@ -314,14 +368,42 @@ class RegistryClient:
             "experiment_ids": [experiment_id], "filter": clauses, "max_results": 1, "order_by": ["attributes.start_time ASC"],
         })
         runs = data.get("runs", [])
-        return runs[0]["info"]["run_id"] if runs else None
+        if not isinstance(runs, list):
+            raise Nonsense("runs/search without a runs list")
+        return _field(runs[0], "info", "run_id") if runs else None
 
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
         data = self._json("POST", "/api/2.0/mlflow/runs/create", json={
             "experiment_id": experiment_id, "run_name": run_name, "start_time": int(time.time() * 1000),
             "tags": [{"key": k, "value": v} for k, v in tags.items()],
         })
-        return data["run"]["info"]["run_id"]
+        return _field(data, "run", "info", "run_id")
+
+    # -- device evidence layout (issue 17) ---------------------------------------------------------------------
+
+    def start_run(self, experiment_id: str, run_name: str, tags: dict[str, str], start_time_ms: int) -> str:
+        """``create_run`` with the start time given (the server-corrected one, edge/clock.py)."""
+        data = self._json("POST", "/api/2.0/mlflow/runs/create", json={
+            "experiment_id": experiment_id, "run_name": run_name, "start_time": int(start_time_ms),
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        })
+        return _field(data, "run", "info", "run_id")
+
+    def finish_run(self, run_id: str, end_time_ms: int) -> None:
+        """Mark a run FINISHED at ``end_time_ms``: a device run's end time is its "last seen", no history row."""
+        self._json("POST", "/api/2.0/mlflow/runs/update",
+                   json={"run_id": run_id, "status": "FINISHED", "end_time": int(end_time_ms)})
+
+
+def _field(data: Any, *path: str) -> str:
+    """``data[path[0]][path[1]]…`` as a non-empty string, or Nonsense naming the missing field."""
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            raise Nonsense(f"no {'.'.join(path)} in the answer")
+        data = data[key]
+    if not isinstance(data, str) or not data:
+        raise Nonsense(f"{'.'.join(path)} is not a string")
+    return data
 
 
 def check_server(uri: str, timeout_s: float = 5.0) -> None:

@@ -8,7 +8,7 @@ The signature file (``manifest.json.sig``, JSON) names the algorithm, the signin
 fingerprint and the base64 signature over the exact bytes of ``manifest.json``; the
 manifest lists the sha256 of every other file, so verifying it covers the whole bundle.
 
-    python -m edge.signing keygen edgeq-signing.key     # writes .key (mode 600) and .key.pub
+    edgeq keygen edgeq-signing.key                      # writes .key (mode 600) and .key.pub
     python -m edge.signing sign BUNDLE_DIR --key edgeq-signing.key
     python -m edge.signing verify BUNDLE_DIR --trust-key edgeq-signing.key.pub
 """
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m edge.signing", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("keygen", help="write a new Ed25519 key pair: PATH (private, mode 600) and PATH.pub")
+    p = sub.add_parser("keygen", help="deprecated: use `edgeq keygen PATH`")
     p.add_argument("path", type=Path)
     p = sub.add_parser("sign", help="sign DIR/manifest.json into DIR/manifest.json.sig")
     p.add_argument("bundle_dir", type=Path)
@@ -235,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "keygen":
+            # One keygen for users: `edgeq keygen`. This spelling keeps working for one release.
+            print(f"python -m edge.signing keygen is deprecated and will be removed in the next release; "
+                  f"use edgeq keygen {args.path}", file=sys.stderr)
             fp = keygen(args.path)
             print(f"wrote {args.path} (private, mode 600: keep it off the devices) and {args.path}.pub (give it to the devices)")
             print(f"fingerprint {fp}")

@@ -1,6 +1,7 @@
 """``edgeq``: the command for whoever decides what ships."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from registry_tools import canary, evidence, promotion  # noqa: E402
+from registry_tools import aggregate, canary, evidence, promotion  # noqa: E402
 from registry_tools import fleet as fleet_view  # noqa: E402
 from registry_tools import history as alias_history  # noqa: E402
 from registry_tools.versions import GateRefused, RegistryToolError, collect, format_table  # noqa: E402
@@ -49,6 +50,7 @@ class _ServerCommand(click.Command):
     """Checks the server when the command runs: after parsing, so ``edgeq CMD --help`` needs no server."""
 
     def invoke(self, ctx: click.Context):
+        ctx.params = _one_model(ctx.params)  # a usage error is found before the server is asked
         check_server(ctx.find_root().params["tracking_uri"])
         return super().invoke(ctx)
 
@@ -57,6 +59,11 @@ class _Group(click.Group):
     """Expected failures become one line and an exit code from edge.contract.ExitCode."""
 
     command_class = _ServerCommand
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        with formatter.section("Exit codes"):  # the same list as edgeq-pull --help
+            formatter.write_dl([(str(int(code)), meaning) for code, meaning in contract.EXIT_MEANINGS.items()])
 
     def invoke(self, ctx: click.Context):
         try:
@@ -88,41 +95,100 @@ def _either(new_name: str, new, old_name: str, old):
     return new if new is not None else old
 
 
+def model_arguments(with_version: bool = False):
+    """MODEL [VERSION] as arguments (short, what the docs show) or as ``--model`` / ``--model-version`` (as in edgeq-pull).
+
+    The command receives ``model`` (and ``version``). A name given both ways, or no model at all, is a
+    one-line error, exit 2; $EDGEQ_MODEL fills in a model left out.
+    """
+
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            return f(*args, **_one_model(kwargs))
+
+        params = [click.argument("model_arg", metavar="MODEL", required=False),
+                  click.option("--model", "model_opt", metavar="NAME", default=None,
+                               help="The registered model, instead of MODEL ($EDGEQ_MODEL).")]
+        if with_version:
+            params += [click.argument("version_arg", metavar="[VERSION]", required=False),
+                       click.option("--model-version", "version_opt", metavar="N", default=None,
+                                    help="The model version, instead of VERSION ($EDGEQ_MODEL_VERSION).")]
+        for param in reversed(params):
+            command = param(command)
+        return command
+
+    return decorate
+
+
+def _one_model(params: dict) -> dict:
+    """``model_arguments``' raw values → ``model`` (and ``version``); idempotent."""
+    if "model_arg" not in params:
+        return params
+    params = dict(params)
+    arg, opt = params.pop("model_arg"), params.pop("model_opt")
+    if arg is not None and opt is not None:
+        raise BadInput(f"the model is given twice (MODEL {arg} and --model {opt}): give one of them")
+    model = arg if arg is not None else opt if opt is not None else os.environ.get("EDGEQ_MODEL")
+    if not model:
+        raise BadInput("no model: give MODEL or --model NAME (or set EDGEQ_MODEL)")
+    params["model"] = model
+    if "version_arg" in params:
+        arg, opt = params.pop("version_arg"), params.pop("version_opt")
+        if arg is not None and opt is not None:
+            raise BadInput(f"the version is given twice (VERSION {arg} and --model-version {opt}): give one of them")
+        params["version"] = arg if arg is not None else opt
+    return params
+
+
+def _p99_spec(spec: str) -> str:
+    """``--max-p99-ms`` takes ``[DEVICE=]MS`` in both tools: a plain number is every device."""
+    try:
+        float(spec)
+    except ValueError:
+        return spec  # DEVICE=MS or a mistake canary.parse_p99_limits names
+    return f"{contract.ALL_DEVICES}={spec}"
+
+
 @click.group(cls=_Group)
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True)
-@click.version_option(program.version(), "--version", prog_name="edgeq", message="%(prog)s %(version)s")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True,
+              help="MLflow server ($MLFLOW_TRACKING_URI).")
+@click.version_option(program.version(), "--version", prog_name="edgeq", message="%(prog)s %(version)s",
+                      help="Print the program's version and exit.")
 @click.pass_context
 def main(ctx: click.Context, tracking_uri: str) -> None:
     """List, compare, promote and roll back edgeq model versions.
 
-    Exit codes: 0 ok, 1 unexpected, 2 bad input (unknown model, version, alias or device; bad option),
-    3 server unreachable, 4 refused by a check (promotion gate, canary evidence).
+    Every command that takes MODEL [VERSION] also takes --model NAME [--model-version N], as edgeq-pull does.
     """
     ctx.obj = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 @main.command()
-@click.argument("model")
+@model_arguments()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--devices", "per_device", is_flag=True,
+              help="Also a p50 column per device (read from the device runs, capped; edgeq fleet lists devices).")
 @click.pass_obj
-def versions(client: MlflowClient, model: str, as_json: bool) -> None:
-    """Every version of MODEL with accuracy, size, host and device latency, aliases."""
-    rows = collect(client, model)
+def versions(client: MlflowClient, model: str, as_json: bool, per_device: bool = False) -> None:
+    """Every version of MODEL with accuracy, size, host latency, fleet aggregates, aliases."""
+    notes: list[str] = []
+    rows = collect(client, model, devices=per_device, notes=notes)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
-        click.echo(format_table(rows))
+        click.echo(format_table(rows, notes))
 
 
 @main.command()
-@click.argument("model")
+@model_arguments()
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG path (default MODEL-compare.png).")
 @click.pass_obj
 def compare(client: MlflowClient, model: str, output: Path | None) -> None:
     """Plot accuracy against latency (host and each device) and mark the Pareto-optimal versions."""
     from registry_tools import compare_plot  # matplotlib: only for this command
 
-    rows = collect(client, model)
+    rows = collect(client, model, devices=True)  # issue 17: per-device series come from the device runs
     output = output or Path(f"{model}-compare.png")
     fronts = compare_plot.plot(rows, output, model)
     for series, front in sorted(fronts.items()):
@@ -131,8 +197,7 @@ def compare(client: MlflowClient, model: str, output: Path | None) -> None:
 
 
 @main.command()
-@click.argument("model")
-@click.argument("version", required=False)
+@model_arguments(with_version=True)
 @click.option("--alias", default=contract.DEFAULT_ALIAS, show_default=True)
 @click.option("--max-accuracy-drop", type=float, default=contract.DEFAULT_MAX_ACCURACY_DROP, show_default=True, help="Refuse versions losing more accuracy points than this; with --from, when given, also devices whose sample accuracy lies more points below the registered one.")
 @click.option("--tflite-version", default=None, metavar="X.Y[.Z]",
@@ -145,7 +210,7 @@ def compare(client: MlflowClient, model: str, output: Path | None) -> None:
 @click.option("--device", "old_device", default=None, hidden=True, callback=_deprecated("--device-id"))
 @click.option("--from", "from_alias", default=None, metavar="ALIAS", help="Promote the version behind ALIAS (e.g. canary) on what its devices reported.")
 @click.option("--require-devices", type=int, default=None, help="With --from: devices that must have reported it healthy within the limits.")
-@click.option("--max-p99-ms", multiple=True, metavar="DEVICE_OR_ALL=MS", help="With --from: p99 limit for one device or 'all' (repeatable).")
+@click.option("--max-p99-ms", multiple=True, metavar="[DEVICE=]MS", help="With --from: p99 limit; a plain number or all=MS for every device, DEVICE=MS for one (wins over all=). Repeatable.")
 @click.option("--max-rss-mb", type=float, default=None, help="With --from: peak RSS limit for every device.")
 @click.option("--reason", default="", help="Why, kept in the alias history (edgeq history).")
 @click.pass_context
@@ -157,6 +222,8 @@ def promote(ctx: click.Context, model: str, version: str | None, alias: str, max
     client: MlflowClient = ctx.obj
     runtime_version = _either("--tflite-version", tflite_version, "--runtime-version", old_runtime_version)
     device = _either("--device-id", device_id, "--device", old_device)
+    if version is None and not best and from_alias is None:
+        version = os.environ.get("EDGEQ_MODEL_VERSION") or None
     if from_alias is not None or require_devices is not None or max_p99_ms or max_rss_mb is not None:
         explicit_drop = ctx.get_parameter_source("max_accuracy_drop") != click.core.ParameterSource.DEFAULT
         _check_from(from_alias, alias, version, best)
@@ -177,7 +244,7 @@ def promote(ctx: click.Context, model: str, version: str | None, alias: str, max
 
 
 @main.command()
-@click.argument("model")
+@model_arguments()
 @click.option("--alias", default=contract.DEFAULT_ALIAS, show_default=True)
 @click.option("--reason", default="", help="Why, kept in the alias history (edgeq history).")
 @click.pass_obj
@@ -208,7 +275,8 @@ def canary_limits(require_devices: int | None, max_accuracy_drop: float | None, 
     if max_accuracy_drop is not None and max_accuracy_drop < 0:
         raise BadInput(f"--max-accuracy-drop must be 0 or more points, got {max_accuracy_drop:g}")
     # A bad --max-p99-ms raises ValueError: the group makes it BadInput.
-    return canary.Limits(require_devices, max_accuracy_drop, canary.parse_p99_limits(max_p99_ms), max_rss_mb)
+    p99 = canary.parse_p99_limits([_p99_spec(spec) for spec in max_p99_ms])
+    return canary.Limits(require_devices, max_accuracy_drop, p99, max_rss_mb)
 
 
 def _check_from(from_alias: str | None, alias: str, version: str | None, best: bool) -> None:
@@ -223,9 +291,12 @@ def _check_from(from_alias: str | None, alias: str, version: str | None, best: b
 def _promote_from(client: MlflowClient, model: str, from_alias: str, alias: str, limits: canary.Limits,
                   gate: promotion.Gate, reason: str) -> None:
     """``promote --from canary``: the canary's version moves on when enough devices reported it healthy."""
-    found = evidence.for_alias(client, model, from_alias)  # unknown model or alias: RegistryToolError, bad input
+    found = evidence.for_alias(client, model, from_alias,  # unknown model or alias: RegistryToolError, bad input
+                               cap=max(evidence.DEFAULT_CAP, 2 * limits.required))  # issue 17: bounded, said when hit
     decision = canary.decide(found.version, found.reports, limits, found.registered_accuracy)
     click.echo(f"{model}: {from_alias} is at v{found.version}; {alias} needs {limits.describe()}")
+    if found.truncated:  # issue 17: never a silent cap
+        click.echo(f"  note: {found.note()}")
     width = max((len(v.device) for v in decision.verdicts), default=0)
     for verdict in decision.verdicts:
         click.echo(f"  {'counted' if verdict.counted else 'not counted':<11}  {verdict.device:<{width}}  {verdict.why}")
@@ -246,12 +317,13 @@ def _echo_promotion(model: str, alias: str, result: promotion.Promotion) -> None
 
 
 @main.command("history")
-@click.argument("model")
+@model_arguments()
 @click.option("--alias", default=None, help="Only the changes of this alias.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def history_command(client: MlflowClient, model: str, alias: str | None, as_json: bool) -> None:
-    """Every promotion and rollback of MODEL: when, who, which alias, from which version to which, why, forced."""
+    """Every promotion and rollback of MODEL, and every alias move made outside edgeq ("outside edgeq"):
+    when, who, which alias, from which version to which, why, forced."""
     events = alias_history.read(client, model, alias)
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in reversed(events)], indent=2, ensure_ascii=False))
@@ -260,18 +332,56 @@ def history_command(client: MlflowClient, model: str, alias: str | None, as_json
 
 
 @main.command("fleet")
-@click.argument("model")
+@model_arguments()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
               help="Call a device stale when it has not been seen for this many of its run intervals.")
+@click.option("--running", "running_version", default=None, metavar="VERSION",
+              help="Only devices running this version (filtered on the server).")
+@click.option("--last-status", "last_status", default=None, metavar="STATUS",
+              help="Only devices whose last run ended so: healthy, rejected, 'exit 3'… (filtered on the server).")
+@click.option("--device-id", "only_device", default=None, help="Only this device.")
+@click.option("--limit", type=click.IntRange(min=1), default=fleet_view.DEFAULT_LIMIT, show_default=True,
+              help="List at most this many devices (the output says when more exist).")
+@click.option("--max-clock-skew", type=click.FloatRange(min=0), default=contract.CLOCK_SKEW_LIMIT_S, show_default=True,
+              metavar="SECONDS", help="Flag a device whose clock is further off the server's than this.")
 @click.pass_obj
-def fleet_command(client: MlflowClient, model: str, as_json: bool, stale_after: float) -> None:
-    """Every device running MODEL: alias, version, last seen, p50/p99, sample accuracy, status."""
-    rows = fleet_view.collect(client, model, stale_after)
+def fleet_command(client: MlflowClient, model: str, as_json: bool, stale_after: float, running_version: str | None = None,
+                  last_status: str | None = None, only_device: str | None = None, limit: int = fleet_view.DEFAULT_LIMIT,
+                  max_clock_skew: float = contract.CLOCK_SKEW_LIMIT_S) -> None:
+    """Every device running MODEL: alias, version, last seen, p50/p99, sample accuracy, clock, status."""
+    query = fleet_view.Query(running_version, last_status, only_device, limit)
+    found = fleet_view.read(client, model, stale_after, query, max_skew_s=max_clock_skew)
     if as_json:
-        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        click.echo(json.dumps([r.as_dict() for r in found.rows], indent=2))
+        for note in found.notes():
+            click.echo(note, err=True)
     else:
-        click.echo(fleet_view.format_table(rows))
+        click.echo(fleet_view.format_table(found.rows, notes=found.notes()))
+
+
+@main.command("aggregate")
+@model_arguments()
+@click.option("--max-devices", type=click.IntRange(min=1), default=aggregate.DEFAULT_MAX_DEVICES, show_default=True,
+              help="Read at most this many device runs; past it nothing is written and the command says so.")
+@click.option("--dry-run", is_flag=True, help="Print the aggregates without writing them.")
+@click.pass_obj
+def aggregate_command(client: MlflowClient, model: str, max_devices: int, dry_run: bool) -> None:
+    """Write each version's fleet aggregates (devices healthy/rejected/behind, latency, sample accuracy) on its run
+    and logged model, from the device runs. Meant for a timer beside the server; writes only what changed."""
+    from registry_tools.runs import runs_by_id
+    from registry_tools.versions import all_versions, registered_model
+
+    rm = registered_model(client, model)
+    found = all_versions(client, model)
+    result = aggregate.refresh(client, model, found, runs_by_id(client, [mv.run_id for mv in found]),
+                               {a: str(v) for a, v in (rm.aliases or {}).items()}, limit=max_devices, write=not dry_run)
+    if result.truncated:
+        raise Refused(result.note())
+    for version, agg in sorted(result.aggregates.items(), key=lambda kv: int(kv[0]), reverse=True):
+        click.echo(f"v{version}: {agg.summary()}" + (" (written)" if version in result.written else ""))
+    click.echo(f"{model}: {result.devices} device run(s) read, {len(result.written)} version(s) updated"
+               + (" (dry run: nothing written)" if dry_run else ""))
 
 
 @main.command("keygen", cls=click.Command)  # no server needed
@@ -284,3 +394,98 @@ def keygen_command(path: Path) -> None:
     fingerprint = signing.keygen(path)  # SigningKeyError is a ValueError: bad input
     click.echo(f"wrote {path} (private: keep it with the pipeline, never on a device) and {path}.pub (for the devices)")
     click.echo(f"fingerprint {fingerprint}")
+
+
+# --- issue 18: edgeq guard ----------------------------------------------------------------------------------------
+@main.command("guard")
+@model_arguments()
+@click.option("--alias", default=contract.DEFAULT_ALIAS, show_default=True, help="The alias to guard.")
+@click.option("--min-devices", type=int, default=contract.DEFAULT_GUARD_MIN_DEVICES, show_default=True,
+              help="Devices that must have reported on the version (healthy or rejected) before the guard acts.")
+@click.option("--max-rejected-fraction", type=float, default=contract.DEFAULT_GUARD_MAX_REJECTED_FRACTION,
+              show_default=True, help="Move the alias back when more than this share of reporting devices is against the version.")
+@click.option("--max-accuracy-drop", type=float, default=None,
+              help="A device whose sample accuracy lies more points below the registered one is against the version.")
+@click.option("--max-p99-ms", multiple=True, metavar="[DEVICE=]MS",
+              help="A device whose p99 is above this is against the version (DEVICE=MS, all=MS or MS; repeatable).")
+@click.option("--max-rss-mb", type=float, default=None, help="A device whose peak RSS is above this is against the version.")
+@click.option("--max-slowdown", type=float, default=None,
+              help="A device whose p50 is more than this many times its p50 on the replaced version is against it.")
+@click.option("--dry-run", is_flag=True, help="Print the verdict; move and record nothing.")
+@click.pass_obj
+def guard_command(client: MlflowClient, model: str, alias: str, min_devices: int, max_rejected_fraction: float,
+                  max_accuracy_drop: float | None, max_p99_ms: tuple[str, ...], max_rss_mb: float | None,
+                  max_slowdown: float | None, dry_run: bool) -> None:
+    """Move ALIAS back to the version it replaced when the devices' evidence on its version breaches the limits.
+
+    Exit 0: the version stays (accepted, or not enough reports yet); 4: the evidence breaches the limits (the alias
+    was moved back, or with --dry-run would be, or cannot be: see the message); 2 bad input; 3 server unreachable.
+    Rules and a timer: docs/guard.md.
+    """
+    from registry_tools import guard as guard_mod
+
+    limits = guard_mod.Limits(min_devices, max_rejected_fraction, max_accuracy_drop, guard_mod.parse_p99(max_p99_ms),
+                              max_rss_mb, max_slowdown)  # ValueError: bad input
+    outcome = guard_mod.guard(client, model, alias, limits, dry_run)
+    for event in outcome.noticed:
+        click.echo(f"{model}: noticed {event.alias} moved outside edgeq: {event.reason}")
+    verdict = outcome.verdict
+    replaced = f" (replaced v{verdict.replaced})" if verdict.replaced else ""
+    click.echo(f"{model}: {alias} is at v{verdict.version}{replaced}; guard needs {limits.describe()}")
+    width = max((len(d.device) for d in verdict.devices), default=0)
+    for d in verdict.devices:
+        click.echo(f"  {'against' if d.against else 'accepts':<7}  {d.device:<{width}}  {d.why}")
+    if not verdict.devices:
+        click.echo(f"  no device has reported on v{verdict.version} yet")
+    if verdict.note:
+        click.echo(f"  ({verdict.note})")
+    click.echo(f"{model}: {outcome.message}")
+    if outcome.exit_code != contract.ExitCode.OK:
+        raise SystemExit(int(outcome.exit_code))
+
+
+# --- issue 18: edgeq webhook (MLflow registry webhooks → the alias history) ------------------------------------------
+@main.group("webhook", cls=click.Group)
+def webhook_group() -> None:
+    """Record alias moves made outside edgeq as they happen, from MLflow's registry webhooks (MLflow ≥ 3.3, SQL backend)."""
+
+
+def _secret(env: str) -> str:
+    value = os.environ.get(env, "")
+    if not value:
+        raise BadInput(f"${env} is empty: put the webhook secret there (never on the command line), e.g. export {env}=$(openssl rand -hex 32)")
+    return value
+
+
+@webhook_group.command("register", cls=_ServerCommand)
+@click.argument("url")
+@click.option("--secret-env", default="EDGEQ_WEBHOOK_SECRET", show_default=True, help="Environment variable holding the HMAC secret.")
+@click.pass_obj
+def webhook_register(client: MlflowClient, url: str, secret_env: str) -> None:
+    """Ask the MLflow server to post alias events to URL (where `edgeq webhook serve` listens), signed with the secret."""
+    from registry_tools import webhook
+
+    hook_id, created = webhook.register(client, url, _secret(secret_env))
+    click.echo(f"{'created' if created else 'updated'} webhook {hook_id}: {', '.join(webhook.EVENTS)} → {url}")
+
+
+@webhook_group.command("serve", cls=_ServerCommand)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option("--secret-env", default="EDGEQ_WEBHOOK_SECRET", show_default=True, help="Environment variable holding the HMAC secret.")
+@click.pass_obj
+def webhook_serve(client: MlflowClient, host: str, port: int, secret_env: str) -> None:
+    """Receive MLflow's signed alias events and record moves the history cannot explain (runs until stopped)."""
+    import logging
+
+    from registry_tools import webhook
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    httpd = webhook.server(webhook.Receiver(client, _secret(secret_env)), host, port)
+    click.echo(f"edgeq webhook: listening on http://{host}:{port}/ for {', '.join(webhook.EVENTS)}")
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()

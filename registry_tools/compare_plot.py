@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from registry_tools.label_layout import place_labels  # noqa: E402
+from edge.label_layout import place_labels  # noqa: E402
 from registry_tools.versions import VersionRow, devices  # noqa: E402
 
 

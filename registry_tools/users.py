@@ -88,7 +88,8 @@ class AdminClient:
         found = self.call("GET", "/api/2.0/mlflow/experiments/get-by-name", ("RESOURCE_DOES_NOT_EXIST",), params={"experiment_name": name})
         if "experiment" in found:
             return found["experiment"]["experiment_id"]
-        return self.call("POST", "/api/2.0/mlflow/experiments/create", json={"name": name})["experiment_id"]
+        kind = [{"key": contract.TAG_EXPERIMENT_KIND, "value": contract.EXPERIMENT_KIND_TRAINING}]  # MLflow UI's training layout
+        return self.call("POST", "/api/2.0/mlflow/experiments/create", json={"name": name, "tags": kind})["experiment_id"]
 
     def ensure_model(self, name: str) -> None:
         self.call("POST", "/api/2.0/mlflow/registered-models/create", ("RESOURCE_ALREADY_EXISTS",), json={"name": name})

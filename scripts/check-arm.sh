@@ -8,9 +8,11 @@
 #   scripts/check-arm.sh                  # as root; roots cached in $EDGEQ_ARM_CACHE (/var/cache/edgeq-arm)
 #   EDGEQ_ARM_ARCHES=armhf scripts/check-arm.sh    # one root only; EDGEQ_ARM_CHECK=0 skips it all
 #
-# Emulated latency means nothing about a Pi; correctness does. Where this machine cannot run it
-# (not x86_64 Linux, not root, no debootstrap / qemu-user-static / binfmt_misc) it prints one
-# line and exits 0. Tools: apt-get install -y qemu-user-static debootstrap binfmt-support.
+# Emulated latency means nothing about a Pi; correctness does. As root on x86_64 Linux it installs
+# what it needs when missing (apt-get: qemu-user-static debootstrap binfmt-support), mounts
+# binfmt_misc and enables the QEMU handlers; when it still cannot run, it FAILS (exit 1). It skips,
+# loudly and with exit 0, only when asked (EDGEQ_ARM_CHECK=0) or where it is impossible (not
+# x86_64 Linux, not root). The test files run inside each root: ROOT_TESTS below (or EDGEQ_ARM_TESTS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -24,21 +26,73 @@ HOST_CA=${PIP_CERT:-$(sed -n 's/^cert *= *//p' /etc/pip.conf 2>/dev/null | head 
 [ -f "$HOST_CA" ] || HOST_CA=""
 MODEL_VARIANT=int8  # the variant QEMU's default CPU gets wrong (XNNPACK int8): the one worth pulling
 
-skip() { echo "check-arm: skipped: $*"; exit 0; }
+# The test files (or directories) run inside each root, relative to the checkout; add ARM tests here.
+ROOT_TESTS=(
+    tests/edge
+)
+[ -z "${EDGEQ_ARM_TESTS:-}" ] || read -r -a ROOT_TESTS <<<"$EDGEQ_ARM_TESTS"
+ROOT_TESTS_MARKERS=${EDGEQ_ARM_TEST_MARKERS:-not slow}  # as scripts/test-edge.sh runs them
+# What the check needs from Debian (apt-get names; the commands they provide are checked below).
+HOST_PACKAGES=(qemu-user-static debootstrap binfmt-support)
+
+skip() {  # only when asked or impossible: loud, exit 0
+    printf '%s\n' "check-arm: ======== SKIPPED: $* ========" "check-arm: the ARM proof did NOT run on this machine" >&2
+    echo "check-arm: SKIPPED: $*"
+    exit 0
+}
+fail() { echo "check-arm: FAILED: $*" >&2; exit 1; }
 say() { echo "check-arm: $*" >&2; }
 
 [ "${EDGEQ_ARM_CHECK:-1}" != 0 ] || skip "EDGEQ_ARM_CHECK=0"
 [ "$(uname -s)/$(uname -m)" = Linux/x86_64 ] || skip "emulates ARM from x86_64 Linux only; on a Pi, install the README's way"
-[ "$(id -u)" = 0 ] || skip "needs root (debootstrap, chroot, mounts)"
-for tool in debootstrap chroot timeout git findmnt curl flock; do
-    command -v "$tool" >/dev/null || skip "no $tool (apt-get install -y qemu-user-static debootstrap binfmt-support)"
-done
-[ -x "$REPO/.venv/bin/mlflow" ] && [ -d "$HOST_PREFIX" ] || skip "no .venv with mlflow for the host's server (scripts/setup.sh)"
-[ -f tests/edge/fixtures/registry.json ] || skip "no fixture bundles in tests/edge/fixtures"
+[ "$(id -u)" = 0 ] || skip "needs root (apt-get, debootstrap, chroot, mounts)"
 
 qemu_of() { case $1 in arm64) echo aarch64 ;; armhf) echo arm ;; *) return 1 ;; esac; }
 # A Pi 4's core. QEMU's default "max" CPU makes XNNPACK's int8 kernels return wrong results.
 cpu_of() { case $1 in arm64) echo cortex-a72 ;; armhf) echo cortex-a7 ;; esac; }
+for arch in $ARCHES; do qemu_of "$arch" >/dev/null || fail "unknown architecture $arch in EDGEQ_ARM_ARCHES (arm64, armhf)"; done
+
+install_host_packages() {  # a fresh machine: what is missing, from Debian, once
+    local missing=() arch log
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v update-binfmts >/dev/null || missing+=(binfmt-support)
+    for arch in $ARCHES; do command -v "qemu-$(qemu_of "$arch")-static" >/dev/null || missing+=(qemu-user-static); done
+    [ "${#missing[@]}" -gt 0 ] || return 0
+    command -v apt-get >/dev/null || fail "missing ${missing[*]} and no apt-get here: install ${HOST_PACKAGES[*]} (or their equivalents)"
+    say "installing ${HOST_PACKAGES[*]} (apt-get; missing: $(printf '%s\n' "${missing[@]}" | sort -u | paste -sd' ' -))"
+    log=$(mktemp /tmp/edgeq-arm-apt.XXXXXX)
+    { timeout 900 apt-get update -q && DEBIAN_FRONTEND=noninteractive timeout 1800 apt-get install -y -q \
+        --no-install-recommends "${HOST_PACKAGES[@]}"; } >"$log" 2>&1 ||
+        { tail -5 "$log" >&2; fail "apt-get could not install ${HOST_PACKAGES[*]} (log: $log)"; }
+    rm -f "$log"
+}
+
+enable_binfmt() {  # enable_binfmt QEMU_NAME: the kernel runs ARM binaries through qemu-*-static
+    local q=$1 handler=/proc/sys/fs/binfmt_misc/qemu-$1
+    grep -qx enabled "$handler" 2>/dev/null && return 0
+    if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+        mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null ||
+            fail "cannot mount binfmt_misc (a container without privileges? run it with --privileged, or on the host)"
+    fi
+    update-binfmts --import "qemu-$q" >/dev/null 2>&1 || true  # registered by the package's postinst only if mounted then
+    update-binfmts --enable "qemu-$q" >/dev/null 2>&1 || true
+    grep -qx enabled "$handler" 2>/dev/null ||
+        fail "binfmt_misc has no enabled qemu-$q handler after update-binfmts --enable qemu-$q (see update-binfmts --display qemu-$q)"
+}
+
+install_host_packages
+for tool in debootstrap chroot timeout git findmnt flock update-binfmts; do
+    command -v "$tool" >/dev/null || fail "no $tool on this machine (apt-get install -y ${HOST_PACKAGES[*]} git util-linux coreutils)"
+done
+for arch in $ARCHES; do
+    q=$(qemu_of "$arch")
+    command -v "qemu-$q-static" >/dev/null || fail "no qemu-$q-static after installing qemu-user-static"
+    enable_binfmt "$q"
+done
+[ -x "$REPO/.venv/bin/mlflow" ] && [ -d "$HOST_PREFIX" ] || fail "no .venv with mlflow for the host's server: run scripts/setup.sh first"
+[ -f tests/edge/fixtures/registry.json ] || fail "no fixture bundles in tests/edge/fixtures (scripts/make_edge_fixtures.py)"
+for t in "${ROOT_TESTS[@]}"; do [ -e "$t" ] || fail "no $t (ROOT_TESTS / EDGEQ_ARM_TESTS name test files of this checkout)"; done
+
 BASE_PACKAGES=python3,python3-venv,ca-certificates
 apt_packages_of() {  # what the README's recipe installs with apt on top (apt resolves their dependencies)
     case $1 in
@@ -47,29 +101,18 @@ apt_packages_of() {  # what the README's recipe installs with apt on top (apt re
         armhf) echo "python3-numpy python3-cffi" ;;
     esac
 }
-for arch in $ARCHES; do
-    q=$(qemu_of "$arch") || skip "unknown architecture $arch (arm64, armhf)"
-    command -v "qemu-$q-static" >/dev/null || skip "no qemu-$q-static (apt-get install -y qemu-user-static)"
-    if ! grep -qx enabled "/proc/sys/fs/binfmt_misc/qemu-$q" 2>/dev/null; then
-        [ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
-        command -v update-binfmts >/dev/null && update-binfmts --enable "qemu-$q" >/dev/null 2>&1 || true
-        grep -qx enabled "/proc/sys/fs/binfmt_misc/qemu-$q" 2>/dev/null ||
-            skip "binfmt_misc has no qemu-$q handler (no binfmt_misc in this container, or binfmt-support missing)"
-    fi
-done
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
-flock -n 9 || skip "another check-arm.sh holds $CACHE/.lock"
+if ! flock -n 9; then  # another check-arm.sh: wait for it (its roots are ours next), never skip
+    say "another check-arm.sh holds $CACHE/.lock: waiting (at most 1 h)"
+    flock -w 3600 9 || fail "another check-arm.sh held $CACHE/.lock for an hour"
+fi
 WORK=$(mktemp -d /tmp/edgeq-arm.XXXXXX)
-SERVER_PID=""
+launcher() { "$HOST_PY" -m registry_tools.mlflow_server "$@"; }  # the project's one mlflow server launcher
 cleanup() {
     for arch in $ARCHES; do unmount_all "$CACHE/$SUITE-$arch"; done
-    if [ -n "$SERVER_PID" ]; then
-        kill -- "-$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 60); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.5; done
-        kill -9 -- "-$SERVER_PID" 2>/dev/null || true
-    fi
+    [ ! -f "$WORK/server/server.pid" ] || launcher stop --dir "$WORK/server" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
 unmount_all() {  # everything mounted below $1, deepest first: never rm -rf a root with /dev or /usr bound in it
@@ -125,7 +168,7 @@ enter_root() {  # proc with an ARM cpuinfo, sys, /dev, DNS, and this checkout's 
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     # Behind a TLS-inspecting proxy pip needs this host's CA bundle (PIP_CERT or pip.conf's cert).
     [ -z "$HOST_CA" ] || cp "$HOST_CA" "$root/etc/ssl/certs/edgeq-host-ca.crt"
-    # The edge tests start real mlflow servers from next to their python (tests/servers.py). The
+    # The edge tests start real mlflow servers from next to their python (registry_tools/mlflow_server.py). The
     # host's x86 mlflow runs natively inside the root when its interpreter and libraries are there.
     local dir
     for dir in /usr/lib/x86_64-linux-gnu /usr/lib64 "$HOST_PREFIX" "$REPO/.venv"; do
@@ -177,44 +220,43 @@ link_host_mlflow() {  # link_host_mlflow ARCH VENV: the host's mlflow (for the t
         { say "$arch: the host's mlflow does not run inside the root ($REPO/.venv/bin/mlflow)"; return 1; }
 }
 
-start_server() {
-    local port
-    port=$("$HOST_PY" -c 'from tests.servers import free_port; print(free_port())')
-    # A session of its own (its workers are stopped with it), without the lock's descriptor.
-    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid "$REPO/.venv/bin/mlflow" server --host 127.0.0.1 --port "$port" --workers 1 \
-        --backend-store-uri "sqlite:///$WORK/mlflow.db" --artifacts-destination "$WORK/artifacts" \
-        >"$WORK/server.log" 2>&1 9>&- &
-    SERVER_PID=$!
-    URI=http://127.0.0.1:$port
-    for _ in $(seq 360); do  # 3 minutes: a loaded machine starts it slowly
-        curl -fs "$URI/health" >/dev/null 2>&1 && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.5
-    done
-    tail -5 "$WORK/server.log" >&2
-    return 1
+start_server() {  # store, log and pid file in $WORK/server, any free port; 3 minutes: a loaded machine starts it slowly
+    URI=$(launcher start --dir "$WORK/server" --port 0 --timeout 180 | sed -n 's/^MLFLOW_TRACKING_URI=//p')
+    [ -n "$URI" ]
 }
 
 register() {  # register NAME: the fixture bundle as version 1 of NAME, alias production; prints the run id
     "$HOST_PY" -c 'import sys
-from tests.edge.registry_rest import MlflowRest, register_fixture
+from registry_tools.bundle_rest import MlflowRest, register_fixture
 print(register_fixture(MlflowRest(sys.argv[1]), sys.argv[2], sys.argv[3]).run_id)' "$URI" "$1" "$MODEL_VARIANT"
 }
 
-reported_accuracy() {  # reported_accuracy RUN_ID DEVICE: the sample accuracy the device logged to the version's run
-    "$HOST_PY" -c 'import sys
+reported_accuracy() {  # reported_accuracy STATE_DIR: the sample accuracy the device reported about version 1, on its own run
+    "$HOST_PY" -c 'import json, sys
 from edge import contract
-from tests.edge.registry_rest import MlflowRest
-value = MlflowRest(sys.argv[1]).run_metrics(sys.argv[2]).get(contract.device_key(sys.argv[3], contract.D_SAMPLE_ACCURACY))
-print("-" if value is None else f"{value:.3f}")' "$URI" "$1" "$2"
+from edge.heartbeat import FLEET_FILE
+from registry_tools.bundle_rest import MlflowRest
+try:
+    run_id = json.load(open(f"{sys.argv[2]}/{FLEET_FILE}"))["run_id"]
+except (OSError, ValueError, KeyError):
+    sys.exit(print("-"))
+try:
+    value = MlflowRest(sys.argv[1]).run_metrics(run_id).get(contract.version_key("1", contract.D_SAMPLE_ACCURACY))
+except Exception:  # noqa: BLE001 - any failure to read it back means: not reported
+    value = None
+print("-" if value is None else f"{value:.3f}")' "$URI" "$1"
 }
+
+# The fixture bundles registry.json lists (other directories there, e.g. hostile/, are not bundles to compare).
+FIXTURE_VARIANTS=$("$HOST_PY" -c 'import json; print(" ".join(sorted(json.load(open("tests/edge/fixtures/registry.json"))["variants"])))')
+bundle_args() { local v; for v in $FIXTURE_VARIANTS; do printf '%s=%s/tests/edge/fixtures/%s ' "$v" "$1" "$v"; done; }
 
 ROWS=()
 CHECKS=()
 FAILED=0
 
 check_one() {  # check_one ARCH VENV EXTRA RUN_TESTS [--system-site-packages]
-    local arch=$1 venv=$2 extra=$3 tests=$4 site=${5:-} root=$CACHE/$SUITE-$1 name device run_id code out
+    local arch=$1 venv=$2 extra=$3 tests=$4 site=${5:-} root=$CACHE/$SUITE-$1 name device code out
     local label=$arch/$extra runtime="-" numpy="-" size="-" counts="-" accuracy="-" verdict="-"
     if ! install_edge "$arch" "$venv" "$extra" "$site"; then
         ROWS+=("| $label | install failed | - | - | - | - | - | - |"); FAILED=1; return
@@ -232,7 +274,7 @@ check_one() {  # check_one ARCH VENV EXTRA RUN_TESTS [--system-site-packages]
         out=$WORK/$arch-$extra-pytest.txt
         code=0
         # As scripts/test-edge.sh runs them; no extra runtime venvs (this script compares the runtimes itself).
-        inroot "$arch" 2400 "cd /opt/edgeq && $venv/bin/python -m pytest tests/edge -m 'not slow' -q -p no:cacheprovider" \
+        inroot "$arch" 2400 "cd /opt/edgeq && $venv/bin/python -m pytest ${ROOT_TESTS[*]} -m '$ROOT_TESTS_MARKERS' -q -p no:cacheprovider" \
             EDGEQ_TEST_VENVS=off >"$out" 2>&1 || code=$?
         counts=$(grep -Eo '[0-9]+ (passed|failed|skipped|errors?)' "$out" | paste -sd, - | sed 's/,/, /g')
         [ "$code" = 0 ] || { say "$label: edge tests failed (exit $code):"; tail -30 "$out" >&2; FAILED=1; counts="${counts:-none} (exit $code)"; }
@@ -240,15 +282,15 @@ check_one() {  # check_one ARCH VENV EXTRA RUN_TESTS [--system-site-packages]
 
     name=edgeq-arm-check-$arch-$extra
     device=qemu-$arch-$extra
-    run_id=$(register "$name")
+    register "$name" >/dev/null
     code=0
     inroot "$arch" 900 "$venv/bin/edgeq-pull --tracking-uri $URI --model $name --device-id $device \
         --state-dir /tmp/edgeq-state-$extra --runs 20 --warmup 2" >"$WORK/$arch-$extra-pull.txt" 2>&1 || code=$?
     CHECKS+=("PULL $label: $(tail -1 "$WORK/$arch-$extra-pull.txt")")
-    accuracy=$(reported_accuracy "$run_id" "$device")
+    accuracy=$(reported_accuracy "$root/tmp/edgeq-state-$extra")
     [ "$code" = 0 ] && [ "$accuracy" != - ] || FAILED=1
 
-    inroot "$arch" 900 "$venv/bin/python /opt/edgeq/tests/edge/predictions.py predict /opt/edgeq/tests/edge/fixtures/*/" \
+    inroot "$arch" 900 "$venv/bin/python /opt/edgeq/tests/edge/predictions.py predict $(bundle_args /opt/edgeq)" \
         >"$WORK/$arch-$extra-pred.json" 2>"$WORK/$arch-$extra-pred.err" || true
     if "$HOST_PY" tests/edge/predictions.py compare "$WORK/x86.json" "$WORK/$arch-$extra-pred.json" \
         >"$WORK/$arch-$extra-compare.txt" 2>&1; then
@@ -263,7 +305,8 @@ check_one() {  # check_one ARCH VENV EXTRA RUN_TESTS [--system-site-packages]
 
 START=$(date +%s)
 start_server || { echo "check-arm: FAILED: mlflow server did not start" >&2; exit 1; }
-"$HOST_PY" tests/edge/predictions.py predict tests/edge/fixtures/*/ >"$WORK/x86.json"
+"$HOST_PY" tests/edge/predictions.py predict $(bundle_args "$REPO") >"$WORK/x86.json" ||
+    fail "x86 predictions of the fixture bundles failed (tests/edge/predictions.py)"
 for arch in $ARCHES; do
     build_root "$arch" || { ROWS+=("| $arch | debootstrap failed | - | - | - | - | - | - |"); FAILED=1; continue; }
     enter_root "$arch"

@@ -15,17 +15,13 @@ export MLFLOW_TRACKING_URI=http://127.0.0.1:$PORT
 export MLFLOW_HTTP_REQUEST_MAX_RETRIES=1
 mkdir -p "$DIR"
 
-healthy() { python -c "import requests,sys; sys.exit(0 if requests.get('$MLFLOW_TRACKING_URI/health', timeout=2).ok else 1)" 2>/dev/null; }
-if healthy; then
+# The project's one launcher: store, artifacts, log and pid file in $DIR.
+if python -m registry_tools.mlflow_server ping "$MLFLOW_TRACKING_URI"; then
     echo "== using the MLflow server already on $MLFLOW_TRACKING_URI"
 else
     echo "== starting mlflow server on $MLFLOW_TRACKING_URI (store: $DIR)"
-    nohup mlflow server --host 127.0.0.1 --port "$PORT" --workers 1 \
-        --backend-store-uri "sqlite:///$PWD/$DIR/mlflow.db" --artifacts-destination "$PWD/$DIR/artifacts" \
-        > "$DIR/server.log" 2>&1 &
-    echo $! > "$DIR/server.pid"
-    for _ in $(seq 1 120); do healthy && break; sleep 0.5; done
-    healthy || { echo "mlflow server did not start: see $DIR/server.log (port $PORT busy? set EDGEQ_DEMO_PORT)" >&2; exit 1; }
+    python -m registry_tools.mlflow_server start --dir "$DIR" --port "$PORT" >/dev/null ||
+        { echo "mlflow server did not start: see $DIR/server.log (port $PORT busy? set EDGEQ_DEMO_PORT)" >&2; exit 1; }
 fi
 
 echo "== pipeline: digits, tiny CNN from scratch, 32 px, every variant"
@@ -45,4 +41,4 @@ edgeq versions "$MODEL"
 edgeq compare "$MODEL" -o "$DIR/compare.png"
 echo
 echo "MLflow UI: $MLFLOW_TRACKING_URI  (models → $MODEL; the pipeline run holds comparison.md and tradeoff.png)"
-[ -f "$DIR/server.pid" ] && echo "stop the server: kill \$(cat $DIR/server.pid)"
+[ -f "$DIR/server.pid" ] && echo "stop the server: .venv/bin/python -m registry_tools.mlflow_server stop --dir $DIR"

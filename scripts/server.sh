@@ -11,13 +11,14 @@
 # Everything lives in DIR (default .edgeq/server, or $EDGEQ_SERVER_DIR): the SQLite file or
 # the PostgreSQL cluster (pg/, run by an unprivileged user: the `postgres` system user when
 # this runs as root), the artifacts, the auth store and generated passwords, the logs.
-# Nothing system-wide is configured and the Debian default cluster is left alone.
+# Nothing system-wide is configured and the Debian default cluster is left alone. mlflow itself
+# is started, checked and stopped by the project's one launcher, registry_tools/mlflow_server.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
 die() { echo "server.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 CMD=${1:-}; [ -n "$CMD" ] || usage; shift
 DIR=${EDGEQ_SERVER_DIR:-.edgeq/server}
@@ -53,9 +54,9 @@ as_pg() {
     if [ "$(id -u)" = 0 ]; then (cd / && runuser -u "${EDGEQ_PG_USER:-postgres}" -- "$@"); else "$@"; fi
 }
 
-healthy() {
-    "$PYTHON" -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:$1/health', timeout=2).status == 200 else 1)" 2>/dev/null
-}
+# The one launcher (registry_tools/mlflow_server.py, standard library only) starts, checks and stops mlflow.
+launcher() { "$PYTHON" -m registry_tools.mlflow_server "$@"; }
+healthy() { launcher ping "http://127.0.0.1:$1"; }
 
 server_pid() {
     local pid
@@ -155,8 +156,8 @@ start() {
         store="sqlite:///$DIR/mlflow.db"
         auth_store="sqlite:///$DIR/basic_auth.db"
     fi
-    local -a args=(server --host "$HOST" --port "$PORT" --workers "${WORKERS:-$([ "$BACKEND" = sqlite ] && echo 1 || echo 2)}"
-                   --backend-store-uri "$store" --artifacts-destination "$DIR/artifacts")
+    local -a args=(start --dir "$DIR" --mlflow "$MLFLOW" --host "$HOST" --port "$PORT" --timeout 120
+                   --workers "${WORKERS:-$([ "$BACKEND" = sqlite ] && echo 1 || echo 2)}" --backend-store-uri "$store" --)
     [ -n "$ALLOWED_HOSTS" ] && args+=(--allowed-hosts "$ALLOWED_HOSTS")
     if [ "$AUTH" = 1 ]; then
         write_auth_config "$auth_store"
@@ -168,31 +169,21 @@ start() {
     case "$HOST" in 0.0.0.0|::|'') uri_host=127.0.0.1 ;; esac
     local uri="http://$uri_host:$PORT"
     echo "== starting mlflow server on $HOST:$PORT (backend $BACKEND, auth $([ "$AUTH" = 1 ] && echo on || echo off), store $DIR)" >&2
-    MLFLOW_AUTH_CONFIG_PATH=$DIR/basic_auth.ini MLFLOW_AUTH_ADMIN_PASSWORD=$(cat "$DIR/admin.password" 2>/dev/null || true) \
-        MLFLOW_FLASK_SERVER_SECRET_KEY=${MLFLOW_FLASK_SERVER_SECRET_KEY:-$(cat "$DIR/flask.secret" 2>/dev/null || true)} \
-        setsid nohup "$MLFLOW" "${args[@]}" >>"$DIR/server.log" 2>&1 < /dev/null &
-    echo $! > "$DIR/server.pid"
+    # The auth settings only with --auth: MLflow reads MLFLOW_AUTH_CONFIG_PATH even without the basic-auth app,
+    # and a path to a config that does not exist makes every runs/search a 500.
+    local -a auth_env=()
+    [ "$AUTH" = 1 ] && auth_env=(MLFLOW_AUTH_CONFIG_PATH="$DIR/basic_auth.ini"
+        MLFLOW_AUTH_ADMIN_PASSWORD="$(cat "$DIR/admin.password" 2>/dev/null || true)"
+        MLFLOW_FLASK_SERVER_SECRET_KEY="${MLFLOW_FLASK_SERVER_SECRET_KEY:-$(cat "$DIR/flask.secret" 2>/dev/null || true)}")
+    env "${auth_env[@]}" "$PYTHON" -m registry_tools.mlflow_server "${args[@]}" >/dev/null || die "mlflow server did not start: see $DIR/server.log"
     printf 'BACKEND=%q\nAUTH=%q\nHOST=%q\nPORT=%q\nURI=%q\nSTORE=%q\n' "$BACKEND" "$AUTH" "$HOST" "$PORT" "$uri" "$store" > "$STATE"
-    for _ in $(seq 1 240); do
-        healthy "$PORT" && break
-        kill -0 "$(cat "$DIR/server.pid")" 2>/dev/null || die "mlflow server exited: see $DIR/server.log"
-        sleep 0.5
-    done
-    healthy "$PORT" || die "mlflow server did not answer within 120 s: see $DIR/server.log"
     echo "MLFLOW_TRACKING_URI=$uri"
     [ "$AUTH" = 1 ] && echo "admin password: $DIR/admin.password (users: .venv/bin/python -m registry_tools.users --help)"
     return 0
 }
 
 stop() {
-    local pid
-    if pid=$(server_pid); then
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-        kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
-        echo "stopped mlflow server (pid $pid)"
-    fi
-    rm -f "$DIR/server.pid"
+    launcher stop --dir "$DIR"
     if [ -d "$PGDATA" ] && pg_running; then
         as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null || die "PostgreSQL did not stop: see $DIR/pg/postgres.log"
         echo "stopped PostgreSQL ($DIR/pg)"

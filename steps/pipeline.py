@@ -21,6 +21,7 @@ from steps import baseline as baseline_mod
 from steps import data as data_mod
 from steps import model as model_mod
 from steps import dataset_input, fingerprint, register, report, summary
+from steps import sample_size as sample_size_mod
 from steps.config import DISTRIBUTE, QUANT_CHOICES, DataConfig, QuantConfig, TrainConfig, baseline_key, variants_for
 from steps.input_cache import CacheConfig
 from steps.variant import Arrays, VariantResult, run_variant
@@ -29,7 +30,22 @@ MIN_CALIBRATION = 100
 
 
 class PipelineError(click.ClickException):
-    """A one-line error shown before heavy work starts."""
+    """A one-line error shown before heavy work starts: bad input, exit 2."""
+
+    exit_code = int(contract.ExitCode.BAD_CONFIG)
+
+
+class ServerUnreachableError(PipelineError):
+    """The tracking server cannot be reached: exit 3, as in edgeq and edgeq-pull."""
+
+    exit_code = int(contract.ExitCode.UNREACHABLE)
+
+
+def _sample_size(value: str) -> int:
+    try:
+        return sample_size_mod.parse(value)
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from exc
 
 
 def validate(data: DataConfig, train: TrainConfig, quant: QuantConfig) -> data_mod.SourceInfo:
@@ -37,7 +53,7 @@ def validate(data: DataConfig, train: TrainConfig, quant: QuantConfig) -> data_m
     try:
         check_server(mlflow.get_tracking_uri())
     except ServerUnreachable as exc:
-        raise PipelineError(str(exc)) from exc
+        raise ServerUnreachableError(str(exc)) from exc
     if data.image_size < 8:
         raise PipelineError(f"image_size {data.image_size} is too small: use 8 or more (the article uses 224)")
     try:
@@ -50,6 +66,16 @@ def validate(data: DataConfig, train: TrainConfig, quant: QuantConfig) -> data_m
     return info
 
 
+def training_layout(client: MlflowClient, experiment_id: str) -> None:
+    """Tag the run's experiment for MLflow UI's training layout (runs, models), unless it has a kind already.
+
+    Whoever created it (``set_experiment`` below, ``mlflow run --experiment-name``, a user), without
+    the tag MLflow 3's UI opens it in the GenAI layout (traces, evaluations); a kind chosen in the UI stays.
+    """
+    if contract.TAG_EXPERIMENT_KIND not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, contract.TAG_EXPERIMENT_KIND, contract.EXPERIMENT_KIND_TRAINING)
+
+
 def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantConfig, model_name: str | None,
         signing_key: signing.Ed25519PrivateKey | None = None) -> list[report.Row]:
     info = validate(data, train, quant)
@@ -59,6 +85,7 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         mlflow.set_experiment(contract.PIPELINE_EXPERIMENT)
     with mlflow.start_run(run_name=f"edgeq-{quant_choice}") as parent, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        training_layout(client, parent.info.experiment_id)
         mlflow.set_tag(contract.TAG_ROLE, contract.ROLE_PIPELINE)
         # `mlflow run` has already logged the MLproject parameters as given; add only the rest.
         given = client.get_run(parent.info.run_id).data.params
@@ -77,7 +104,10 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         mlflow.set_tags({contract.TAG_BASELINE_RUN: base.run_id, contract.TAG_BASELINE_REUSED: str(base.reused).lower()})
 
         calibration, _ = data_mod.to_arrays(splits.train, quant.calibration_images)
-        arrays = Arrays(calibration, splits.test, info.labels, data_mod.to_arrays(splits.test, quant.sample_size))
+        # The device gate's sample: sized for its power at the accuracy budget, within a bounded download (docs/accuracy.md).
+        sample = sample_size_mod.choose(quant.sample_size, base.accuracy, data.image_size, info.counts["test"])
+        click.echo(sample.describe())
+        arrays = Arrays(calibration, splits.test, info.labels, data_mod.to_arrays(splits.test, sample.size))
         results: list[VariantResult] = []
         fp32_p50 = None
         for variant in variants_for(quant_choice):
@@ -102,8 +132,11 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         else:
             rows.append(report.Row(contract.BASELINE, "reused", base.accuracy, 0.0, base.size_bytes, 1.0, None, None, None))
         for r in results:
-            version = register.register_tflite(client, name, r.run_id, r.tags, f"{r.variant} TFLite of baseline run {base.run_id}",
-                                               r.bundle, signing_key=signing_key)
+            gate_tags, gate_metrics = sample_size_mod.gate_figures(r.metrics[contract.M_ACCURACY], len(arrays.sample[1]))
+            for key, value in gate_metrics.items():
+                client.log_metric(r.run_id, key, value)
+            version = register.register_tflite(client, name, r.run_id, {**r.tags, **gate_tags},
+                                               f"{r.variant} TFLite of baseline run {base.run_id}", r.bundle, signing_key=signing_key)
             m = r.metrics
             rows.append(report.Row(r.variant, version, m[contract.M_ACCURACY], m[contract.M_DROP], r.size_bytes,
                                    m[contract.M_SIZE_RATIO], m[contract.M_P50], m[contract.M_P90], m[contract.M_SPEEDUP]))
@@ -119,7 +152,7 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         mlflow.set_tags(found.tags())
         counts = ", ".join(f"{n} {split}" for split, n in info.counts.items())
         dataset_line = f"{Path(data.dataset).name} ({len(info.labels)} classes; {counts}; digest {info.fingerprint}), {data.image_size} px"
-        mlflow.set_tag(MLFLOW_RUN_NOTE, summary.description(title, found, rows[0], base.reused, dataset_line, table))
+        mlflow.set_tag(MLFLOW_RUN_NOTE, summary.description(title, found, rows[0], base.reused, dataset_line, table, name))
         click.echo(f"\n{title}\n{table}")
         click.echo(f"registered model: {name}  ·  pipeline run: {parent.info.run_id}")
         return rows
@@ -143,13 +176,15 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
 @click.option("--calibration-images", type=int, default=200, help="Representative images for int8 (at least 100).")
 @click.option("--qat-epochs", type=click.IntRange(0), default=2)
 @click.option("--qat-learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-5)
-@click.option("--sample-size", type=click.IntRange(1), default=32, help="Labelled test images bundled for on-device accuracy.")
+@click.option("--sample-size", default=sample_size_mod.AUTO, callback=lambda ctx, param, value: _sample_size(value),
+              help="Labelled test images bundled for the device's accuracy gate: auto (enough to refuse a version "
+                   "losing more than the accuracy budget with 90 % probability, within a bounded download) or N.")
 @click.option("--registered-model", default="", help="Registered model name (default edgeq-<dataset>-<model>).")
 @click.option("--selective-if-drop-above", type=float, default=1.0,
               help="Also build the selective variant when int8 loses more accuracy points than this.")
 @click.option("--signing-key", envvar=contract.ENV_SIGNING_KEY, type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=f"Ed25519 private key signing each version's manifest (${contract.ENV_SIGNING_KEY}; "
-                   "create one with: python -m edge.signing keygen PATH).")
+                   "create one with: edgeq keygen PATH).")
 def main(quant: str, dataset: str, data_dir: str | None, image_size: int, model_arch: str, weights: str, epochs: int,
          batch_size: int, learning_rate: float, seed: int, min_test_images: int, calibration_images: int,
          qat_epochs: int, qat_learning_rate: float, sample_size: int, registered_model: str,

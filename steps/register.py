@@ -1,12 +1,14 @@
 """Registered model versions: one per variant (and the Keras baseline), with the tags devices read."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from edge import contract, signing
 from steps import mlflow_model
@@ -32,13 +34,32 @@ def register_version(client: MlflowClient, name: str, run_id: str, tags: dict[st
     """Register the logged model ``model_id`` (of run ``run_id``) as a new version; returns its number.
 
     The version's source is ``models:/<model_id>``: MLflow loads it as a model, and a device's
-    ``get-artifact`` reads the bundle files at the root of the same directory.
+    ``get-artifact`` reads the bundle files at the root of the same directory. The logged model
+    then names the version (``link_logged_model``), which is how MLflow's UI knows it is registered.
     """
     mv = client.create_model_version(
         name, source=f"models:/{model_id}", run_id=run_id, tags={k: str(v)[:5000] for k, v in tags.items()},
         description=description, model_id=model_id,
     )
+    link_logged_model(client, model_id, name, str(mv.version))
     return str(mv.version)
+
+
+def link_logged_model(client: MlflowClient, model_id: str, name: str, version: str) -> None:
+    """Record ``name`` v``version`` in the logged model's ``mlflow.modelVersions`` tag, once.
+
+    MLflow's UI reads only this tag to show a logged model as registered (its "Registered
+    models" column, no "Not registered" badge); the registry does not store the model id of a
+    version. An MLflow 3 server writes the tag when create_model_version carries ``model_id``;
+    ``mlflow.register_model`` writes it again from the client for servers that do not, and so does this.
+    """
+    try:
+        linked = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+    except ValueError:
+        linked = []
+    linked = [e for e in linked if isinstance(e, dict)] if isinstance(linked, list) else []
+    if not any(e.get("name") == name and str(e.get("version")) == version for e in linked):
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*linked, {"name": name, "version": version}])})
 
 
 def register_tflite(client: MlflowClient, name: str, run_id: str, tags: dict[str, str], description: str,

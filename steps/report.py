@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from registry_tools.label_layout import place_labels  # noqa: E402
+from edge.label_layout import place_labels  # noqa: E402
 
 
 @dataclass(frozen=True)

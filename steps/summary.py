@@ -27,11 +27,16 @@ class Summary:
         return out
 
     def tags(self) -> dict[str, str]:
-        out = {contract.TAG_BUDGET: f"{self.budget_points:g}"}
+        out = {contract.TAG_BUDGET: points(self.budget_points)}
         for key, row in ((contract.TAG_BEST_INT8, self.best_int8), (contract.TAG_SMALLEST, self.smallest),
                          (contract.TAG_FASTEST, self.fastest)):
             out[key] = _name(row) if row else "none"
         return out
+
+
+def points(value: float) -> str:
+    """Accuracy points as people write them: at most two decimals, no trailing zeros (1, 0.5, 0.33)."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _name(row: Row) -> str:
@@ -51,8 +56,9 @@ def summarize(rows: list[Row], budget_points: float = contract.DEFAULT_MAX_ACCUR
     )
 
 
-def description(title: str, summary: Summary, baseline: Row, baseline_reused: bool, dataset_line: str, table: str) -> str:
-    """The run's description (Markdown, shown at the top of the run page)."""
+def description(title: str, summary: Summary, baseline: Row, baseline_reused: bool, dataset_line: str, table: str,
+                model_name: str) -> str:
+    """The run's description (Markdown, shown at the top of the run page): every figure rounded for people."""
     trained = "reused from an earlier run with the same data and training parameters" if baseline_reused else "trained in this run"
     lines = [
         f"**{title}**",
@@ -64,7 +70,7 @@ def description(title: str, summary: Summary, baseline: Row, baseline_reused: bo
         b = summary.best_int8
         lines.append(f"- Best int8-family variant: {_name(b)}, drop {b.drop_points:+.2f} points, "
                      f"{b.size_ratio:.1f}× smaller, {b.speedup:.2f}× faster than fp32 on the host")
-    budget = f"within {summary.budget_points:g} accuracy points"
+    budget = f"within {points(summary.budget_points)} accuracy points"
     if summary.smallest:
         s = summary.smallest
         lines.append(f"- Smallest {budget}: {_name(s)}, {s.size_bytes / 1e6:.3f} MB ({s.size_ratio:.1f}× smaller than Keras)")
@@ -73,7 +79,11 @@ def description(title: str, summary: Summary, baseline: Row, baseline_reused: bo
         lines.append(f"- Fastest on the host {budget}: {_name(f)}, p50 {f.p50_ms:.3f} ms ({f.speedup:.2f}× fp32)")
     if not summary.smallest:
         lines.append(f"- No TFLite variant is {budget}.")
-    lines += ["", "Each variant is a child run and a registered version (an MLflow model: load it with "
-              "`mlflow.pyfunc.load_model(\"models:/NAME@production\")`); devices report to the version's run. "
+    example = next((r.version for r in (summary.smallest, summary.best_int8) if r and r.version.isdigit()), None)
+    load = f"`mlflow.pyfunc.load_model(\"models:/{model_name}@{contract.DEFAULT_ALIAS}\")` once one is promoted"
+    if example:
+        load += f", or one version: `models:/{model_name}/{example}`"
+    lines += ["", f"Each variant is a child run and a registered version of `{model_name}` (an MLflow model: load it with "
+              f"{load}); devices report to the version's run. "
               "Artifacts: `comparison.md`, `comparison.html`, `tradeoff.png`.", "", table]
     return "\n".join(lines)

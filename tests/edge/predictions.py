@@ -62,14 +62,15 @@ def _has_int8_weights(classifier: TFLiteClassifier) -> bool:
     return any(np.dtype(t["dtype"]) == np.int8 for t in classifier.interpreter.get_tensor_details())
 
 
-def tolerance(entry: dict[str, Any]) -> float:
+def tolerance(entry: dict[str, Any], integer_steps: int = INTEGER_STEPS) -> float:
     """How far two runtimes' scores for one bundle may differ."""
     if entry["output_scale"]:
-        return INTEGER_STEPS * entry["output_scale"]
+        return integer_steps * entry["output_scale"]
     return DYNAMIC_TOLERANCE if entry["weights_int8"] else FLOAT_TOLERANCE
 
 
-def compare(reference: dict[str, Any], other: dict[str, Any]) -> tuple[list[str], list[str]]:
+def compare(reference: dict[str, Any], other: dict[str, Any],
+            integer_steps: int = INTEGER_STEPS) -> tuple[list[str], list[str]]:
     """(one summary line per bundle, the disagreements); no disagreements means the runtimes agree."""
     summary, problems = [], []
     for name, ref in sorted(reference["bundles"].items()):
@@ -84,7 +85,7 @@ def compare(reference: dict[str, Any], other: dict[str, Any]) -> tuple[list[str]
             problems.append(f"{name}: top-1 differs on images {flipped} ({[ref['top1'][i] for i in flipped]} vs "
                             f"{[got['top1'][i] for i in flipped]})")
         diff = float(np.max(np.abs(np.asarray(ref["scores"]) - np.asarray(got["scores"]))))
-        limit = tolerance(ref)
+        limit = tolerance(ref, integer_steps)
         if diff > limit:
             problems.append(f"{name}: scores differ by up to {diff:.6f} (tolerance {limit:.6f})")
         summary.append(f"{name}: top-1 equal on {len(ref['top1']) - len(flipped)}/{len(ref['top1'])}, "

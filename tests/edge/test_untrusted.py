@@ -262,3 +262,19 @@ def test_stale_temporary_files_are_cleaned_at_the_start_of_a_run(register, regis
     assert pull(_config(tmp_path, fresh_model), registry).code == Exit.OK
     assert not any(path.exists() for path in leftovers)
     assert sha256_file(tmp_path / "current" / contract.MODEL_FILE) == fixture_tags("int8")[contract.TAG_SHA256]
+
+
+def test_a_deleted_device_run_gets_a_new_one_and_the_report_is_not_lost(rest, register, registry, fresh_model, tmp_path):
+    from tests.edge.reports import device_run_id
+
+    register(fresh_model, "int8")
+    assert pull(_config(tmp_path, fresh_model), registry).code == Exit.OK
+    gone = device_run_id(tmp_path)
+    rest.delete_run(gone)  # a person tidying the fleet experiment, or a server started afresh
+    newer = register(fresh_model, "dynamic")
+
+    outcome = pull(_config(tmp_path, fresh_model), registry)
+
+    assert outcome.code == Exit.OK, outcome.message
+    assert device_run_id(tmp_path) != gone
+    assert _device_tag(rest, tmp_path, newer.version, contract.D_STATUS) == contract.STATUS_HEALTHY

@@ -17,7 +17,7 @@ from edge.puller import Exit, PullConfig, pull
 from edge.registry_client import RegistryClient
 from registry_tools.cli import main
 from tests.conftest import MODEL_NAME, copy_version, version_in_own_run
-from tests.registry_tools.devices import edgeq
+from tests.registry_tools.devices import edgeq, new_model, report, tiny_version
 from tests.servers import free_port
 
 
@@ -46,7 +46,7 @@ def test_versions_json_carries_metrics_aliases_and_device_figures(pipeline, clie
     client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, version)
     assert pull(PullConfig(fresh_model, tmp_path, "pi-json", runs=5, warmup=1), RegistryClient(pipeline.uri)).code == Exit.OK
 
-    rows = json.loads(edgeq(pipeline, "versions", fresh_model, "--json").output)
+    rows = json.loads(edgeq(pipeline, "versions", fresh_model, "--json", "--devices").output)  # per device: --devices
 
     assert [r["version"] for r in rows] == [version]
     row = rows[0]
@@ -203,7 +203,8 @@ def test_command_help_needs_no_server(command):
     down = f"http://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(main, ["--tracking-uri", down, command, "--help"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"Usage: main {command}") and "not reachable" not in result.output
+    assert result.output.startswith(f"Usage: main {command} [OPTIONS] MODEL") and "not reachable" not in result.output
+    assert "--model NAME" in result.output
     ran = CliRunner().invoke(main, ["--tracking-uri", down, command, "some-model"])
     assert ran.exit_code == ExitCode.UNREACHABLE and "not reachable" in ran.output
 
@@ -246,3 +247,60 @@ def test_edge_only_install_names_the_extra_to_install(tmp_path):
     assert proc.returncode == ExitCode.BAD_CONFIG
     assert proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
     assert 'pip install "edgeq[registry]"' in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_lists_the_exit_codes():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    codes = result.output.split("\nExit codes:\n")[1]
+    for code, meaning in contract.EXIT_MEANINGS.items():
+        assert f"  {int(code)}  {meaning.split()[0]}" in codes, code
+
+
+def test_model_and_version_as_options_as_edgeq_pull_spells_them(server, client):
+    model = new_model(client)
+    v1, _ = tiny_version(client, model)
+    v2, _ = tiny_version(client, model)
+    assert edgeq(server, "promote", "--model", model, "--model-version", v1).exit_code == 0
+    assert _alias(client, model) == v1
+    assert edgeq(server, "promote", model, v2).exit_code == 0 and _alias(client, model) == v2
+    assert edgeq(server, "rollback", "--model", model).exit_code == 0 and _alias(client, model) == v1
+    listed = edgeq(server, "versions", "--model", model, "--json")
+    assert listed.exit_code == 0 and sorted(r["version"] for r in json.loads(listed.output)) == sorted([v1, v2])
+    assert edgeq(server, "history", "--model", model).output == edgeq(server, "history", model).output
+
+    from_env = CliRunner().invoke(main, ["--tracking-uri", server.uri, "promote"],
+                                  env={"EDGEQ_MODEL": model, "EDGEQ_MODEL_VERSION": v2})
+    assert from_env.exit_code == 0, from_env.output
+    assert _alias(client, model) == v2
+    argument_wins = CliRunner().invoke(main, ["--tracking-uri", server.uri, "promote", model, v1],
+                                       env={"EDGEQ_MODEL": "elsewhere", "EDGEQ_MODEL_VERSION": v2})
+    assert argument_wins.exit_code == 0 and _alias(client, model) == v1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["promote", "m", "1", "--model", "m"], "the model is given twice (MODEL m and --model m): give one of them"),
+        (["promote", "m", "1", "--model-version", "2"], "the version is given twice (VERSION 1 and --model-version 2): give one of them"),
+        (["history"], "no model: give MODEL or --model NAME (or set EDGEQ_MODEL)"),
+    ],
+)
+def test_a_model_given_twice_or_not_at_all_is_one_line_and_exit_2(args, message):
+    down = f"http://127.0.0.1:{free_port()}"  # found before any server is asked
+    result = CliRunner().invoke(main, ["--tracking-uri", down, *args], env={"EDGEQ_MODEL": None, "EDGEQ_MODEL_VERSION": None})
+    assert result.exit_code == ExitCode.BAD_CONFIG
+    assert result.output.splitlines() == [f"Error: {message}"]
+
+
+def test_a_plain_p99_limit_means_every_device_as_in_edgeq_pull(server, client):
+    model = new_model(client)
+    version, run_id = tiny_version(client, model, alias=contract.CANARY_ALIAS)
+    report(client, run_id, "pi-a", version, p99=1.9)
+    report(client, run_id, "pi-b", version, p99=2.4)
+    promote = ["promote", model, "--from", "canary", "--require-devices", "2", "--max-p99-ms", "2"]
+    refused = edgeq(server, *promote)
+    assert refused.exit_code == ExitCode.REJECTED and "pi-b  p99 2.40 ms > limit 2 ms (all)" in refused.output, refused.output
+    own = edgeq(server, *promote, "--max-p99-ms", "pi-b=3")  # a device's own limit wins, as on the device
+    assert own.exit_code == 0, own.output
+    assert _alias(client, model) == version

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from registry_tools import compare_plot  # noqa: E402
-from registry_tools.label_layout import label_boxes, place_labels  # noqa: E402
+from edge.label_layout import label_boxes, place_labels  # noqa: E402
 from registry_tools.versions import VersionRow  # noqa: E402
 from steps.report import Row, tradeoff_figure  # noqa: E402
 

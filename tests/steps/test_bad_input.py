@@ -1,11 +1,15 @@
 """Bad input: a clear one-line error before training, non-zero exit, nothing registered."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.conftest import run_pipeline
+from edge.contract import ExitCode
+from tests.conftest import REPO, run_pipeline
 from tests.images import make_image_folder
 from tests.servers import free_port
 
@@ -47,7 +51,7 @@ def test_bad_input_fails_fast_with_one_line(case, server, client, tmp_path):
     args = [_folder(tmp_path, a[1:]) if a.startswith("@") else a for a in args]
     name = "edgeq-bad-" + case.replace(" ", "-")
     proc = run_pipeline(server.uri, *SMALL, *args, "--registered-model", name)
-    assert proc.returncode != 0
+    assert proc.returncode == ExitCode.BAD_CONFIG
     last = proc.stderr.strip().splitlines()[-1]
     assert expected in last, proc.stderr[-2000:]
     assert "Epoch" not in proc.stdout + proc.stderr
@@ -56,20 +60,37 @@ def test_bad_input_fails_fast_with_one_line(case, server, client, tmp_path):
 
 def test_missing_tracking_server_is_one_line(tmp_path):
     proc = run_pipeline(f"http://127.0.0.1:{free_port()}", *SMALL, "--dataset", "digits")
-    assert proc.returncode != 0
+    assert proc.returncode == ExitCode.UNREACHABLE
     assert "is not reachable" in proc.stderr.strip().splitlines()[-1]
+
+
+def _offline_pipeline(uri: str, *args: str) -> subprocess.CompletedProcess:
+    """The pipeline with both download hosts (TFDS's, Keras' weights') set to a loopback port nothing listens
+    on: offline for certain, so no real download starts even where this machine reaches the internet."""
+    code = ("import sys, steps.data, steps.model, steps.pipeline\n"
+            f"steps.data._TFDS_HOST = steps.model._WEIGHTS_HOST = ('127.0.0.1', {free_port()})\n"
+            "sys.argv[0] = 'steps.pipeline'\n"
+            "steps.pipeline.main()\n")
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME="edgeq-tests", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
 
 
 def test_offline_cats_vs_dogs_fails_within_seconds(server, tmp_path):
     start = time.monotonic()
-    proc = run_pipeline(server.uri, *SMALL, "--dataset", "cats_vs_dogs", "--data-dir", str(tmp_path))
-    assert proc.returncode != 0
-    assert "cats_vs_dogs is not prepared" in proc.stderr.strip().splitlines()[-1]
+    proc = _offline_pipeline(server.uri, *SMALL, "--dataset", "cats_vs_dogs", "--data-dir", str(tmp_path))
+    assert proc.returncode == ExitCode.BAD_CONFIG, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    # The host named is the unreachable one set above: the check ran against it, not the internet.
+    assert "cats_vs_dogs is not prepared" in last and "127.0.0.1 is unreachable" in last, last
     assert time.monotonic() - start < 60
+    assert not any(tmp_path.iterdir()), "something was downloaded or prepared"
 
 
 def test_offline_imagenet_weights_fail_clearly(server, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    proc = run_pipeline(server.uri, "--model", "efficientnet_b0", "--weights", "imagenet", "--dataset", "digits")
-    assert proc.returncode != 0
-    assert "ImageNet weights are not cached" in proc.stderr.strip().splitlines()[-1]
+    proc = _offline_pipeline(server.uri, "--model", "efficientnet_b0", "--weights", "imagenet", "--dataset", "digits")
+    assert proc.returncode == ExitCode.BAD_CONFIG, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "ImageNet weights are not cached" in last and "127.0.0.1 is unreachable" in last, last
+    assert not list(tmp_path.rglob("*.h5")), "weights were downloaded"

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import re
+import uuid
 
 import pytest
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS, MLFLOW_RUN_NOTE
 
 from edge import contract
 from tests.conftest import MODEL_NAME
@@ -74,3 +76,51 @@ def test_dataset_is_an_input_with_source_digest_and_split_counts(parent):
 def test_parent_run_logs_the_comparison_artifacts(parent, client):
     run, _ = parent
     assert {"comparison.md", "comparison.html", "tradeoff.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_description_names_the_model_and_rounds_every_figure(pipeline, parent):
+    run, _ = parent
+    note = run.data.tags[MLFLOW_RUN_NOTE]
+    assert f"`mlflow.pyfunc.load_model(\"models:/{MODEL_NAME}@{contract.DEFAULT_ALIAS}\")`" in note
+    assert "NAME" not in note
+    assert re.search(r"`models:/" + re.escape(MODEL_NAME) + r"/\d+`", note), note
+    assert not re.search(r"\d\.\d{4,}", note), "an unrounded float in the description"
+
+
+def test_the_experiment_opens_in_mlflows_training_layout(parent, client):
+    run, _ = parent
+    tags = client.get_experiment(run.info.experiment_id).tags
+    assert tags.get(contract.TAG_EXPERIMENT_KIND) == contract.EXPERIMENT_KIND_TRAINING
+
+
+def test_a_reused_experiment_gets_the_layout_unless_it_has_a_kind(client):
+    from steps.pipeline import training_layout
+
+    bare = client.create_experiment(f"edgeq-test-kind-bare-{uuid.uuid4().hex[:6]}")
+    chosen = client.create_experiment(f"edgeq-test-kind-chosen-{uuid.uuid4().hex[:6]}",
+                                      tags={contract.TAG_EXPERIMENT_KIND: "genai_development"})
+    for experiment_id in (bare, chosen):
+        training_layout(client, experiment_id)
+    assert client.get_experiment(bare).tags[contract.TAG_EXPERIMENT_KIND] == contract.EXPERIMENT_KIND_TRAINING
+    assert client.get_experiment(chosen).tags[contract.TAG_EXPERIMENT_KIND] == "genai_development"
+
+
+def test_every_registered_logged_model_names_its_version(pipeline, client):
+    # What MLflow's UI reads to show a logged model as registered: its mlflow.modelVersions tag.
+    for variant, version in pipeline.versions.items():
+        mv = client.get_model_version(MODEL_NAME, version)
+        assert mv.source.startswith("models:/m-"), mv.source
+        linked = json.loads(client.get_logged_model(mv.source.removeprefix("models:/")).tags[MLFLOW_MODEL_VERSIONS])
+        assert [e for e in linked if e["name"] == MODEL_NAME and str(e["version"]) == version], (variant, linked)
+
+
+def test_link_logged_model_adds_a_version_once_and_keeps_the_others(parent, client):
+    from steps.register import link_logged_model
+
+    run, _ = parent
+    model = client.create_logged_model(run.info.experiment_id, name="link-check")
+    client.set_logged_model_tags(model.model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([{"name": "other", "version": 4}])})
+    for _ in range(2):
+        link_logged_model(client, model.model_id, "edgeq-link", "7")
+    linked = json.loads(client.get_logged_model(model.model_id).tags[MLFLOW_MODEL_VERSIONS])
+    assert linked == [{"name": "other", "version": 4}, {"name": "edgeq-link", "version": "7"}]

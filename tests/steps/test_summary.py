@@ -1,6 +1,8 @@
 """The parent run's summary: best int8-family drop, smallest and fastest within the accuracy budget."""
 from __future__ import annotations
 
+import re
+
 from edge import contract
 from steps.report import Row, markdown_table
 from steps.summary import description, summarize
@@ -36,7 +38,7 @@ def test_no_variant_within_budget_is_said_not_hidden():
     assert found.smallest is None and found.fastest is None
     assert contract.M_SMALLEST_SIZE not in found.metrics()
     assert found.tags()[contract.TAG_FASTEST] == "none"
-    text = description("t", found, ROWS[0], False, "digits", markdown_table(ROWS))
+    text = description("t", found, ROWS[0], False, "digits", markdown_table(ROWS), "edgeq-digits-tiny_cnn")
     assert "No TFLite variant is within -1 accuracy points." in text
 
 
@@ -45,3 +47,15 @@ def test_the_baseline_and_reused_rows_never_count_as_variants():
     found = summarize(rows)
     assert found.smallest.variant == "fp16" and found.best_int8 is None
     assert found.tags()[contract.TAG_BEST_INT8] == "none"
+
+
+def test_description_fills_the_model_name_and_rounds_awkward_floats():
+    rows = [_row(contract.BASELINE, "1", 0.0, 1_234_567, None), _row("fp32", "2", 0.0, 401_234, 0.0461234567),
+            _row("int8", "3", 0.5524861878453038, 117_345, 0.0271234567)]
+    found = summarize(rows, budget_points=1 / 3)
+    text = description("t", found, rows[0], False, "digits", markdown_table(rows), "edgeq-digits-tiny_cnn")
+    assert '`mlflow.pyfunc.load_model("models:/edgeq-digits-tiny_cnn@production")`' in text
+    assert "`models:/edgeq-digits-tiny_cnn/2`" in text and "NAME" not in text  # the smallest within the budget
+    assert "within 0.33 accuracy points" in text and "drop +0.55 points" in text
+    assert not re.search(r"\d\.\d{4,}", text), text
+    assert found.tags()[contract.TAG_BUDGET] == "0.33"

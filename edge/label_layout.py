@@ -1,6 +1,8 @@
 """Point labels that never print over each other: each is tried around its point, measured, and kept where it is free.
 
-Used by both plots (``edgeq compare`` and the pipeline's ``tradeoff.png``). Call it after the
+Used by both plots (``edgeq compare`` and the pipeline's ``tradeoff.png``), so it lives in edge/, the
+lightest part both steps/ and registry_tools/ may import; it needs matplotlib, which only those two
+install: nothing a device runs imports it. Call it after the
 figure's layout is final (``tight_layout``): offsets are in points, so a later change of
 axes size would move the points under the labels.
 """
