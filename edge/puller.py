@@ -397,17 +397,21 @@ class _Run:
         except AuthError as exc:
             return Exit.BAD_CONFIG, f"report not sent ({exc}), queued in the outbox"
         except Refused as exc:
-            if report.run_id == self.device_run and not retried:
-                # The device's run is gone (deleted, or a server started afresh): report to a new one, once.
-                try:
-                    self.device_run = fleet_run_id(self.client, self.state.root, self.config.model, self.device_id,
-                                                   fresh=True)
-                except ServerUnreachable:
-                    return Exit.UNREACHABLE, f"report refused (the device's run is gone) and no new run could be made now; kept in outbox/{DEAD_LETTER}/"
+            if report.run_id == self.device_run and not retried and self._device_run_replaced():
+                # The device's run was gone (deleted, or a server started afresh): the report goes to the new one.
                 return self._deliver(dataclasses.replace(report, run_id=self.device_run), retried=True)
             return Exit.BAD_CONFIG, f"report refused by the server ({exc}), kept in outbox/{DEAD_LETTER}/"
         except RegistryError as exc:
             return Exit.BAD_CONFIG, f"report not sent ({exc}), queued in the outbox"
+
+    def _device_run_replaced(self) -> bool:
+        """Look the device's run up again; True when it was gone and another now stands in its place."""
+        try:
+            found = fleet_run_id(self.client, self.state.root, self.config.model, self.device_id, fresh=True)
+        except RegistryError:
+            return False
+        replaced, self.device_run = found != self.device_run, found
+        return replaced
 
     def _send(self, report: Report, installed: Installed, summary: str, mv: ModelVersion, downloaded: int,
               result: BenchmarkResult) -> Outcome:
