@@ -21,6 +21,11 @@ from edge.contract import LABELS_FILE, MANIFEST_FILE, MODEL_FILE, SAMPLE_FILE
 BUNDLE_FILES = frozenset((MODEL_FILE, LABELS_FILE, SAMPLE_FILE))  # what manifest.json lists, exactly
 MAX_SAMPLE_IMAGES = 20_000  # far above what any gate needs; a sample claiming more is not one
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def is_sha256(text: object) -> bool:
+    """Whether ``text`` is a sha256 digest as edgeq writes them (64 lowercase hex digits)."""
+    return isinstance(text, str) and bool(_SHA256_RE.fullmatch(text))
 _NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -111,7 +116,7 @@ def read_manifest(directory: Path) -> dict:
     for name, sha in files.items():
         if Path(name).name != name or name in ("", ".", ".."):
             raise BundleError(f"{MANIFEST_FILE} names a path outside the bundle: {name!r}")
-        if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):
+        if not is_sha256(sha):
             raise BundleError(f"{MANIFEST_FILE} gives {name!r} no sha256")
     if set(files) != BUNDLE_FILES:
         extra, missing = sorted(set(files) - BUNDLE_FILES), sorted(BUNDLE_FILES - set(files))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Callable
 
 from edge import contract, provenance
 from edge.benchmark import BenchmarkResult
-from edge.bundle import BundleError, check_sample_header, read_labels, sha256_file, verify_bundle
+from edge.bundle import BundleError, check_sample_header, is_sha256, read_labels, sha256_file, verify_bundle
 from edge.contract import ExitCode as Exit
 from edge.gate import GateLimits, Verdict, judge
 from edge.heartbeat import fleet_run_id, send_heartbeat
@@ -53,7 +52,6 @@ DELEGATE = "xnnpack (runtime default)"
 # The manifest first (small), the model last (large): a file missing from the store costs the least.
 DOWNLOAD_ORDER = (contract.MANIFEST_FILE, contract.LABELS_FILE, contract.SAMPLE_FILE, contract.MODEL_FILE)
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -454,7 +452,7 @@ def _cap(mv: ModelVersion, filename: str) -> int:
 def _check_tags(mv: ModelVersion, sha: str, runtime: Runtime) -> None:
     if mv.tags.get(contract.TAG_FORMAT, contract.FORMAT_TFLITE) != contract.FORMAT_TFLITE:
         raise Rejected(f"it is a {mv.tags.get(contract.TAG_FORMAT)} model, not a .tflite")
-    if not _SHA256_RE.fullmatch(sha):
+    if not is_sha256(sha):
         raise Rejected(f"the version has no valid {contract.TAG_SHA256!r} tag to verify against")
     declared = mv.tags.get(contract.TAG_MIN_RUNTIME)
     if declared and not runtime.supports(declared):
