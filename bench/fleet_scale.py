@@ -3,12 +3,15 @@
     python -m bench.fleet_scale --devices 1000 10000            # SQLite, side by side in one table
     python -m bench.fleet_scale --devices 1000 --postgres URI   # the same against PostgreSQL
     python -m bench.fleet_scale --devices 10000 --direct        # bodies written with MLflow's SQL store, no HTTP
+    python -m bench.fleet_scale --devices 50000 --direct --store DIR --build-only   # write now, time the reads later
 
 Each simulated device does what ``edgeq-pull`` does on its first install, in the layout of
 docs/fleet.md: creates its run in ``edgeq-fleet`` (edge/heartbeat.py's identity tags), logs the
 report edge/report.py builds (``v<N>.*`` keys, ``ReportContext.device_run_id``) together with the
 heartbeat's tags (edge/heartbeat.py), and finishes the run (its end time is "last seen").
-Bodies are built by the device's own code; only the figures are synthetic. Then, per fleet size:
+Bodies are built by the device's own code; only the figures are synthetic. Each fleet size gets its own
+store (a SQLite file, or a PostgreSQL database ``edgeq_fleet_<N>`` beside ``--postgres``'s), kept with
+``--store DIR`` so that the long writes and the timed reads can run at different times. Then, per fleet size:
 `edgeq versions`, `edgeq fleet`, `edgeq promote --from canary` (each a fresh process, as a user
 runs them), `edgeq aggregate`, a new device's read path (resolve + registered accuracy + the
 version run's answer), a no-change run (resolve + runs/update) and the rows a no-change run adds.
@@ -16,7 +19,9 @@ version run's answer), a no-change run (resolve + runs/update) and the rows a no
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -40,6 +45,7 @@ from edge.state import Installed
 MODEL = "edgeq-bench-fleet-scale"
 CLASSES = ("Cortex-A72", "Cortex-A53", "Cortex-A76")
 MAX_DEVICES = 50_000
+WRITTEN = "written.json"
 RUNTIME = Runtime("ai-edge-litert", "2.3.0", "2.19", object)
 
 
@@ -189,11 +195,10 @@ def measure(uri: str, mv: ModelVersion, devices: int, write_s: float, db: Path |
     fleet_s = _best(lambda: _edgeq(uri, "fleet", MODEL))
     promote_s = _best(lambda: _edgeq(uri, "promote", MODEL, "--from", contract.CANARY_ALIAS, "--alias",
                                      contract.DEFAULT_ALIAS, "--require-devices", "3", "--max-p99-ms", "all=500"))
-    from mlflow.tracking import MlflowClient
-
     from registry_tools import evidence, fleet, versions
+    from registry_tools.rest_client import RestClient
 
-    tools = MlflowClient(uri, registry_uri=uri)
+    tools = RestClient(uri)  # the client edgeq uses over http(s)
     inproc = (_best(lambda: _timed(lambda: versions.collect(tools, MODEL))),
               _best(lambda: _timed(lambda: fleet.read(tools, MODEL, 3.0))),
               _best(lambda: _timed(lambda: evidence.for_alias(tools, MODEL, contract.CANARY_ALIAS))))
@@ -241,28 +246,116 @@ def table(rows: list[Row], backend: str) -> str:
     return "\n".join(lines)
 
 
-def run(sizes: list[int], backend_uri: str | None, workers: int, threads: int, direct: bool = False) -> str:
+@dataclass(frozen=True)
+class Store:
+    """One fleet size's store: SQLite in ``root`` or its own PostgreSQL database; ``written.json`` marks it complete."""
+    root: Path
+    devices: int
+    backend_uri: str | None  # None: SQLite in root
+
+    @property
+    def backend(self) -> str:
+        return "PostgreSQL" if self.backend_uri else "SQLite"
+
+    @property
+    def db(self) -> Path | None:  # rows are counted only in SQLite
+        return None if self.backend_uri else self.root / "mlflow.db"
+
+    def written(self) -> float | None:
+        """Seconds the complete write took, or None when this store is new or was cut short."""
+        try:
+            return float(json.loads((self.root / WRITTEN).read_text())["write_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def mark_written(self, write_s: float) -> None:
+        (self.root / WRITTEN).write_text(json.dumps({"devices": self.devices, "write_s": write_s}))
+
+
+def postgres_database(base_uri: str, devices: int) -> str:
+    """The URI of database ``edgeq_fleet_<devices>`` beside ``base_uri``'s, created empty unless it is complete."""
+    import sqlalchemy
+
+    base = sqlalchemy.engine.make_url(base_uri)
+    name = f"edgeq_fleet_{devices}"
+    engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if not conn.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+                conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(base_uri: str, devices: int) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(sqlalchemy.engine.make_url(base_uri), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "edgeq_fleet_{devices}"'))
+    finally:
+        engine.dispose()
+
+
+def stores(keep: Path, sizes: list[int], postgres: str | None) -> list[Store]:
+    out = []
+    for n in sorted(set(sizes)):
+        root = keep / f"{'postgresql' if postgres else 'sqlite'}-{n}"
+        if Store(root, n, None).written() is None:  # cut short or new: start again from nothing
+            shutil.rmtree(root, ignore_errors=True)
+            if postgres:
+                drop_postgres_database(postgres, n)
+        root.mkdir(parents=True, exist_ok=True)
+        out.append(Store(root, n, postgres_database(postgres, n) if postgres else None))
+    return out
+
+
+def build(store: Store, workers: int, threads: int, direct: bool) -> float:
+    """Register the version and write ``store.devices`` devices into the store (unless it is complete)."""
+    done = store.written()
+    if done is not None:
+        return done
+    from registry_tools.mlflow_server import MlflowServer
+
+    server = MlflowServer(store.root, backend_store_uri=store.backend_uri, workers=workers).start(300)
+    try:
+        mv = register(server.uri, MODEL)
+        if direct:
+            write_s = write_devices_direct(server.uri, server.backend_store_uri, str(server.root / "artifacts"),
+                                           MODEL, mv, 0, store.devices)
+        else:
+            write_s = write_devices(server.uri, MODEL, mv, 0, store.devices, threads)
+    finally:
+        server.stop()
+    store.mark_written(write_s)
+    return write_s
+
+
+def run(sizes: list[int], postgres: str | None, workers: int, threads: int, direct: bool = False,
+        keep: Path | None = None, build_only: bool = False) -> str:
+    """One store per fleet size (kept in ``keep`` and reused when complete), then each measured on its own server."""
     from registry_tools.mlflow_server import MlflowServer
 
     with tempfile.TemporaryDirectory(prefix="edgeq-fleet-scale-") as tmp:
-        server = MlflowServer(Path(tmp) / "mlflow", backend_store_uri=backend_uri, workers=workers).start(300)
-        db = None if backend_uri else server.root / "mlflow.db"
-        try:
-            mv = register(server.uri, MODEL)
-            rows, written, spent = [], 0, 0.0
-            for size in sorted(sizes):
-                if direct:
-                    spent += write_devices_direct(server.uri, server.backend_store_uri, str(server.root / "artifacts"),
-                                                  MODEL, mv, written, size - written)
-                else:
-                    spent += write_devices(server.uri, MODEL, mv, written, size - written, threads)
-                written = size
-                rows.append(measure(server.uri, mv, size, spent, db))
-                print(table(rows[-1:], "sqlite" if db else "postgresql"), flush=True)
-        finally:
-            server.stop()
+        rows = []
+        for store in stores(keep or Path(tmp), sizes, postgres):
+            write_s = build(store, workers, threads, direct)
+            print(f"{store.backend} {store.devices:,} devices written in {write_s:.0f} s", flush=True)
+            if build_only:
+                continue
+            server = MlflowServer(store.root, backend_store_uri=store.backend_uri, workers=workers).start(300)
+            try:
+                mv = RegistryClient(server.uri).version_by_alias(MODEL, contract.CANARY_ALIAS)
+                rows.append(measure(server.uri, mv, store.devices, write_s, store.db))
+            finally:
+                server.stop()
+            print(table(rows[-1:], store.backend), flush=True)
+    if build_only:
+        return "built"
     how = "written straight into the store (--direct)" if direct else f"{threads} writer threads over REST"
-    return table(rows, "SQLite" if db else "PostgreSQL") + f"\n\n({workers} server workers; devices {how})"
+    return table(rows, "PostgreSQL" if postgres else "SQLite") + f"\n\n({workers} server workers; devices {how})"
 
 
 def main() -> None:
@@ -273,11 +366,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--direct", action="store_true",
                         help="write the same bodies with MLflow's SQL store in this process (no HTTP): for 10,000+")
+    parser.add_argument("--store", type=Path, default=None, metavar="DIR",
+                        help="keep each size's store in DIR and reuse the complete ones (writing 50,000 takes long)")
+    parser.add_argument("--build-only", action="store_true", help="write the stores (with --store) and stop")
     args = parser.parse_args()
+    if args.build_only and not args.store:
+        parser.error("--build-only keeps nothing without --store DIR")
     if max(args.devices) > MAX_DEVICES or min(args.devices) < 1:
         parser.error(f"--devices between 1 and {MAX_DEVICES}")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
-    print(run(args.devices, args.postgres, args.workers, args.threads, args.direct))
+    print(run(args.devices, args.postgres, args.workers, args.threads, args.direct, args.store, args.build_only))
 
 
 if __name__ == "__main__":

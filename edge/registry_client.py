@@ -58,6 +58,10 @@ class NotFound(Refused):
 class AuthError(RegistryError):
     """The server refused the credentials (HTTP 401/403): fix them, nothing else helps."""
 
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail  # the server's own words ("PERMISSION_DENIED: …"), for whoever reads the error
+
 
 class TooLarge(RegistryError):
     """The server sent more bytes than the cap allows."""
@@ -195,6 +199,8 @@ class Deadline:
 class RegistryClient:
     """MLflow tracking server at ``base_uri`` (http or https)."""
 
+    json_cap_bytes = _JSON_CAP_BYTES
+
     def __init__(self, base_uri: str, credentials: Credentials | None = None, verify: bool | str = True,
                  deadline: Deadline | None = None):
         self.base_uri = check_tracking_uri(base_uri)
@@ -223,7 +229,7 @@ class RegistryClient:
         with response:
             message = self._error_message(response)
         if code in (401, 403):
-            raise AuthError(f"{self.base_uri} refused the credentials (HTTP {code}); check the credentials file")
+            raise AuthError(f"{self.base_uri} refused the credentials (HTTP {code}); check the credentials file", message)
         if code >= 500 or code in (408, 429):
             raise ServerUnreachable(f"{self.base_uri} failed: {message}")
         if code == 404 or "RESOURCE_DOES_NOT_EXIST" in message:
@@ -257,7 +263,7 @@ class RegistryClient:
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         with self.deadline.enforced(), self._request(method, path, **kwargs) as response:
-            body = self._read_capped(response, _JSON_CAP_BYTES)
+            body = self._read_capped(response, self.json_cap_bytes)
         try:
             data = json.loads(body) if body else {}
         except ValueError as exc:

@@ -16,12 +16,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-
-from mlflow.entities import Metric, Run, ViewType
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from edge import contract
 from registry_tools.device_reports import DeviceReport, device_name, device_reports, run_reports
+from registry_tools.rest_client import ViewType, metric
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 PAGE = 1000  # device runs per search request
 DEFAULT_MAX_DEVICES = 200_000  # `edgeq aggregate`: a scan stops here, and says so, rather than run for ever
@@ -257,7 +260,7 @@ def store(client: MlflowClient, mv, stored: dict[str, float], agg: Aggregate) ->
     changed.update({k: 0.0 for k in stored if k.startswith(contract.A_CLASS_PREFIX) and k.endswith(".devices")
                     and k not in agg.metrics() and stored[k] != 0.0})
     if changed:
-        client.log_batch(mv.run_id, metrics=[Metric(k, v, now, 0, model_id=model_id) for k, v in changed.items()])
+        client.log_batch(mv.run_id, metrics=[metric(client, k, v, now, 0, model_id) for k, v in changed.items()])
     summary = agg.summary()
     if changed or (getattr(mv, "tags", None) or {}).get(contract.TAG_FLEET_SUMMARY) != summary:
         client.set_model_version_tag(mv.name, mv.version, contract.TAG_FLEET_SUMMARY, summary)

@@ -4,12 +4,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from edge import contract
-from edge.registry_client import ServerUnreachable, check_server
+from edge.registry_client import AuthError, RegistryError, ServerUnreachable, check_server, redact_uri
 from registry_tools import program
 
 # Before anything imports mlflow: an [edge]-only install gets one line naming the extra, not a traceback.
@@ -19,13 +21,14 @@ program.require_registry_extra()
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
 from registry_tools import aggregate, canary, evidence, promotion  # noqa: E402
 from registry_tools import fleet as fleet_view  # noqa: E402
 from registry_tools import history as alias_history  # noqa: E402
+from registry_tools.rest_client import ApiError, RestClient  # noqa: E402
 from registry_tools.versions import GateRefused, RegistryToolError, collect, format_table  # noqa: E402
+
+MlflowClient = Any  # what the commands receive: registry_tools.rest_client.RestClient or mlflow's MlflowClient
+_NEEDS_MLFLOW = {"webhook"}  # MLflow's webhook API: through mlflow's own client
 
 # MLflow error codes that mean the user named something that is not there, or named it badly.
 _INPUT_ERRORS = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS")
@@ -37,13 +40,31 @@ class Unreachable(click.ClickException):
     exit_code = int(contract.ExitCode.UNREACHABLE)
 
 
-def _mlflow_error(exc: MlflowException) -> click.ClickException:
-    first = f"MLflow: {exc.message.splitlines()[0] if exc.message else exc.error_code}"
-    if exc.error_code in _INPUT_ERRORS:
+def _mlflow_error(exc: Exception) -> click.ClickException:
+    """MlflowException or rest_client.ApiError (both carry ``error_code`` and ``message``) → one line."""
+    message, code = getattr(exc, "message", "") or "", getattr(exc, "error_code", "")
+    first = f"MLflow: {message.splitlines()[0] if message else code}"
+    if code in _INPUT_ERRORS:
         return BadInput(first)
     if "API request to" in first:  # MLflow's client gave up on the connection or on 5xx answers
         return Unreachable(first)
     return click.ClickException(first)
+
+
+def registry_client(tracking_uri: str, command: str | None) -> MlflowClient:
+    """The REST client over plain http(s) — a command starts in a fraction of a second instead of importing
+    mlflow (~3 s) — and mlflow's own client for other URIs (file, sqlite, databricks…) and the webhook commands."""
+    plain_http = tracking_uri.startswith(("http://", "https://")) and redact_uri(tracking_uri) == tracking_uri
+    if plain_http and command not in _NEEDS_MLFLOW:
+        return RestClient(tracking_uri)
+    from mlflow.tracking import MlflowClient as Full
+
+    return Full(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _is_mlflow_exception(exc: Exception) -> bool:
+    exceptions = sys.modules.get("mlflow.exceptions")  # never imported: it cannot be one
+    return exceptions is not None and isinstance(exc, exceptions.MlflowException)
 
 
 class _ServerCommand(click.Command):
@@ -74,8 +95,17 @@ class _Group(click.Group):
             raise BadInput(str(exc)) from None
         except ServerUnreachable as exc:
             raise Unreachable(str(exc)) from None
-        except MlflowException as exc:
+        except AuthError as exc:
+            raise BadInput(f"MLflow: {exc.detail or exc} — the server refused the credentials or this user's permission; "
+                           "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)") from None
+        except ApiError as exc:
             raise _mlflow_error(exc) from None
+        except RegistryError as exc:  # TLS failure, an oversized answer: one line
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            if _is_mlflow_exception(exc):
+                raise _mlflow_error(exc) from None
+            raise
 
 
 def _deprecated(new: str):
@@ -161,7 +191,7 @@ def main(ctx: click.Context, tracking_uri: str) -> None:
 
     Every command that takes MODEL [VERSION] also takes --model NAME [--model-version N], as edgeq-pull does.
     """
-    ctx.obj = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    ctx.obj = registry_client(tracking_uri, ctx.invoked_subcommand)
 
 
 @main.command()

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from edge import contract
 from registry_tools import aggregate
 from registry_tools.device_reports import DeviceReport, device_reports
 from registry_tools.versions import RegistryToolError, model_version, registered_model
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 DEFAULT_CAP = 200  # healthy reports read for one decision; past it the decision says it stopped there
 REJECTED_CAP = 100  # refusals listed beside them

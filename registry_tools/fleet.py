@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from edge import contract
 from registry_tools import aggregate
@@ -21,6 +20,9 @@ from registry_tools.device_reports import DeviceReport, device_reports, report_f
 from registry_tools.runs import runs_by_id
 from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
 from registry_tools.versions import all_versions, registered_model
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 DEFAULT_INTERVAL_S = contract.DEFAULT_INTERVAL_MINUTES * 60  # for devices that do not say how often they run
 DEFAULT_LIMIT = 200  # devices listed unless --limit says otherwise: a page a person reads, in ~1 s

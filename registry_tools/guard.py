@@ -20,15 +20,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-
-from mlflow.entities import RunTag
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from edge import contract
 from registry_tools import canary, evidence, promotion
 from registry_tools import history as alias_history
 from registry_tools.device_reports import DeviceReport
+from registry_tools.rest_client import tag
 from registry_tools.versions import RegistryToolError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 _RUN_TAG_CHARS = 4000
 _HISTORY_DEVICE_CHARS = 110  # of the reason kept on the version's run and model version
@@ -223,6 +225,6 @@ def _mark_version(client: MlflowClient, name: str, found: evidence.Evidence, res
         contract.TAG_GUARD_RESTORED: str(restored),
     }
     if found.run_id:
-        client.log_batch(found.run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+        client.log_batch(found.run_id, tags=[tag(client, key, value) for key, value in tags.items()])
     for key, value in tags.items():
         client.set_model_version_tag(name, found.version, key, value)

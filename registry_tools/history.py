@@ -18,13 +18,15 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-
-from mlflow.entities.model_registry import RegisteredModel
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from edge import contract
 from registry_tools.table import render
 from registry_tools.versions import registered_model
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import RegisteredModel
+    from mlflow.tracking import MlflowClient
 
 PROMOTE = "promote"
 ROLLBACK = "rollback"

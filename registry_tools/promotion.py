@@ -11,14 +11,16 @@ import json
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
-
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from edge import contract
 from edge.runtime import parse_version
 from registry_tools import history as alias_history
+from registry_tools.rest_client import error_code
 from registry_tools.versions import GateRefused, RegistryToolError, VersionRow, collect, model_version, registered_model
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 _HISTORY_KEEP = 30
 
@@ -98,7 +100,9 @@ def _set_stage(client: MlflowClient, name: str, version: str) -> bool:
         try:
             client.transition_model_version_stage(name, version, contract.STAGE_PRODUCTION, archive_existing_versions=True)
             return True
-        except (MlflowException, AttributeError, NotImplementedError):
+        except Exception as exc:  # a registry without stages (MlflowException or rest_client.ApiError)
+            if error_code(exc) is None and not isinstance(exc, (AttributeError, NotImplementedError)):
+                raise
             return False
 
 

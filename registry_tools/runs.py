@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from mlflow.entities import Run, ViewType
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from registry_tools.rest_client import ViewType, error_code
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 CHUNK = 200  # run ids per search request: a short SQL IN list, and 5 requests for 1,000 versions
 _RUN_ID = re.compile(r"[0-9A-Za-z_-]+")  # what goes into the filter string unescaped
@@ -57,7 +60,7 @@ def runs_one_by_one(client: MlflowClient, run_ids: Iterable[str]) -> dict[str, R
 def _get(client: MlflowClient, run_id: str) -> Run | None:
     try:
         return client.get_run(run_id)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+    except Exception as exc:  # MlflowException or rest_client.ApiError
+        if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise

@@ -8,17 +8,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-
-from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING, Any
 
 from edge import contract
 from registry_tools import aggregate, runs
 from registry_tools.device_reports import DeviceReport, device_reports
+from registry_tools.rest_client import error_code
 from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
 
-RunFetcher = Callable[[MlflowClient, Iterable[str]], dict[str, Run]]
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+RunFetcher = Callable[[Any, Iterable[str]], dict[str, Any]]  # (client, run ids) → {run_id: Run}
 
 
 class RegistryToolError(Exception):
@@ -63,8 +65,8 @@ class VersionRow:
 def registered_model(client: MlflowClient, name: str):
     try:
         return client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+    except Exception as exc:  # MlflowException or rest_client.ApiError
+        if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
             raise RegistryToolError(f"unknown model {name!r}: see the registered models in the MLflow UI") from None
         raise
 
@@ -72,8 +74,8 @@ def registered_model(client: MlflowClient, name: str):
 def model_version(client: MlflowClient, name: str, version: str):
     try:
         return client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+    except Exception as exc:  # MlflowException or rest_client.ApiError
+        if error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise RegistryToolError(f"model {name!r} has no version {version!r}") from None
         raise
 

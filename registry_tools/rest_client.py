@@ -1,0 +1,282 @@
+"""The part of ``MlflowClient`` that ``edgeq`` uses, over MLflow's REST API with ``requests``: no mlflow import.
+
+Importing mlflow costs ~3 s of every command's start-up on a small machine (it loads pandas, its
+GenAI stack, FastAPI…), more than ``edgeq versions`` at 10,000 devices spends reading. Over an
+http(s) tracking URI the commands use this client instead; it answers with objects of the same
+shape as MlflowClient's (``run.info.run_id``, ``run.data.metrics``, ``mv.tags``, ``rm.aliases``,
+``page.token``), so every reader works with either (the tests pass MlflowClient too), and raises
+``ApiError`` carrying MLflow's ``error_code`` where MlflowClient raises ``MlflowException``.
+Transport, credentials (MLflow's environment variables), TLS settings and the error mapping are
+the device's (edge/registry_client.py), with a cap sized for an operator's pages.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from edge.registry_client import Credentials, Deadline, NotFound, Refused, RegistryClient, tls_verify_from_env
+
+_API = "/api/2.0/mlflow/"
+MODEL_VERSIONS_PAGE = 10_000  # what MlflowClient.search_model_versions asks for by default
+
+
+class ViewType:
+    """MLflow's run and experiment view types (the same integers as ``mlflow.entities.ViewType``)."""
+
+    ACTIVE_ONLY, DELETED_ONLY, ALL = 1, 2, 3
+    NAMES = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
+
+
+class ApiError(Refused):
+    """The server refused a request: ``error_code`` as MLflow names it (RESOURCE_DOES_NOT_EXIST, …)."""
+
+    def __init__(self, error_code: str, message: str):
+        super().__init__(f"{error_code}: {message}")
+        self.error_code = error_code
+        self.message = message
+
+
+def error_code(exc: BaseException) -> str | None:
+    """MLflow's error code of a failed call, whether MlflowClient (MlflowException) or RestClient (ApiError) raised it."""
+    code = getattr(exc, "error_code", None)
+    return code if isinstance(code, str) else None
+
+
+class Page(list):
+    """One page of a search, with the token of the next (None after the last), like MLflow's PagedList."""
+
+    def __init__(self, items: Iterable[Any], token: str | None):
+        super().__init__(items)
+        self.token = token or None
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    value: float
+    timestamp: int
+    step: int = 0
+    model_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunTag:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    experiment_id: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    run_name: str
+    lifecycle_stage: str
+
+
+@dataclass(frozen=True)
+class RunData:
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    params: dict[str, str]
+    _metric_objs: list[Metric] = field(default_factory=list)  # MLflow's RunData keeps the timestamps here too
+
+
+@dataclass(frozen=True)
+class Run:
+    info: RunInfo
+    data: RunData
+
+
+@dataclass(frozen=True)
+class Experiment:
+    experiment_id: str
+    name: str
+    lifecycle_stage: str
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    tags: dict[str, str]
+    aliases: list[str]
+    creation_timestamp: int
+    last_updated_timestamp: int
+    current_stage: str
+    description: str
+    status: str
+    model_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    aliases: dict[str, str]
+    tags: dict[str, str]
+    description: str
+    creation_timestamp: int
+    last_updated_timestamp: int
+
+
+def _pairs(items: Any, key: str = "key", value: str = "value") -> dict[str, str]:
+    return {i[key]: i.get(value, "") for i in items or [] if isinstance(i, dict) and key in i}
+
+
+def _run(data: dict) -> Run:
+    info, body = data.get("info") or {}, data.get("data") or {}
+    points = [Metric(m["key"], float(m.get("value", 0.0)), int(m.get("timestamp", 0)), int(m.get("step", 0)))
+              for m in body.get("metrics") or [] if isinstance(m, dict) and "key" in m]
+    return Run(
+        RunInfo(info.get("run_id") or info.get("run_uuid", ""), str(info.get("experiment_id", "")),
+                info.get("status", ""), info.get("start_time"), info.get("end_time"), info.get("run_name", ""),
+                info.get("lifecycle_stage", "")),
+        RunData({m.key: m.value for m in points}, _pairs(body.get("tags")), _pairs(body.get("params")), points),
+    )
+
+
+def _model_version(data: dict) -> ModelVersion:
+    return ModelVersion(
+        data.get("name", ""), str(data.get("version", "")), data.get("run_id") or None, data.get("source", ""),
+        _pairs(data.get("tags")), list(data.get("aliases") or []), int(data.get("creation_timestamp", 0)),
+        int(data.get("last_updated_timestamp", 0)), data.get("current_stage", ""), data.get("description", ""),
+        data.get("status", ""), data.get("model_id") or None,
+    )
+
+
+def _registered_model(data: dict) -> RegisteredModel:
+    return RegisteredModel(data.get("name", ""), _pairs(data.get("aliases"), "alias", "version"),
+                           _pairs(data.get("tags")), data.get("description", ""),
+                           int(data.get("creation_timestamp", 0)), int(data.get("last_updated_timestamp", 0)))
+
+
+def _metric_json(m: Any) -> dict:
+    out = {"key": m.key, "value": m.value, "timestamp": int(m.timestamp), "step": int(m.step or 0)}
+    if getattr(m, "model_id", None):
+        out["model_id"] = m.model_id
+    return out
+
+
+class RestClient(RegistryClient):
+    """MlflowClient's methods that edgeq calls, over REST, with MlflowClient's signatures and answer shapes."""
+
+    json_cap_bytes = 256 << 20  # a page of 1,000 device runs is a few MB; an operator's machine can hold this
+
+    def __init__(self, tracking_uri: str):
+        seconds = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120"))
+        super().__init__(tracking_uri, Credentials.from_env(), tls_verify_from_env(), _PerRequest(seconds))
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return super()._json(method, path, **kwargs)
+        except Refused as exc:  # "CODE: message", as edge.registry_client words a refusal
+            code, _, message = str(exc).partition(": ")
+            if isinstance(exc, NotFound) and not code.isupper():
+                code, message = "RESOURCE_DOES_NOT_EXIST", str(exc)
+            raise ApiError(code if code.replace("_", "").isupper() else "INVALID_PARAMETER_VALUE",
+                           message or str(exc)) from None
+
+    def _get(self, endpoint: str, **params: Any) -> dict[str, Any]:
+        return self._json("GET", _API + endpoint, params={k: v for k, v in params.items() if v is not None})
+
+    def _post(self, endpoint: str, body: dict[str, Any], method: str = "POST") -> dict[str, Any]:
+        return self._json(method, _API + endpoint, json={k: v for k, v in body.items() if v is not None})
+
+    # tracking
+    def get_run(self, run_id: str) -> Run:
+        return _run(self._get("runs/get", run_id=run_id).get("run") or {})
+
+    def search_runs(self, experiment_ids: list[str], filter_string: str = "", run_view_type: int = ViewType.ACTIVE_ONLY,
+                    max_results: int = 1000, order_by: list[str] | None = None, page_token: str | None = None) -> Page:
+        data = self._post("runs/search", {"experiment_ids": list(experiment_ids), "filter": filter_string,
+                                          "run_view_type": ViewType.NAMES[int(run_view_type)], "max_results": max_results,
+                                          "order_by": order_by or None, "page_token": page_token})
+        return Page((_run(r) for r in data.get("runs") or []), data.get("next_page_token"))
+
+    def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY, max_results: int = 1000,
+                           page_token: str | None = None) -> Page:
+        data = self._post("experiments/search", {"view_type": ViewType.NAMES[int(view_type)], "max_results": max_results,
+                                                 "page_token": page_token})
+        return Page((Experiment(str(e.get("experiment_id", "")), e.get("name", ""), e.get("lifecycle_stage", ""))
+                     for e in data.get("experiments") or []), data.get("next_page_token"))
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        try:
+            e = self._get("experiments/get-by-name", experiment_name=name).get("experiment") or {}
+        except ApiError as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        return Experiment(str(e.get("experiment_id", "")), e.get("name", ""), e.get("lifecycle_stage", ""))
+
+    def log_batch(self, run_id: str, metrics: Iterable[Any] = (), params: Iterable[Any] = (),
+                  tags: Iterable[Any] = (), synchronous: bool | None = None) -> None:
+        self._post("runs/log-batch", {"run_id": run_id, "metrics": [_metric_json(m) for m in metrics],
+                                      "params": [{"key": p.key, "value": p.value} for p in params],
+                                      "tags": [{"key": t.key, "value": t.value} for t in tags]})
+
+    # model registry
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        return _registered_model(self._get("registered-models/get", name=name).get("registered_model") or {})
+
+    def get_model_version(self, name: str, version: str) -> ModelVersion:
+        return _model_version(self._get("model-versions/get", name=name, version=str(version)).get("model_version") or {})
+
+    def search_model_versions(self, filter_string: str | None = None, max_results: int = MODEL_VERSIONS_PAGE,
+                              order_by: list[str] | None = None, page_token: str | None = None) -> Page:
+        params = {"filter": filter_string, "max_results": max_results, "page_token": page_token}
+        if order_by:
+            params["order_by"] = order_by
+        data = self._get("model-versions/search", **params)
+        return Page((_model_version(mv) for mv in data.get("model_versions") or []), data.get("next_page_token"))
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        self._post("registered-models/alias", {"name": name, "alias": alias, "version": str(version)})
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        self._post("registered-models/set-tag", {"name": name, "key": key, "value": value})
+
+    def update_registered_model(self, name: str, description: str | None = None) -> None:
+        self._post("registered-models/update", {"name": name, "description": description}, method="PATCH")
+
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self._post("model-versions/set-tag", {"name": name, "version": str(version), "key": key, "value": value})
+
+    def transition_model_version_stage(self, name: str, version: str, stage: str,
+                                       archive_existing_versions: bool = False) -> None:
+        self._post("model-versions/transition-stage", {"name": name, "version": str(version), "stage": stage,
+                                                       "archive_existing_versions": archive_existing_versions})
+
+
+class _PerRequest(Deadline):
+    """Each request gets the whole timeout (an operator's command has no run deadline, unlike the device)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(None)
+        self.seconds = seconds
+
+    def timeout(self) -> float:
+        return self.seconds
+
+
+def metric(client: Any, key: str, value: float, timestamp: int, step: int = 0, model_id: str | None = None) -> Any:
+    """A metric for ``client.log_batch``: MLflow's entity for MlflowClient, this module's for RestClient."""
+    if isinstance(client, RestClient):
+        return Metric(key, value, timestamp, step, model_id)
+    from mlflow.entities import Metric as MlflowMetric
+
+    return MlflowMetric(key, value, timestamp, step, model_id=model_id)
+
+
+def tag(client: Any, key: str, value: str) -> Any:
+    """A run tag for ``client.log_batch``, of the kind ``client`` takes."""
+    if isinstance(client, RestClient):
+        return RunTag(key, value)
+    from mlflow.entities import RunTag as MlflowRunTag
+
+    return MlflowRunTag(key, value)
