@@ -22,7 +22,7 @@ import requests
 from edge import contract
 
 # Roles of the grants below; a grant is (role, resource type, which resource, MLflow permission).
-PIPELINE_EXPERIMENT = "pipeline experiment"  # where the pipeline's runs live (and the devices report to)
+PIPELINE_EXPERIMENT = "pipeline experiment"  # where the pipeline's runs live
 FLEET_EXPERIMENT = "fleet experiment"  # contract.FLEET_EXPERIMENT: one run per device
 MODEL = "registered model"
 ALL_RUNS = "every run"  # the run tier is wildcard-only in MLflow; bounded by the experiments a user can read
@@ -42,9 +42,12 @@ GRANTS = (
     Grant("pipeline", FLEET_EXPERIMENT, "READ", "edgeq fleet, edgeq promote --from canary"),
     Grant("device", MODEL, "READ", "resolve the alias, read the version's tags, download its files"),
     Grant("device", PIPELINE_EXPERIMENT, "READ", "read the version's run (registered accuracy); no new runs here"),
-    Grant("device", ALL_RUNS, "EDIT", "log its report to the version's run (log-batch); no delete"),
-    Grant("device", FLEET_EXPERIMENT, "EDIT", "create and update its own fleet run"),
+    Grant("device", FLEET_EXPERIMENT, "EDIT", "create and update its own fleet run: reports and heartbeats"),
 )
+# Pullers from before the fleet layout log their reports to the version's run, which needs EDIT on every run: granted
+# only with --legacy-pullers, and revoked otherwise (a device account that can write the pipeline's runs can rewrite
+# their metrics and tags).
+LEGACY_GRANT = Grant("device", ALL_RUNS, "EDIT", "legacy pullers: log reports to the version's run (--legacy-pullers)")
 _TYPES = {PIPELINE_EXPERIMENT: "experiment", FLEET_EXPERIMENT: "experiment", MODEL: "registered_model", ALL_RUNS: "run"}
 
 
@@ -107,6 +110,12 @@ class AdminClient:
         params = {"username": username, "resource_type": resource_type, "resource_id": resource_id}
         return self.call("GET", "/api/3.0/mlflow/users/permissions/get", params=params)["permission"]
 
+    def revoke(self, username: str, resource_type: str, resource_id: str) -> bool:
+        """Remove the grant; False when there was none."""
+        body = {"username": username, "resource_type": resource_type, "resource_id": resource_id}
+        done = self.call("POST", "/api/3.0/mlflow/users/permissions/revoke", ("RESOURCE_DOES_NOT_EXIST",), json=body)
+        return not done.get("error_code")
+
     def grant(self, username: str, resource_type: str, resource_id: str, permission: str) -> None:
         body = {"username": username, "resource_type": resource_type, "resource_id": resource_id}
         done = self.call("POST", "/api/3.0/mlflow/users/permissions/grant", ("RESOURCE_ALREADY_EXISTS",), json={**body, "permission": permission})
@@ -165,9 +174,12 @@ def main() -> None:
 @click.option("--credentials-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path(".edgeq/server/credentials"), show_default=True, help="Where USER.env files (mode 600) go.")
 @click.option("--reset-passwords", is_flag=True, help="Issue new passwords to users that already exist.")
+@click.option("--legacy-pullers", is_flag=True,
+              help="Also let devices write every run (pullers from before the fleet layout report to the version's "
+                   "run); without it, setup revokes that grant. Only while such pullers remain.")
 def setup(tracking_uri: str, admin_user: str, admin_password_file: Path, models: tuple[str, ...], experiments: tuple[str, ...],
           fleet_experiment: str, pipeline_user: str, device_users: tuple[str, ...], credentials_dir: Path,
-          reset_passwords: bool) -> None:
+          reset_passwords: bool, legacy_pullers: bool = False) -> None:
     """Create the pipeline and device users and grant each exactly what its job needs."""
     password = os.environ.get("EDGEQ_ADMIN_PASSWORD")
     if not password:
@@ -190,23 +202,28 @@ def setup(tracking_uri: str, admin_user: str, admin_password_file: Path, models:
     for name in models:
         admin.ensure_model(name)
         resources[MODEL].append((name, name))
-    for grant in GRANTS:
+    for grant in GRANTS + ((LEGACY_GRANT,) if legacy_pullers else ()):
         for username in users[grant.user_role]:
             for label, resource_id in resources[grant.resource]:
                 admin.grant(username, _TYPES[grant.resource], resource_id, grant.permission)
                 click.echo(f"  {username:<10} {grant.permission:<5} {grant.resource} {label}: {grant.why}")
+    if not legacy_pullers:
+        for username in users[LEGACY_GRANT.user_role]:
+            if admin.revoke(username, _TYPES[ALL_RUNS], "*"):
+                click.echo(f"  {username:<10} revoked EDIT on every run (pullers from before the fleet layout; "
+                           "--legacy-pullers keeps it)")
     _check_default_is_closed(admin, device_users[0], [eid for _, eid in resources[PIPELINE_EXPERIMENT] + resources[FLEET_EXPERIMENT]])
 
 
 def _check_default_is_closed(admin: AdminClient, device: str, granted: list[str]) -> None:
-    """The device's run grant is wildcard: only a server whose default permission is NO_PERMISSIONS bounds it."""
+    """A device reaches what it was granted and nothing else only where the default permission is NO_PERMISSIONS."""
     if "0" in granted:
         return
     seen = admin.permission(device, "experiment", "0")
     if seen not in ("NO_PERMISSIONS", "DENY"):
         raise UsersError(
-            f"the server gives every user {seen} on experiments nobody granted (default_permission), so the device's "
-            "run grant reaches them too: set default_permission = NO_PERMISSIONS in the auth config "
+            f"the server gives every user {seen} on experiments nobody granted (default_permission), so a device "
+            "reaches them too: set default_permission = NO_PERMISSIONS in the auth config "
             "(scripts/server.sh start --auth does)")
 
 

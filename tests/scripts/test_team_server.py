@@ -201,8 +201,7 @@ def test_a_tampered_signature_is_refused_and_the_serving_model_stays(team, tmp_p
     raw[-1] ^= 1
     record["signature"] = base64.b64encode(bytes(raw)).decode()
     tampered = json.dumps(record)
-    # The version's files are its logged model's, which the device user cannot write (unlike the
-    # run's own model/ copy: MLflow gives no log-batch without run artifact writes).
+    # The version's files are its logged model's, which the device user cannot write.
     assert "/models/" in where
     by_device = requests.put(url, data=tampered, auth=(device.username, device.password), timeout=60)
     assert by_device.status_code == 403
@@ -220,3 +219,36 @@ def test_a_tampered_signature_is_refused_and_the_serving_model_stays(team, tmp_p
         assert pulled.returncode == contract.ExitCode.REJECTED, pulled.stderr
         assert "bad signature" in pulled.stderr
         assert DeviceState(team.state).current().version == team.versions["int8"]
+
+
+def _setup_again(team: Team, *args: str) -> subprocess.CompletedProcess:
+    proc = _run([sys.executable, "-m", "registry_tools.users", "setup", "--tracking-uri", team.uri, "--model", MODEL,
+                 "--experiment", EXPERIMENT, "--admin-password-file", str(team.dir / "admin.password"),
+                 "--credentials-dir", str(team.dir / "credentials"), *args], _env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_a_device_cannot_write_the_pipelines_runs(team):
+    """Devices report to their own fleet runs: their account gets no write on the version's run (whose accuracy every
+    device trusts), unless setup is asked to serve pullers from before that layout, and loses it again after."""
+    device = Credentials.from_file(team.device)
+    run_id = team.get("/api/2.0/mlflow/model-versions/get", name=MODEL, version=team.versions["int8"])["model_version"]["run_id"]
+
+    def write(key: str) -> int:
+        body = {"run_id": run_id, "tags": [{"key": key, "value": "written by a device"}]}
+        return requests.post(f"{team.uri}/api/2.0/mlflow/runs/log-batch", json=body, timeout=60,
+                             auth=(device.username, device.password)).status_code
+
+    fake = {"run_id": run_id, "metrics": [{"key": contract.M_ACCURACY, "value": 1.0, "timestamp": 1, "step": 0}]}
+    assert requests.post(f"{team.uri}/api/2.0/mlflow/runs/log-batch", json=fake, timeout=60,
+                         auth=(device.username, device.password)).status_code == 403
+    assert write("edgeq.test.by-device") == 403
+    assert "edgeq.test.by-device" not in {t["key"] for t in team.get("/api/2.0/mlflow/runs/get", run_id=run_id)["run"]["data"]["tags"]}
+
+    assert "legacy pullers" in _setup_again(team, "--legacy-pullers").stdout
+    assert write("edgeq.test.legacy") == 200  # what a puller before the fleet layout needs
+    assert "revoked EDIT on every run" in _setup_again(team).stdout
+    assert write("edgeq.test.after") == 403
+    again = team.pull(team.device, team.state)  # the current puller needs none of it
+    assert again.returncode == 0, again.stdout + again.stderr
