@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from bench.puller_memory import pull_once
+from edge.proc_status import status_kb
 from registry_tools.bundle_rest import MlflowRest, register_fixture
 from registry_tools.mlflow_server import MlflowServer
 
@@ -28,9 +29,8 @@ def _tree_rss_kb(pid: int) -> int:
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
+        total += status_kb(p, "VmRSS") or 0
         try:
-            with open(f"/proc/{p}/status", encoding="ascii") as fh:
-                total += next((int(l.split()[1]) for l in fh if l.startswith("VmRSS:")), 0)
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children", encoding="ascii") as fh:
                     todo += [int(c) for c in fh.read().split()]

@@ -60,7 +60,7 @@ def table(results: dict[tuple[str, int], dict], variants: list[str]) -> str:
 def sizes(models: dict[str, Path]) -> str:
     fp32 = models["fp32"].stat().st_size
     return "\n".join(
-        [f"| variant | size MB | smaller than fp32 |", "|---|---|---|"]
+        ["| variant | size MB | smaller than fp32 |", "|---|---|---|"]
         + [f"| {v} | {p.stat().st_size / 1e6:.2f} | {fp32 / p.stat().st_size:.2f}× |" for v, p in models.items()]
     )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench.fault_proxy import FaultProxy
+from edge.proc_status import status_kb
 from registry_tools.bundle_rest import MlflowRest, register_fixture
 from registry_tools.mlflow_server import MlflowServer
 
@@ -58,11 +59,7 @@ def pull_once(uri: str, model: str, state: Path, code: Path = REPO,
 
 
 def _vm_hwm_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            return next((int(l.split()[1]) for l in fh if l.startswith("VmHWM:")), 0)
-    except OSError:
-        return 0
+    return status_kb(pid, "VmHWM") or 0
 
 
 def run(before: str | None = None) -> str:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edge.inference import TFLiteClassifier
+from edge.proc_status import status_kb
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,9 @@ def peak_rss_mb() -> float:
     Linux's ``ru_maxrss`` survives exec: a puller started by a large process would
     report its parent's size. ``VmHWM`` belongs to this process's own address space.
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    hwm_kb = status_kb("self", "VmHWM")
+    if hwm_kb is not None:
+        return hwm_kb / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import edge
 from edge.benchmark import BenchmarkResult, LatencyStats
 from edge.candidate import EXIT_MEMORY, EXIT_RUNTIME
+from edge.proc_status import status_kb
 
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_MAX_RSS_MB = 512.0
@@ -137,14 +138,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return None
+    kb = status_kb(pid, "VmRSS")
+    return None if kb is None else kb / 1024
 
 
 def _package_root() -> str:
