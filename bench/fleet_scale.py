@@ -312,6 +312,19 @@ def stores(keep: Path, sizes: list[int], postgres: str | None) -> list[Store]:
     return out
 
 
+def write_direct_in_parallel(uri: str, db_uri: str, artifact_root: str, model: str, mv: ModelVersion, count: int,
+                             writers: int) -> float:
+    """``write_devices_direct`` split over ``writers`` processes (PostgreSQL takes concurrent writers; SQLite
+    would only queue them on its file lock)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    bounds = [(count * k // writers, count * (k + 1) // writers) for k in range(writers)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(writers) as pool:
+        list(pool.map(write_devices_direct, *zip(*[(uri, db_uri, artifact_root, model, mv, a, b - a) for a, b in bounds])))
+    return time.perf_counter() - start
+
+
 def build(store: Store, workers: int, threads: int, direct: bool) -> float:
     """Register the version and write ``store.devices`` devices into the store (unless it is complete)."""
     done = store.written()
@@ -322,7 +335,10 @@ def build(store: Store, workers: int, threads: int, direct: bool) -> float:
     server = MlflowServer(store.root, backend_store_uri=store.backend_uri, workers=workers).start(300)
     try:
         mv = register(server.uri, MODEL)
-        if direct:
+        if direct and store.backend_uri:
+            write_s = write_direct_in_parallel(server.uri, server.backend_store_uri, str(server.root / "artifacts"),
+                                               MODEL, mv, store.devices, threads)
+        elif direct:
             write_s = write_devices_direct(server.uri, server.backend_store_uri, str(server.root / "artifacts"),
                                            MODEL, mv, 0, store.devices)
         else:
@@ -363,7 +379,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--postgres", default=None, metavar="URI", help="backend store URI (scripts/server.sh db)")
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4,
+                        help="writer threads over REST; with --direct on PostgreSQL, writer processes")
     parser.add_argument("--direct", action="store_true",
                         help="write the same bodies with MLflow's SQL store in this process (no HTTP): for 10,000+")
     parser.add_argument("--store", type=Path, default=None, metavar="DIR",

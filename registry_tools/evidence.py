@@ -56,8 +56,8 @@ def for_version(client: MlflowClient, name: str, version: str, cap: int = DEFAUL
     reports = aggregate.reports_by_version(healthy.runs + refused.runs).get(version, {})
     for device, report in device_reports(metrics, tags).items():  # legacy layout on the version's run
         reports.setdefault(device, report)
-    if aliases is not None:
-        _refresh_when_cheap(client, name, mv, run, aliases)
+    if aliases is not None and len(healthy.runs) + len(refused.runs) <= aggregate.CHEAP_DEVICES:
+        _refresh_when_cheap(client, name, mv, run, aliases)  # more reports than that: the probe would stop anyway
     return Evidence(version, mv.run_id or "", metrics.get(contract.M_ACCURACY), dict(sorted(reports.items())),
                     healthy.truncated or refused.truncated)
 
