@@ -29,6 +29,8 @@ from registry_tools.versions import GateRefused, RegistryToolError, collect, for
 
 MlflowClient = Any  # what the commands receive: registry_tools.rest_client.RestClient or mlflow's MlflowClient
 _NEEDS_MLFLOW = {"webhook"}  # MLflow's webhook API: through mlflow's own client
+# MLflow client settings the REST client does not implement: with any of them set, mlflow's own client is used.
+_MLFLOW_ONLY_SETTINGS = ("MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH", "MLFLOW_ENABLE_DB_SDK")
 
 # MLflow error codes that mean the user named something that is not there, or named it badly.
 _INPUT_ERRORS = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS")
@@ -53,9 +55,10 @@ def _mlflow_error(exc: Exception) -> click.ClickException:
 
 def registry_client(tracking_uri: str, command: str | None) -> MlflowClient:
     """The REST client over plain http(s) — a command starts in a fraction of a second instead of importing
-    mlflow (~3 s) — and mlflow's own client for other URIs (file, sqlite, databricks…) and the webhook commands."""
+    mlflow (~3 s) — and mlflow's own client for other URIs (file, sqlite, databricks…), the webhook commands and
+    client settings only mlflow implements (a client certificate, an auth plugin)."""
     plain_http = tracking_uri.startswith(("http://", "https://")) and redact_uri(tracking_uri) == tracking_uri
-    if plain_http and command not in _NEEDS_MLFLOW:
+    if plain_http and command not in _NEEDS_MLFLOW and not any(os.environ.get(v) for v in _MLFLOW_ONLY_SETTINGS):
         return RestClient(tracking_uri)
     from mlflow.tracking import MlflowClient as Full
 

@@ -104,10 +104,12 @@ def test_errors_carry_mlflows_error_code(server, rest):
     assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
 
 
-def test_the_client_follows_the_tracking_uri(tmp_path):
+def test_the_client_follows_the_tracking_uri(tmp_path, monkeypatch):
     assert isinstance(registry_client("http://127.0.0.1:5000", "versions"), RestClient)
     assert not isinstance(registry_client("http://127.0.0.1:5000", "webhook"), RestClient)  # MLflow's webhook API
     assert not isinstance(registry_client(f"sqlite:///{tmp_path}/mlflow.db", "versions"), RestClient)
+    monkeypatch.setenv("MLFLOW_TRACKING_CLIENT_CERT_PATH", str(tmp_path / "client.pem"))  # only mlflow does mTLS
+    assert not isinstance(registry_client("https://mlflow.example", "versions"), RestClient)
 
 
 def test_edgeq_reads_without_importing_mlflow(server, client):
