@@ -21,7 +21,7 @@ from edge.heartbeat import FLEET_FILE
 from edge.registry_client import Credentials, RegistryClient
 from edge.signing import SignatureError, keygen, verify_manifest
 from edge.state import DeviceState
-from tests.conftest import PIPELINE_ARGS, REPO
+from tests.conftest import PIPELINE_ARGS, REPO, at_session_end, background_job, background_result, run_tracked
 from tests.servers import free_port
 
 MODEL = "edgeq-team-digits"
@@ -38,7 +38,7 @@ def _env(creds: Path | None = None, **extra: str) -> dict[str, str]:
 
 
 def _run(cmd: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_tracked(cmd, timeout=timeout, cwd=REPO, env=env)
 
 
 def _lines(proc: subprocess.CompletedProcess) -> list[str]:
@@ -86,14 +86,26 @@ def _download(client: RegistryClient, mv, directory: Path) -> None:
 
 
 def _server(command: str, root: Path, *args: str) -> subprocess.CompletedProcess:
-    return _run(["bash", str(REPO / "scripts" / "server.sh"), command, "--dir", str(root), *args], _env(), timeout=400)
+    cmd = ["bash", str(REPO / "scripts" / "server.sh"), command, "--dir", str(root), *args]
+    if command == "stop":  # also while the session ends (when run_tracked starts nothing)
+        return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=400)
+    return _run(cmd, _env(), timeout=400)
 
 
-@pytest.fixture(scope="module")
-def team() -> Team:
+def _stop(root: Path) -> None:
+    if root.is_dir():
+        _server("stop", root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# The team's server, users, pipeline run (a minute of CPU), promotion and first pull start in the background
+# (tests/conftest.py) as soon as collection selects a test of this module; the fixture stops the server.
+@background_job("team", priority=-3, needs_server=False)
+def _start_team(_, work: Path) -> Team:
     # The cluster's owner (the `postgres` user when this runs as root) must be able to reach the directory.
     root = Path(tempfile.mkdtemp(prefix="edgeq-team-"))
     root.chmod(0o755)
+    at_session_end(lambda: _stop(root))  # should the session end before this module's tests
     port = free_port()
     try:
         started = _server("start", root, "--backend", "postgres", "--auth", "--port", str(port), "--workers", "1")
@@ -125,10 +137,17 @@ def team() -> Team:
         assert promoted.returncode == 0, promoted.stdout + promoted.stderr
         pulled = t.pull(t.device, t.state)
         assert pulled.returncode == 0, pulled.stdout + pulled.stderr
-        yield t
-    finally:
-        _server("stop", root)
-        shutil.rmtree(root, ignore_errors=True)
+        return t
+    except BaseException:
+        _stop(root)
+        raise
+
+
+@pytest.fixture(scope="module")
+def team(request: pytest.FixtureRequest) -> Team:
+    started = background_result(request, "team")
+    yield started
+    _stop(started.dir)
 
 
 def test_pipeline_promote_pull_and_report_on_postgresql_with_authentication(team):

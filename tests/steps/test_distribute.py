@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.conftest import REPO
+import pytest
+
+from tests.conftest import REPO, background_job, background_result, run_tracked
 
 SCRIPT = r"""
 import json, sys
@@ -51,8 +54,19 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def test_training_mirrors_over_two_logical_cpu_devices(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+# Started in the background (tests/conftest.py) as soon as collection selects this module's test.
+@background_job("mirrored", priority=-1, needs_server=False)
+def _train_mirrored(_, work: Path) -> subprocess.CompletedProcess:
+    return run_tracked([sys.executable, "-c", SCRIPT, str(work)], cwd=REPO, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def mirrored(request: pytest.FixtureRequest) -> subprocess.CompletedProcess:
+    return background_result(request, "mirrored")
+
+
+def test_training_mirrors_over_two_logical_cpu_devices(mirrored):
+    proc = mirrored
     assert proc.returncode == 0, proc.stderr[-4000:]
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     out = json.loads(line[len("RESULT "):])

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +10,7 @@ import pytest
 from edge import contract
 from edge.bundle import sha256_file, verify_bundle
 from edge.tflite_info import read_info_file
-from tests.conftest import MODEL_NAME, PIPELINE_ARGS, REPO, run_pipeline
+from tests.conftest import MODEL_NAME
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")
 
@@ -119,45 +116,33 @@ def test_parent_run_logs_the_comparison(pipeline, client, tmp_path):
     assert "| fp32 |" in pipeline.output  # printed too
 
 
-def test_second_run_with_another_quant_reuses_the_baseline(pipeline, client, server):
-    """`mlflow run` (the user's command) with quant=fp16 finds the session's baseline and does not train."""
+def test_second_run_with_another_quant_reuses_the_baseline(pipeline, pipeline_rerun, client):
+    """`mlflow run` (the user's command) with quant=int8 finds the session's baseline and does not train
+    (the session's `pipeline_rerun`, tests/conftest.py)."""
     baseline_run = client.get_model_version(MODEL_NAME, pipeline.versions[contract.BASELINE]).run_id
-    params = []
-    it = iter(PIPELINE_ARGS)
-    for flag, value in zip(it, it):
-        params += ["-P", f"{flag[2:].replace('-', '_')}={value}"]
-    # As in an activated virtualenv: `mlflow run --env-manager local` runs the `python` on PATH.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = dict(os.environ, MLFLOW_TRACKING_URI=server.uri, PATH=path)
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("mlflow")), "run", str(REPO), "--env-manager", "local",
-         "--experiment-name", "edgeq-tests", "-P", "quant=fp16", *params],
-        cwd=REPO, env=env, capture_output=True, text=True,
-    )
+    proc = pipeline_rerun.proc
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert f"reusing baseline run {baseline_run}" in proc.stdout
     assert "Epoch 1/" not in proc.stdout + proc.stderr
     parents = client.search_runs(
         [client.get_run(baseline_run).info.experiment_id],
-        filter_string="tags.`edgeq.role` = 'pipeline' and params.quant = 'fp16'",
+        filter_string="tags.`edgeq.role` = 'pipeline' and params.quant = 'int8'",
     )
     assert len(parents) == 1
     assert parents[0].data.tags[contract.TAG_BASELINE_RUN] == baseline_run
     assert parents[0].data.tags[contract.TAG_BASELINE_REUSED] == "true"
-    fp16 = [mv for mv in client.search_model_versions(f"name = '{MODEL_NAME}'") if mv.tags.get("variant") == "fp16"]
-    assert len(fp16) == 2  # the session's and this run's
+    int8 = [mv for mv in client.search_model_versions(f"name = '{pipeline_rerun.model}'") if mv.tags.get("variant") == "int8"]
+    assert len(int8) == 1 and int8[0].run_id != client.get_model_version(MODEL_NAME, pipeline.versions["int8"]).run_id
 
 
-def test_int8_over_budget_also_builds_the_selective_variant(pipeline, client, server, tmp_path):
+def test_int8_over_budget_also_builds_the_selective_variant(pipeline_rerun, client, tmp_path):
     """A budget int8 cannot meet (-100 points) triggers the quantization-debugger variant."""
-    args = list(PIPELINE_ARGS)
-    args[args.index("--registered-model") + 1] = "edgeq-test-selective"
-    proc = run_pipeline(server.uri, "--quant", "int8", "--selective-if-drop-above", "-100", *args)
+    proc = pipeline_rerun.proc
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "building the selective variant" in proc.stdout
     assert "reusing baseline run" in proc.stdout
 
-    (mv,) = [mv for mv in client.search_model_versions("name = 'edgeq-test-selective'") if mv.tags["variant"] == "selective"]
+    (mv,) = [mv for mv in client.search_model_versions(f"name = '{pipeline_rerun.model}'") if mv.tags["variant"] == "selective"]
     assert mv.tags[contract.TAG_QUANTIZATION] == "mixed" and mv.tags[contract.TAG_INPUT_DTYPE] == "float32"
     ops = mv.tags[contract.TAG_OPS]
     assert "QUANTIZE" in ops and "DEQUANTIZE" in ops, "part int8, part float"

@@ -9,8 +9,6 @@ import pytest
 from edge import contract, gate_power
 from edge.bundle import load_sample
 from steps import sample_size
-from tests.conftest import run_pipeline
-from tests.images import make_image_folder
 
 
 @pytest.mark.parametrize(("text", "value"), [("auto", 0), ("AUTO", 0), ("32", 32), ("32.0", 32), (7, 7)])
@@ -43,21 +41,18 @@ def test_gate_figures_are_the_tags_a_device_reads():
                                                   contract.TAG_GATE_SAMPLE_SIZE: "1"}, {})
 
 
-def test_the_pipeline_bundles_the_chosen_sample_and_logs_its_power(server, client, tmp_path):
-    data = make_image_folder(tmp_path / "images", per_class=30)
-    name = "edgeq-test-sample-size"
-    proc = run_pipeline(server.uri, "--quant", "fp32", "--dataset", str(data), "--model", "tiny_cnn", "--weights", "none",
-                        "--image-size", "16", "--epochs", "1", "--min-test-images", "1", "--calibration-images", "100",
-                        "--qat-epochs", "0", "--registered-model", name, experiment="edgeq-tests-sample-size")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert "sample images: the device gate" in proc.stdout
-
-    (mv,) = [v for v in client.search_model_versions(f"name = '{name}'") if v.tags.get(contract.TAG_FORMAT) == "tflite"]
-    n = int(mv.tags[contract.TAG_GATE_SAMPLE_SIZE])
-    images, labels = load_sample(Path(client.download_artifacts(mv.run_id, contract.ARTIFACT_DIR, str(tmp_path / "got"))))
-    assert len(labels) == len(images) == n > 0 and images.dtype == np.uint8
-    accuracy = client.get_run(mv.run_id).data.metrics[contract.M_ACCURACY]
-    drop = gate_power.detectable_drop(accuracy, n, contract.GATE_POWER)
-    assert mv.tags[contract.TAG_GATE_DETECTABLE_DROP] == ("none" if drop is None else f"{drop:g}")
-    if drop is not None:
-        assert client.get_run(mv.run_id).data.metrics[contract.M_GATE_DETECTABLE_DROP] == pytest.approx(drop)
+def test_the_pipeline_bundles_the_chosen_sample_and_logs_its_power(folder_run, client, tmp_path):
+    """The session's `folder_run` (tests/conftest.py) leaves --sample-size at auto."""
+    assert "sample images: the device gate" in folder_run.proc.stdout
+    tflite = {variant: mv for variant, mv in folder_run.versions.items() if mv.tags.get(contract.TAG_FORMAT) == "tflite"}
+    assert set(tflite) == set(contract.VARIANTS)
+    for variant, mv in tflite.items():
+        n = int(mv.tags[contract.TAG_GATE_SAMPLE_SIZE])
+        got = Path(client.download_artifacts(mv.run_id, contract.ARTIFACT_DIR, str(tmp_path / variant)))
+        images, labels = load_sample(got)
+        assert len(labels) == len(images) == n > 0 and images.dtype == np.uint8, variant
+        accuracy = client.get_run(mv.run_id).data.metrics[contract.M_ACCURACY]
+        drop = gate_power.detectable_drop(accuracy, n, contract.GATE_POWER)
+        assert mv.tags[contract.TAG_GATE_DETECTABLE_DROP] == ("none" if drop is None else f"{drop:g}"), variant
+        if drop is not None:
+            assert client.get_run(mv.run_id).data.metrics[contract.M_GATE_DETECTABLE_DROP] == pytest.approx(drop)
