@@ -53,12 +53,16 @@ def _mlflow_error(exc: Exception) -> click.ClickException:
     return click.ClickException(first)
 
 
-def registry_client(tracking_uri: str, command: str | None) -> MlflowClient:
+def uses_rest(tracking_uri: str, command: str | None) -> bool:
     """The REST client over plain http(s) — a command starts in a fraction of a second instead of importing
     mlflow (~3 s) — and mlflow's own client for other URIs (file, sqlite, databricks…), the webhook commands and
     client settings only mlflow implements (a client certificate, an auth plugin)."""
     plain_http = tracking_uri.startswith(("http://", "https://")) and redact_uri(tracking_uri) == tracking_uri
-    if plain_http and command not in _NEEDS_MLFLOW and not any(os.environ.get(v) for v in _MLFLOW_ONLY_SETTINGS):
+    return plain_http and command not in _NEEDS_MLFLOW and not any(os.environ.get(v) for v in _MLFLOW_ONLY_SETTINGS)
+
+
+def registry_client(tracking_uri: str, command: str | None) -> MlflowClient:
+    if uses_rest(tracking_uri, command):
         return RestClient(tracking_uri)
     from mlflow.tracking import MlflowClient as Full
 

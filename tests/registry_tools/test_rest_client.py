@@ -10,7 +10,7 @@ import pytest
 from bench.fleet_scale import register, write_devices
 from edge import contract
 from registry_tools import aggregate, evidence, fleet, versions
-from registry_tools.cli import registry_client
+from registry_tools.cli import registry_client, uses_rest
 from registry_tools.rest_client import ApiError, RestClient, ViewType
 from tests.registry_tools.devices import new_model, tiny_version
 
@@ -106,10 +106,12 @@ def test_errors_carry_mlflows_error_code(server, rest):
 
 def test_the_client_follows_the_tracking_uri(tmp_path, monkeypatch):
     assert isinstance(registry_client("http://127.0.0.1:5000", "versions"), RestClient)
-    assert not isinstance(registry_client("http://127.0.0.1:5000", "webhook"), RestClient)  # MLflow's webhook API
-    assert not isinstance(registry_client(f"sqlite:///{tmp_path}/mlflow.db", "versions"), RestClient)
+    assert uses_rest("https://mlflow.example", "promote")
+    assert not uses_rest("http://127.0.0.1:5000", "webhook")  # MLflow's webhook API
+    assert not uses_rest(f"sqlite:///{tmp_path}/mlflow.db", "versions")
+    assert not uses_rest("https://user:secret@mlflow.example", "versions")
     monkeypatch.setenv("MLFLOW_TRACKING_CLIENT_CERT_PATH", str(tmp_path / "client.pem"))  # only mlflow does mTLS
-    assert not isinstance(registry_client("https://mlflow.example", "versions"), RestClient)
+    assert not uses_rest("https://mlflow.example", "versions")
 
 
 def test_edgeq_reads_without_importing_mlflow(server, client):
