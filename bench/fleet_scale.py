@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -162,12 +161,19 @@ def _best(fn, repeats: int = 3) -> float:
     return min(fn() for _ in range(repeats))
 
 
-def _rows(db: Path | None) -> int | None:
-    if db is None or not db.exists():
+def _rows(db_uri: str | None) -> int | None:
+    """Rows of the tables a report or heartbeat can grow, in the store behind ``db_uri`` (SQLite or PostgreSQL)."""
+    if db_uri is None:
         return None
-    with sqlite3.connect(db) as conn:
-        return sum(conn.execute(f"select count(*) from {t}").fetchone()[0]
-                   for t in ("metrics", "latest_metrics", "tags", "runs", "logged_model_metrics"))
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(db_uri)
+    try:
+        with engine.connect() as conn:
+            return sum(conn.execute(sqlalchemy.text(f"select count(*) from {t}")).scalar()
+                       for t in ("metrics", "latest_metrics", "tags", "runs", "logged_model_metrics"))
+    finally:
+        engine.dispose()
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,7 @@ class Row:
     in_process: tuple[float, float, float] = (0.0, 0.0, 0.0)  # versions.collect, fleet.read, evidence.for_alias
 
 
-def measure(uri: str, mv: ModelVersion, devices: int, write_s: float, db: Path | None) -> Row:
+def measure(uri: str, mv: ModelVersion, devices: int, write_s: float, db: str | None) -> Row:
     import requests
 
     startup_s = _best(lambda: _edgeq(uri, "--help"))
@@ -258,8 +264,8 @@ class Store:
         return "PostgreSQL" if self.backend_uri else "SQLite"
 
     @property
-    def db(self) -> Path | None:  # rows are counted only in SQLite
-        return None if self.backend_uri else self.root / "mlflow.db"
+    def db(self) -> str:
+        return self.backend_uri or f"sqlite:///{self.root / 'mlflow.db'}"
 
     def written(self) -> float | None:
         """Seconds the complete write took, or None when this store is new or was cut short."""
