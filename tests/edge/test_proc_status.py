@@ -8,18 +8,16 @@ from edge.proc_status import status_kb
 
 
 def test_reads_a_live_process_and_its_peak():
-    child = subprocess.Popen([sys.executable, "-c", "import sys; b = bytearray(64 << 20); sys.stdin.read()"],
-                             stdin=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; b = bytearray(64 << 20); print('ready', flush=True); "
+                              "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        for _ in range(200):  # until the child has allocated (bounded: 10 s)
-            hwm = status_kb(child.pid, "VmHWM")
-            if hwm and hwm > 64 << 10:
-                break
-            subprocess.run(["sleep", "0.05"])
+        assert child.stdout.readline().strip() == "ready"
+        rss = status_kb(child.pid, "VmRSS")
+        hwm = status_kb(child.pid, "VmHWM")  # read second: the peak so far is at least the resident size read before
         assert hwm is not None and hwm > 64 << 10, hwm
-        assert 0 < status_kb(child.pid, "VmRSS") <= hwm
+        assert rss is not None and 0 < rss <= hwm, (rss, hwm)
     finally:
-        child.communicate(b"")
+        child.communicate("")
     assert status_kb("self", "VmRSS") > 0
 
 
