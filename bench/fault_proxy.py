@@ -30,6 +30,7 @@ class Rule:
     seconds: float = 0.0  # for drip: how long to keep dripping at most
     rewrite: Callable[[dict], dict] | None = None
     body: bytes = b"{}"  # for lie: the 200 answer given instead of forwarding
+    error_body: bytes | None = None  # for status: the error answer's body (default: MLflow-shaped JSON)
     times: int = 1_000_000
     fired: int = 0
 
@@ -94,7 +95,8 @@ class FaultProxy:
                 self.wfile.write(content)
 
             def _status(self, rule: Rule):
-                payload = json.dumps({"error_code": "INJECTED", "message": f"injected HTTP {rule.status}"}).encode()
+                payload = rule.error_body if rule.error_body is not None else json.dumps(
+                    {"error_code": "INJECTED", "message": f"injected HTTP {rule.status}"}).encode()
                 self.send_response(rule.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

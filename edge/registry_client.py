@@ -50,6 +50,11 @@ class Nonsense(ServerUnreachable):
 class Refused(RegistryError):
     """The server refused the request itself (HTTP 400/404): sending it again cannot help."""
 
+    def __init__(self, message: str, error_code: str | None = None, detail: str = ""):
+        super().__init__(message)
+        self.error_code = error_code  # MLflow's (RESOURCE_DOES_NOT_EXIST, …), "HTTP <status>" for a non-JSON answer
+        self.detail = detail  # the server's message alone
+
 
 class NotFound(Refused):
     """The model, version, alias or run does not exist (HTTP 404 / RESOURCE_DOES_NOT_EXIST)."""
@@ -227,25 +232,31 @@ class RegistryClient:
         if code < 400:
             return response
         with response:
-            message = self._error_message(response)
+            error_code, detail = self._error_parts(response)
+        message = f"{error_code or code}: {detail}".strip()
         if code in (401, 403):
             raise AuthError(f"{self.base_uri} refused the credentials (HTTP {code}); check the credentials file", message)
         if code >= 500 or code in (408, 429):
             raise ServerUnreachable(f"{self.base_uri} failed: {message}")
         if code == 404 or "RESOURCE_DOES_NOT_EXIST" in message:
-            raise NotFound(message)
-        raise Refused(message)
+            raise NotFound(message, error_code, detail)
+        raise Refused(message, error_code, detail)
 
-    def _error_message(self, response: requests.Response) -> str:
+    def _error_parts(self, response: requests.Response) -> tuple[str | None, str]:
+        """(error code, message) of an error answer, whatever its body: MLflow's JSON object gives both (its
+        code may be missing: None); anything else is ``HTTP <status>`` and the body's start."""
         try:
             body = self._read_capped(response, _ERROR_CAP_BYTES, truncate=True)
         except ServerUnreachable:
             body = b""
         try:
             data = json.loads(body)
-            return f"{data.get('error_code', response.status_code)}: {data.get('message', '')}".strip()
         except ValueError:
-            return f"HTTP {response.status_code}: {body[:200].decode('utf-8', 'replace')}"
+            data = None
+        if isinstance(data, dict):
+            code = data.get("error_code")
+            return (str(code) if code else None), str(data.get("message", ""))
+        return f"HTTP {response.status_code}", body[:200].decode("utf-8", "replace")
 
     def _read_capped(self, response: requests.Response, cap: int, truncate: bool = False) -> bytes:
         data = bytearray()

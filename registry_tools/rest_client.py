@@ -32,8 +32,7 @@ class ApiError(Refused):
     """The server refused a request: ``error_code`` as MLflow names it (RESOURCE_DOES_NOT_EXIST, …)."""
 
     def __init__(self, error_code: str, message: str):
-        super().__init__(f"{error_code}: {message}")
-        self.error_code = error_code
+        super().__init__(f"{error_code}: {message}", error_code, message)
         self.message = message
 
 
@@ -140,6 +139,10 @@ def _run(data: dict) -> Run:
     )
 
 
+def _experiment(data: dict) -> Experiment:
+    return Experiment(str(data.get("experiment_id", "")), data.get("name", ""), data.get("lifecycle_stage", ""))
+
+
 def _model_version(data: dict) -> ModelVersion:
     return ModelVersion(
         data.get("name", ""), str(data.get("version", "")), data.get("run_id") or None, data.get("source", ""),
@@ -174,12 +177,9 @@ class RestClient(RegistryClient):
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             return super()._json(method, path, **kwargs)
-        except Refused as exc:  # "CODE: message", as edge.registry_client words a refusal
-            code, _, message = str(exc).partition(": ")
-            if isinstance(exc, NotFound) and not code.isupper():
-                code, message = "RESOURCE_DOES_NOT_EXIST", str(exc)
-            raise ApiError(code if code.replace("_", "").isupper() else "INVALID_PARAMETER_VALUE",
-                           message or str(exc)) from None
+        except Refused as exc:  # an answer without MLflow's error code: what its status means
+            code = exc.error_code or ("RESOURCE_DOES_NOT_EXIST" if isinstance(exc, NotFound) else "INVALID_PARAMETER_VALUE")
+            raise ApiError(code, exc.detail or str(exc)) from None
 
     def _get(self, endpoint: str, **params: Any) -> dict[str, Any]:
         return self._json("GET", _API + endpoint, params={k: v for k, v in params.items() if v is not None})
@@ -202,17 +202,16 @@ class RestClient(RegistryClient):
                            page_token: str | None = None) -> Page:
         data = self._post("experiments/search", {"view_type": ViewType.NAMES[int(view_type)], "max_results": max_results,
                                                  "page_token": page_token})
-        return Page((Experiment(str(e.get("experiment_id", "")), e.get("name", ""), e.get("lifecycle_stage", ""))
-                     for e in data.get("experiments") or []), data.get("next_page_token"))
+        return Page((_experiment(e) for e in data.get("experiments") or []), data.get("next_page_token"))
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         try:
-            e = self._get("experiments/get-by-name", experiment_name=name).get("experiment") or {}
+            found = self._get("experiments/get-by-name", experiment_name=name).get("experiment") or {}
         except ApiError as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
-        return Experiment(str(e.get("experiment_id", "")), e.get("name", ""), e.get("lifecycle_stage", ""))
+        return _experiment(found)
 
     def log_batch(self, run_id: str, metrics: Iterable[Any] = (), params: Iterable[Any] = (),
                   tags: Iterable[Any] = (), synchronous: bool | None = None) -> None:

@@ -278,3 +278,13 @@ def test_a_deleted_device_run_gets_a_new_one_and_the_report_is_not_lost(rest, re
     assert outcome.code == Exit.OK, outcome.message
     assert device_run_id(tmp_path) != gone
     assert _device_tag(rest, tmp_path, newer.version, contract.D_STATUS) == contract.STATUS_HEALTHY
+
+
+@pytest.mark.parametrize("body", [b"[1]", b'"a string"', b"not json at all"])
+def test_an_error_answer_of_any_shape_is_one_line_not_a_traceback(register, proxy, fresh_model, tmp_path, body):
+    register(fresh_model, "int8")
+    proxy.add("registered-models/alias", "status", status=400, error_body=body)
+
+    outcome = pull(_config(tmp_path, fresh_model), RegistryClient(proxy.uri))
+
+    assert outcome.code == Exit.BAD_CONFIG and "HTTP 400" in outcome.message, outcome.message
