@@ -26,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,13 +169,9 @@ def _rows(db_uri: str | None) -> int | None:
         return None
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(db_uri)
-    try:
-        with engine.connect() as conn:
-            return sum(conn.execute(sqlalchemy.text(f"select count(*) from {t}")).scalar()
-                       for t in ("metrics", "latest_metrics", "tags", "runs", "logged_model_metrics"))
-    finally:
-        engine.dispose()
+    with _connection(db_uri) as conn:
+        return sum(conn.execute(sqlalchemy.text(f"select count(*) from {t}")).scalar()
+                   for t in ("metrics", "latest_metrics", "tags", "runs", "logged_model_metrics"))
 
 
 @dataclass(frozen=True)
@@ -214,8 +212,7 @@ def measure(uri: str, mv: ModelVersion, devices: int, write_s: float, db: str | 
     def install_reads() -> float:
         start = time.perf_counter()
         found = device.version_by_alias(MODEL, contract.CANARY_ALIAS)
-        accuracy = device.registered_accuracy(found.run_id) if hasattr(device, "registered_accuracy") \
-            else device.run_metrics(found.run_id).get(contract.M_ACCURACY)
+        accuracy = device.registered_accuracy(found.run_id)
         assert accuracy == 0.95, accuracy
         return time.perf_counter() - start
 
@@ -278,31 +275,39 @@ class Store:
         (self.root / WRITTEN).write_text(json.dumps({"devices": self.devices, "write_s": write_s}))
 
 
+@contextmanager
+def _connection(uri: str, autocommit: bool = False) -> Iterator:
+    """A connection to the store at ``uri`` (SQLite or PostgreSQL), its engine disposed afterwards."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}))
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _database(devices: int) -> str:
+    return f"edgeq_fleet_{devices}"
+
+
 def postgres_database(base_uri: str, devices: int) -> str:
     """The URI of database ``edgeq_fleet_<devices>`` beside ``base_uri``'s, created empty unless it is complete."""
     import sqlalchemy
 
-    base = sqlalchemy.engine.make_url(base_uri)
-    name = f"edgeq_fleet_{devices}"
-    engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            if not conn.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
-                conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+    name = _database(devices)
+    with _connection(base_uri, autocommit=True) as conn:
+        if not conn.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    return sqlalchemy.engine.make_url(base_uri).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_postgres_database(base_uri: str, devices: int) -> None:
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(sqlalchemy.engine.make_url(base_uri), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "edgeq_fleet_{devices}"'))
-    finally:
-        engine.dispose()
+    with _connection(base_uri, autocommit=True) as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{_database(devices)}"'))
 
 
 def stores(keep: Path, sizes: list[int], postgres: str | None) -> list[Store]:
@@ -374,6 +379,8 @@ def run(sizes: list[int], postgres: str | None, workers: int, threads: int, dire
             finally:
                 server.stop()
             print(table(rows[-1:], store.backend), flush=True)
+            if postgres and keep is None:  # nothing kept: its database goes with the temporary directory
+                drop_postgres_database(postgres, store.devices)
     if build_only:
         return "built"
     how = "written straight into the store (--direct)" if direct else f"{threads} writer threads over REST"

@@ -334,11 +334,8 @@ def _promote_from(client: MlflowClient, model: str, from_alias: str, alias: str,
     click.echo(f"{model}: {from_alias} is at v{found.version}; {alias} needs {limits.describe()}")
     if found.truncated:  # issue 17: never a silent cap
         click.echo(f"  note: {found.note()}")
-    width = max((len(v.device) for v in decision.verdicts), default=0)
-    for verdict in decision.verdicts:
-        click.echo(f"  {'counted' if verdict.counted else 'not counted':<11}  {verdict.device:<{width}}  {verdict.why}")
-    if not decision.verdicts:
-        click.echo(f"  no device has reported on v{found.version}'s run yet")
+    _echo_devices([("counted" if v.counted else "not counted", v.device, v.why) for v in decision.verdicts], 11,
+                  f"no device has reported on v{found.version}'s run yet")
     counted = f"{len(decision.counted)} device(s) count, {limits.required} required"
     if not decision.approved and not gate.force:
         raise Refused(f"refused: {counted}; nothing changed (wait for more canary devices, or --force)")
@@ -346,6 +343,15 @@ def _promote_from(client: MlflowClient, model: str, from_alias: str, alias: str,
     why = "; ".join(part for part in (reason, decision.summary()) if part)
     result = promotion.promote(client, model, found.version, alias, gate, why)
     _echo_promotion(model, alias, result)
+
+
+def _echo_devices(lines: list[tuple[str, str, str]], label_width: int, none_yet: str) -> None:
+    """One line per device: its verdict's label, the device, why — or ``none_yet`` when no device reported."""
+    width = max((len(device) for _, device, _ in lines), default=0)
+    for label, device, why in lines:
+        click.echo(f"  {label:<{label_width}}  {device:<{width}}  {why}")
+    if not lines:
+        click.echo(f"  {none_yet}")
 
 
 def _echo_promotion(model: str, alias: str, result: promotion.Promotion) -> None:
@@ -469,11 +475,8 @@ def guard_command(client: MlflowClient, model: str, alias: str, min_devices: int
     verdict = outcome.verdict
     replaced = f" (replaced v{verdict.replaced})" if verdict.replaced else ""
     click.echo(f"{model}: {alias} is at v{verdict.version}{replaced}; guard needs {limits.describe()}")
-    width = max((len(d.device) for d in verdict.devices), default=0)
-    for d in verdict.devices:
-        click.echo(f"  {'against' if d.against else 'accepts':<7}  {d.device:<{width}}  {d.why}")
-    if not verdict.devices:
-        click.echo(f"  no device has reported on v{verdict.version} yet")
+    _echo_devices([("against" if d.against else "accepts", d.device, d.why) for d in verdict.devices], 7,
+                  f"no device has reported on v{verdict.version} yet")
     if verdict.note:
         click.echo(f"  ({verdict.note})")
     click.echo(f"{model}: {outcome.message}")
