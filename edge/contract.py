@@ -305,3 +305,30 @@ TAG_FLEET_AGGREGATED_AT = "edgeq.fleet.aggregated_at"  # ISO 8601, UTC
 # edgeq reuses gets it when it has no kind yet (a kind someone chose in the UI is left alone).
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
+
+
+# Evidence with an author (edge/evidence.py, edge/identity.py, registry_tools/evidence.py) ----------------------
+# A device's fleet run carries write-once params nobody else can change or delete: who it is (the same keys as its
+# identity tags), one ``edgeq.ev.<digest>`` per signed report or status, and ``v<N>.evidence`` = "1" once it has
+# reported on version N (what readers search by: a param cannot be deleted to hide a report).
+P_DEVICE_ID = TAG_DEVICE_ID
+P_MODEL = TAG_MODEL
+D_EVIDENCE = "evidence"  # version_key(N, D_EVIDENCE): the search marker
+EVIDENCE_MARK = "1"
+# The operator's records, where device accounts can read but not write: the registered model ENROLMENT_MODEL holds
+# one tag per enrolled device (enrolment_tag), and every model the fleet pulls records the fleet experiment's id.
+ENROLMENT_MODEL = "edgeq-devices"
+TAG_FLEET_EXPERIMENT_ID = "edgeq.fleet_experiment_id"  # on each registered model: readers and devices use the id
+
+
+def enrolment_tag(device_id: str) -> str:
+    """Tag on ENROLMENT_MODEL holding one device's enrolment (JSON: key, models, enrolled_at, by, revoked_at)."""
+    return f"edgeq.device.{sanitize_device_id(device_id)}"
+
+
+ENROLMENT_TAG_PREFIX = "edgeq.device."
+
+
+def alias_since_tag(alias: str) -> str:
+    """Model-version tag: when ``alias`` moved to this version (ISO 8601, UTC); devices sign it into their reports."""
+    return f"edgeq.since.{alias}"
