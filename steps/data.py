@@ -19,13 +19,12 @@ from typing import Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from steps import fingerprint
+from steps import folder_scan, image_file
 from steps.config import DataConfig
 from steps.input_cache import Budget, CacheConfig, DiskStore, MemoryStore, new_store
 from steps.splits import split_counts as _split_counts
 from steps.splits import tfds_specs
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 _TFDS_HOST = ("download.microsoft.com", 443)
 # Encoded TFDS records held for shuffling (about 30 kB each for cats_vs_dogs).
 _ENCODED_SHUFFLE_BUFFER = 4096
@@ -43,6 +42,7 @@ class SourceInfo:
     labels: tuple[str, ...]
     counts: dict[str, int]
     fingerprint: str
+    scan: folder_scan.FolderScan | None = None  # an image folder's files, skips and per-class split
 
 
 class Split:
@@ -316,36 +316,21 @@ def _folder_root(cfg: DataConfig) -> Path:
                     "does not exist; use cats_vs_dogs, digits, or a path to an image folder")
 
 
-def _folder_files(cfg: DataConfig) -> dict[str, list[Path]]:
-    root = _folder_root(cfg)
-    classes = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if files:
-            classes[sub.name] = files
-    if len(classes) < 2:
-        raise DataError(
-            f"image folder {root} has {len(classes)} class sub-folder(s) with images; "
-            "it needs at least 2 (one sub-folder per class)"
-        )
-    return classes
-
-
 def _folder_info(cfg: DataConfig) -> SourceInfo:
-    classes = _folder_files(cfg)
     try:
-        digest = fingerprint.folder_fingerprint(_folder_root(cfg), classes)
-    except fingerprint.UnreadableImage as exc:
+        scan = folder_scan.scan(_folder_root(cfg), cfg.train_fraction, cfg.val_fraction)
+    except folder_scan.ScanError as exc:
         raise DataError(str(exc)) from exc
-    counts = {"train": 0, "val": 0, "test": 0}
-    for files in classes.values():
-        for k, v in split_counts(len(files), cfg).items():
-            counts[k] += v
-    return SourceInfo(tuple(classes), counts, digest.digest)
+    counts = {k: sum(c[k] for c in scan.split.values()) for k in ("train", "val", "test")}
+    return SourceInfo(tuple(scan.classes), counts, scan.digest, scan)
+
+
+def _read_pixels(path: bytes) -> np.ndarray:
+    return image_file.read(path.decode())
 
 
 def _folder(cfg: DataConfig, info: SourceInfo) -> list[tuple]:
-    classes = _folder_files(cfg)
+    classes = (info.scan or _folder_info(cfg).scan).classes
     rng = np.random.default_rng(cfg.seed)
     parts: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
     for index, label in enumerate(info.labels):
@@ -357,7 +342,9 @@ def _folder(cfg: DataConfig, info: SourceInfo) -> list[tuple]:
         parts["test"] += [(f, index) for f in files[c["train"] + c["val"] :]]
 
     def decode(path: tf.Tensor, label: tf.Tensor):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        # The scan's decoder, not tf.io.decode_image: TensorFlow reads palette BMPs as grey indices and fails on
+        # 1-bit ones, so both would see different pixels (steps/image_file.py).
+        image = tf.numpy_function(_read_pixels, [path], tf.uint8, stateful=False)
         image.set_shape([None, None, 3])
         return _uint8_pixels(image, cfg.image_size), label
 

@@ -6,7 +6,6 @@ unchanged 100k-image folder is read and verified once, not on every run.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -15,26 +14,21 @@ from importlib import metadata
 from pathlib import Path
 
 from edge.bundle import sha256_file
+from steps import image_file
 
 STEPS_DIR = Path(__file__).resolve().parent
 # The modules whose code decides what a trained baseline is: architecture, preprocessing,
 # split and shuffle order, input pipeline, distribution, the training loop and its seeding.
-SHAPING_MODULES = ("model.py", "train.py", "data.py", "splits.py", "input_cache.py", "distribute.py", "baseline.py")
-
-
-class UnreadableImage(ValueError):
-    """An image file that cannot be decoded."""
-
-    def __init__(self, path: Path, reason: str):
-        super().__init__(f"unreadable image {path}: {reason}; remove or replace it")
-        self.path = path
+SHAPING_MODULES = ("model.py", "train.py", "data.py", "image_file.py", "folder_scan.py", "splits.py", "input_cache.py",
+                   "distribute.py", "baseline.py")
 
 
 @dataclass(frozen=True)
 class FolderDigest:
-    digest: str
-    hashed: int  # files read and verified now
+    digest: str  # of the usable files only
+    hashed: int  # files read and decoded now
     cached: int  # files whose digest came from the cache
+    bad: tuple[image_file.BadImage, ...] = ()  # files that cannot be used, each with its reason
 
 
 def code_fingerprint(steps_dir: Path = STEPS_DIR) -> str:
@@ -82,6 +76,11 @@ def _stat_key(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _image_stat_key(path: Path) -> list[int]:
+    st = image_file.regular_stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
 def file_sha256(path: Path, cache_dir: Path | None = None) -> str:
     """sha256 of a file, cached by path, size and mtime."""
     path = Path(path).resolve()
@@ -98,42 +97,50 @@ def file_sha256(path: Path, cache_dir: Path | None = None) -> str:
 
 
 def _verified_digest(path: Path) -> str:
-    """Read the file once: hash its bytes and check that they decode as an image."""
-    from PIL import Image, UnidentifiedImageError
-
-    content = path.read_bytes()
-    try:
-        with Image.open(io.BytesIO(content)) as img:
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise UnreadableImage(path, str(exc)) from exc
+    """Read the file once: hash its bytes and decode them exactly as training will (BadImage if it cannot)."""
+    content = image_file.read_bytes(path)
+    image_file.decode(content, path)
     return hashlib.sha256(content).hexdigest()
 
 
+def _relative(path: Path, class_dir: Path, label: str) -> str:
+    """``label/name``, or ``label/sub/name`` for an image in a nested folder."""
+    try:
+        return f"{label}/{path.relative_to(class_dir).as_posix()}"
+    except ValueError:
+        return f"{label}/{path.name}"
+
+
 def folder_fingerprint(root: Path, classes: dict[str, list[Path]], cache_dir: Path | None = None) -> FolderDigest:
-    """Digest of an image folder (class names, file names, contents); only new or changed files are read."""
-    root = Path(root).resolve()
+    """Digest of an image folder's usable files (class, path in the class folder, content); only new or changed
+    files are read, and every file that cannot be used is collected (never only the first)."""
+    given, root = Path(root), Path(root).resolve()
     cache_file = (cache_dir or cache_root()) / f"{hashlib.sha256(str(root).encode()).hexdigest()[:24]}.json"
     cache = _load_cache(cache_file)
     old = cache.get("files", {}) if cache.get("root") == str(root) else {}
     files: dict[str, list] = {}
     digest = hashlib.sha256()
     hashed = cached = 0
+    bad: list[image_file.BadImage] = []
     complete = False
     try:
         for label, paths in classes.items():
             for path in paths:
-                rel = f"{label}/{path.name}"
-                stat = _stat_key(path)
-                hit = old.get(rel)
-                if hit and hit[:2] == stat:
-                    sha, cached = hit[2], cached + 1
-                else:
-                    sha, hashed = _verified_digest(path), hashed + 1
+                rel = _relative(path, given / label, label)
+                try:
+                    stat = _image_stat_key(path)
+                    hit = old.get(rel)
+                    if hit and hit[:2] == stat:
+                        sha, cached = hit[2], cached + 1
+                    else:
+                        sha, hashed = _verified_digest(path), hashed + 1
+                except image_file.BadImage as exc:
+                    bad.append(exc)
+                    continue
                 files[rel] = [*stat, sha]
                 digest.update(f"{rel}\0{sha}\n".encode())
         complete = True
-    finally:  # keep what was verified, even when an unreadable image stops the scan
+    finally:  # keep what was verified, even when something stops the scan
         if hashed or len(files) != len(old):
             _save_cache(cache_file, {"root": str(root), "files": files if complete else {**old, **files}})
-    return FolderDigest(digest.hexdigest()[:16], hashed, cached)
+    return FolderDigest(digest.hexdigest()[:16], hashed, cached, tuple(bad))

@@ -63,6 +63,10 @@ def validate(data: DataConfig, train: TrainConfig, quant: QuantConfig) -> data_m
         raise PipelineError(str(exc)) from exc
     if quant.calibration_images < MIN_CALIBRATION:
         raise PipelineError(f"calibration_images={quant.calibration_images}: use at least {MIN_CALIBRATION}")
+    if info.scan:
+        click.echo(info.scan.summary())
+        for warning in info.scan.warnings:
+            click.echo(f"Warning: {warning}", err=True)
     return info
 
 
@@ -92,6 +96,8 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         params = {"quant": quant_choice, "registered_model": name, **asdict(data), **asdict(train), **asdict(quant)}
         mlflow.log_params({k: v for k, v in params.items() if k not in given})
         dataset_input.log_dataset(data, info)
+        if info.scan:
+            mlflow.log_text(info.scan.table(), contract.DATA_SCAN_FILE)
         splits = data_mod.load(data, info, CacheConfig(directory=work / "input_cache"))
         code = fingerprint.code_fingerprint()
         key = baseline_key(data, train, info.fingerprint, code)

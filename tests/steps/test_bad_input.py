@@ -30,6 +30,10 @@ def _folder(root: Path, kind: str) -> str:
         (root / "checks" / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
     elif kind == "too_few":
         make_image_folder(root, per_class=5, classes=("stripes", "checks"))
+    elif kind == "untrainable_class":
+        make_image_folder(root, per_class=10, classes=("stripes", "checks"))
+        make_image_folder(root, per_class=1, classes=("rare",))
+        os.symlink(root / "gone.jpg", root / "checks" / "photo.jpg")
     return str(root)
 
 
@@ -40,7 +44,10 @@ CASES = {
     "unknown model": (["--dataset", "digits", "--model", "resnet9000"], "unknown model 'resnet9000'"),
     "empty folder": (["--dataset", "@empty"], "0 class sub-folder(s)"),
     "one-class folder": (["--dataset", "@one_class"], "1 class sub-folder(s)"),
-    "unreadable image": (["--dataset", "@unreadable"], "unreadable image"),
+    "unreadable image": (["--dataset", "@unreadable"], "1 unreadable (checks/broken.jpg (not an image"),
+    "class with one image and a broken link": (["--dataset", "@untrainable_class"],
+                                               "1 not a file (checks/photo.jpg (a broken link)); remove or replace "
+                                               "them; 1 class(es) would get no training image: 'rare' has 1"),
     "too few test images": (["--dataset", "@too_few", "--min-test-images", "20"], "only 2 test images"),
     "too few calibration images": (["--dataset", "digits", "--calibration-images", "10"], "at least 100"),
     "pretrained tiny model": (["--dataset", "digits", "--weights", "imagenet"], "tiny_cnn has no pretrained weights"),

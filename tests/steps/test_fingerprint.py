@@ -79,11 +79,12 @@ def test_folder_is_read_once_then_comes_from_the_cache(tmp_path):
 def test_a_broken_image_is_found_among_cached_ones(tmp_path):
     root = make_image_folder(tmp_path / "images", per_class=5)
     cache = tmp_path / "cache"
-    fingerprint.folder_fingerprint(root, _classes(root), cache)
+    first = fingerprint.folder_fingerprint(root, _classes(root), cache)
     broken = root / "blobs" / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not a jpeg")
-    with pytest.raises(fingerprint.UnreadableImage, match="unreadable image .*broken.jpg"):
-        fingerprint.folder_fingerprint(root, _classes(root), cache)
+    found = fingerprint.folder_fingerprint(root, _classes(root), cache)
+    assert [(b.path, b.reason) for b in found.bad] == [(broken, "unreadable")]
+    assert (found.cached, found.digest) == (15, first.digest), "the digest covers the usable files"
 
 
 def test_file_sha256_is_cached_by_size_and_mtime(tmp_path):
