@@ -11,11 +11,13 @@ import json
 import re
 import shutil
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from edge.contract import LABELS_FILE, MANIFEST_FILE, MODEL_FILE, SAMPLE_FILE
+from edge.contract import (LABELS_FILE, LABELS_TAG_MAX_CHARS, MANIFEST_FILE, MODEL_FILE, SAMPLE_FILE, TAG_LABELS,
+                           TAG_LABELS_COUNT, TAG_LABELS_SHA256)
 
 
 BUNDLE_FILES = frozenset((MODEL_FILE, LABELS_FILE, SAMPLE_FILE))  # what manifest.json lists, exactly
@@ -41,6 +43,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def labels_text(labels: list[str] | tuple[str, ...]) -> str:
+    """labels.txt: one name a line."""
+    return "\n".join(labels) + "\n"
+
+
+def labels_sha256(labels: list[str] | tuple[str, ...]) -> str:
+    return hashlib.sha256(labels_text(labels).encode("utf-8")).hexdigest()
+
+
+def label_tags(labels: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """A version's label tags: sha256 and count always, the joined names only while they fit (never cut short)."""
+    tags = {TAG_LABELS_SHA256: labels_sha256(labels), TAG_LABELS_COUNT: str(len(labels))}
+    joined = ",".join(labels)
+    if len(joined) <= LABELS_TAG_MAX_CHARS:
+        tags[TAG_LABELS] = joined
+    return tags
+
+
 def write_bundle(
     directory: Path,
     tflite_path: Path,
@@ -51,7 +71,7 @@ def write_bundle(
     """Write a bundle into ``directory``; returns its manifest."""
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tflite_path, directory / MODEL_FILE)
-    (directory / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
+    (directory / LABELS_FILE).write_text(labels_text(labels), encoding="utf-8")
     np.savez_compressed(
         directory / SAMPLE_FILE,
         images=np.asarray(sample_images, dtype=np.uint8),
@@ -74,13 +94,14 @@ def load_sample(directory: Path) -> tuple[np.ndarray, np.ndarray]:
         return data["images"], data["labels"]
 
 
-def verify_bundle(directory: Path, expected_model_sha256: str, labels_tag: str | None = None) -> list[str]:
+def verify_bundle(directory: Path, expected_model_sha256: str, version_tags: Mapping[str, str] | None = None) -> list[str]:
     """Check everything the bundle claims; returns its labels.
 
     The model against the registry's sha256; manifest.json lists exactly the bundle's
     files, each matching its sha256; labels.txt, the manifest's labels and the version's
-    ``labels`` tag (when given) agree; the sample's arrays are what a sample is, judged
-    from their headers before anything loads them.
+    label tags (those it has: ``labels_sha256``, ``labels_count``, and ``labels``, which
+    versions registered before the digest carry alone) agree; the sample's arrays are what
+    a sample is, judged from their headers before anything loads them.
     """
     model_sha = sha256_file(directory / MODEL_FILE)
     if model_sha != expected_model_sha256:
@@ -98,10 +119,18 @@ def verify_bundle(directory: Path, expected_model_sha256: str, labels_tag: str |
     if labels != manifest["labels"]:
         raise BundleError(f"{LABELS_FILE} ({len(labels)} names) and the labels in {MANIFEST_FILE} "
                           f"({len(manifest['labels'])} names) disagree")
-    if labels_tag is not None and labels_tag != ",".join(labels):
-        raise BundleError(f"{LABELS_FILE} and the version's labels tag disagree")
+    _check_label_tags(labels, version_tags or {})
     check_sample_header(directory)
     return labels
+
+
+def _check_label_tags(labels: list[str], tags: Mapping[str, str]) -> None:
+    if TAG_LABELS_SHA256 in tags and tags[TAG_LABELS_SHA256] != labels_sha256(labels):
+        raise BundleError(f"{LABELS_FILE} ({len(labels)} names) does not match the version's {TAG_LABELS_SHA256} tag")
+    if TAG_LABELS_COUNT in tags and tags[TAG_LABELS_COUNT] != str(len(labels)):
+        raise BundleError(f"{LABELS_FILE} has {len(labels)} names, the version's {TAG_LABELS_COUNT} tag says {tags[TAG_LABELS_COUNT]}")
+    if TAG_LABELS in tags and tags[TAG_LABELS] != ",".join(labels):
+        raise BundleError(f"{LABELS_FILE} and the version's labels tag disagree")
 
 
 def read_manifest(directory: Path) -> dict:

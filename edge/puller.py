@@ -288,7 +288,7 @@ class _Run:
 
     def _verify(self, bundle: Path, mv: ModelVersion, sha: str) -> None:
         """Every claim of the bundle that can be checked without running it; BundleError or Rejected."""
-        verify_bundle(bundle, sha, mv.tags.get(contract.TAG_LABELS))
+        verify_bundle(bundle, sha, mv.tags)
         _check_sample_shape(bundle, mv.tags.get(contract.TAG_INPUT_SHAPE))
         try:
             info = read_info_file(bundle / contract.MODEL_FILE)

@@ -10,6 +10,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from edge import contract
+from edge.bundle import labels_text
 from steps import data as data_mod
 from steps import distribute
 from steps import model as model_mod
@@ -95,7 +96,7 @@ def train_new(splits: data_mod.Splits, data: DataConfig, cfg: TrainConfig, key: 
         bundle.mkdir(parents=True, exist_ok=True)
         path = bundle / contract.KERAS_FILE
         model.save(path)
-        (bundle / contract.LABELS_FILE).write_text("\n".join(splits.info.labels) + "\n", encoding="utf-8")
+        (bundle / contract.LABELS_FILE).write_text(labels_text(splits.info.labels), encoding="utf-8")
         size = path.stat().st_size
         mlflow.log_metrics({contract.M_ACCURACY: accuracy, contract.M_SIZE: size, contract.M_DROP: 0.0, contract.M_SIZE_RATIO: 1.0})
         mlflow.log_artifacts(str(bundle), contract.ARTIFACT_DIR)

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from edge import contract, signing
+from edge.bundle import label_tags
 from edge.registry_client import ServerUnreachable, check_server
 from steps import baseline as baseline_mod
 from steps import data as data_mod
@@ -131,7 +132,7 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         rows = []
         if not register.versions_of_run(client, name, base.run_id):
             tags = {contract.TAG_VARIANT: contract.BASELINE, contract.TAG_FORMAT: contract.FORMAT_KERAS,
-                    contract.TAG_QUANTIZATION: "none", contract.TAG_LABELS: ",".join(info.labels),
+                    contract.TAG_QUANTIZATION: "none", **label_tags(info.labels),
                     contract.TAG_BASELINE_KEY: key}
             version = register.register_keras(client, name, base.run_id, base.model, calibration[:1], tags, "Keras baseline")
             rows.append(report.Row(contract.BASELINE, version, base.accuracy, 0.0, base.size_bytes, 1.0, None, None, None))

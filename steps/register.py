@@ -38,7 +38,7 @@ def register_version(client: MlflowClient, name: str, run_id: str, tags: dict[st
     then names the version (``link_logged_model``), which is how MLflow's UI knows it is registered.
     """
     mv = client.create_model_version(
-        name, source=f"models:/{model_id}", run_id=run_id, tags={k: str(v)[:5000] for k, v in tags.items()},
+        name, source=f"models:/{model_id}", run_id=run_id, tags={k: str(v) for k, v in tags.items()},
         description=description, model_id=model_id,
     )
     link_logged_model(client, model_id, name, str(mv.version))

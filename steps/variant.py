@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 
 from edge import contract
-from edge.bundle import sha256_file, write_bundle
+from edge.bundle import label_tags, sha256_file, write_bundle
 from edge.tflite_info import read_info_file
 from steps.baseline import Baseline
 from steps.config import DataConfig, QuantConfig, TrainConfig
@@ -41,7 +41,7 @@ def version_tags(variant: str, path: Path, image_size: int, labels: tuple[str, .
         contract.TAG_SIZE_BYTES: str(path.stat().st_size),
         contract.TAG_INPUT_SHAPE: "x".join(str(d) for d in (1, image_size, image_size, 3)),
         contract.TAG_INPUT_DTYPE: "uint8" if variant in (contract.INT8, contract.QAT) else "float32",
-        contract.TAG_LABELS: ",".join(labels),
+        **label_tags(labels),
         contract.TAG_OPS: info.ops_text,
         contract.TAG_MIN_RUNTIME: info.min_runtime_version or "",
     }
