@@ -87,13 +87,22 @@ def tradeoff_plot(rows: list[Row], path: Path, title: str) -> Path:
     return path
 
 
+CONFUSION_NUMBERED = 30
+CONFUSION_NAMED = 60
+
+
 def confusion_plot(matrix: np.ndarray, labels: list[str], path: Path, title: str) -> Path:
-    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(labels), 1 + 0.45 * len(labels)))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+    """Counts in the cells up to CONFUSION_NUMBERED classes, names up to CONFUSION_NAMED; past those a heat map whose
+    size stops growing (1,000 classes drawn cell by cell needed gigabytes; confusion_matrix.json has every count)."""
+    side = min(len(labels), CONFUSION_NAMED)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * side, 1 + 0.45 * side))
+    ax.imshow(matrix, cmap="Blues", interpolation="nearest")
+    if len(labels) <= CONFUSION_NAMED:
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    if len(labels) <= CONFUSION_NUMBERED:
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
