@@ -57,6 +57,8 @@ TAG_ROLE = "edgeq.role"
 TAG_BASELINE_KEY = "edgeq.baseline_key"
 TAG_BASELINE_RUN = "edgeq.baseline_run_id"
 TAG_BASELINE_REUSED = "edgeq.baseline_reused"  # on the pipeline run: "true" / "false"
+# Why a run ended FAILED: the one-line error, or the signal that stopped it ("stopped by SIGTERM").
+TAG_FAILURE_REASON = "edgeq.failure_reason"
 # On the pipeline run: what the scan of an image folder used, skipped and split (a Markdown table).
 DATA_SCAN_FILE = "data_scan.md"
 ROLE_PIPELINE = "pipeline"

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from edge import contract
 from edge.bundle import labels_text
 from steps import data as data_mod
-from steps import distribute
+from steps import distribute, stop
 from steps import model as model_mod
 from steps.config import DataConfig, TrainConfig
 from steps.train import keras_accuracy, train
@@ -80,7 +80,7 @@ class _EpochLogger(keras.callbacks.Callback):
 def train_new(splits: data_mod.Splits, data: DataConfig, cfg: TrainConfig, key: str, code_fingerprint: str,
               work: Path) -> Baseline:
     """Train in a child run that logs params, per-epoch metrics and the ``.keras`` file."""
-    with mlflow.start_run(run_name=contract.BASELINE, nested=True) as run:
+    with mlflow.start_run(run_name=contract.BASELINE, nested=True) as run, stop.failure_reason():
         mlflow.set_tags({contract.TAG_BASELINE_KEY: key, contract.TAG_ROLE: contract.ROLE_BASELINE})
         strategy = distribute.strategy(cfg.distribute)
         replicas = strategy.num_replicas_in_sync

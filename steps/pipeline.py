@@ -21,7 +21,7 @@ from edge.registry_client import ServerUnreachable, check_server
 from steps import baseline as baseline_mod
 from steps import data as data_mod
 from steps import model as model_mod
-from steps import dataset_input, fingerprint, register, report, summary
+from steps import dataset_input, fingerprint, register, report, stop, summary
 from steps import sample_size as sample_size_mod
 from steps.config import DISTRIBUTE, QUANT_CHOICES, DataConfig, QuantConfig, TrainConfig, baseline_key, variants_for
 from steps.input_cache import CacheConfig
@@ -88,7 +88,8 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
     client = MlflowClient()
     if not os.environ.get("MLFLOW_RUN_ID") and not os.environ.get("MLFLOW_EXPERIMENT_ID") and not os.environ.get("MLFLOW_EXPERIMENT_NAME"):
         mlflow.set_experiment(contract.PIPELINE_EXPERIMENT)
-    with mlflow.start_run(run_name=f"edgeq-{quant_choice}") as parent, tempfile.TemporaryDirectory() as tmp:
+    with mlflow.start_run(run_name=f"edgeq-{quant_choice}") as parent, stop.failure_reason(), \
+            tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         training_layout(client, parent.info.experiment_id)
         mlflow.set_tag(contract.TAG_ROLE, contract.ROLE_PIPELINE)
@@ -207,7 +208,12 @@ def main(quant: str, dataset: str, data_dir: str | None, image_size: int, model_
         key = signing.load_private_key(signing_key) if signing_key else None
     except signing.SigningKeyError as exc:
         raise PipelineError(str(exc)) from exc
-    run(quant, data, train, quant_cfg, registered_model or None, signing_key=key)
+    stop.install()
+    try:
+        run(quant, data, train, quant_cfg, registered_model or None, signing_key=key)
+    except stop.Stopped as exc:
+        click.echo(f"Error: {exc}: the runs it started are marked FAILED", err=True)
+        raise SystemExit(exc.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from steps.convert import convert
 from steps.data import Split
 from steps.evaluate import Evaluation, evaluate_stream
 from steps.qat import convert_qat
+from steps import stop
 from steps.report import confusion_plot
 from steps.selective import convert_selective
 
@@ -73,7 +74,7 @@ def build_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataCo
 
 def run_variant(variant: str, baseline: Baseline, arrays: Arrays, data: DataConfig, train: TrainConfig,
                 quant: QuantConfig, work: Path, fp32_p50: float | None) -> VariantResult:
-    with mlflow.start_run(run_name=variant, nested=True) as run:
+    with mlflow.start_run(run_name=variant, nested=True) as run, stop.failure_reason():
         mlflow.set_tags({contract.TAG_ROLE: contract.ROLE_VARIANT, contract.TAG_VARIANT: variant, contract.TAG_BASELINE_RUN: baseline.run_id})
         mlflow.log_params({"variant": variant, "calibration_images": len(arrays.calibration),
                            "qat_epochs": quant.qat_epochs if variant == contract.QAT else 0})

@@ -1,0 +1,49 @@
+"""A pipeline stopped by SIGTERM or SIGINT ends its MLflow runs FAILED, each run saying why it failed."""
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+
+import mlflow
+
+from edge import contract
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Stopped(BaseException):
+    """Raised in the main thread by SIGTERM or SIGINT; a BaseException so that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what a shell reports for a process ended by that signal
+
+
+def _raise(signum: int, frame) -> None:
+    # Later signals wait: ending the runs is a few requests, and a second SIGINT would cut them short.
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+def install() -> None:
+    """From now on SIGTERM and SIGINT unwind the pipeline (every ``with mlflow.start_run`` ends FAILED)."""
+    for sig in SIGNALS:
+        signal.signal(sig, _raise)
+
+
+@contextlib.contextmanager
+def failure_reason() -> Iterator[None]:
+    """Inside ``with mlflow.start_run(...)``: a failure tags the active run with its one-line reason first."""
+    try:
+        yield
+    except BaseException as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        with contextlib.suppress(Exception):  # the reason is a courtesy: never hide the failure behind it
+            mlflow.set_tag(contract.TAG_FAILURE_REASON, reason[:500])
+        raise
