@@ -59,6 +59,8 @@ TAG_BASELINE_RUN = "edgeq.baseline_run_id"
 TAG_BASELINE_REUSED = "edgeq.baseline_reused"  # on the pipeline run: "true" / "false"
 # Why a run ended FAILED: the one-line error, or the signal that stopped it ("stopped by SIGTERM").
 TAG_FAILURE_REASON = "edgeq.failure_reason"
+# On a variant run whose bundle a version of the same baseline and variant already holds: that version's number.
+TAG_SAME_AS_VERSION = "edgeq.same_as_version"
 # On the pipeline run: what the scan of an image folder used, skipped and split (a Markdown table).
 DATA_SCAN_FILE = "data_scan.md"
 ROLE_PIPELINE = "pipeline"

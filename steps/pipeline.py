@@ -143,8 +143,15 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
             gate_tags, gate_metrics = sample_size_mod.gate_figures(r.metrics[contract.M_ACCURACY], len(arrays.sample[1]))
             for key, value in gate_metrics.items():
                 client.log_metric(r.run_id, key, value)
-            version = register.register_tflite(client, name, r.run_id, {**r.tags, **gate_tags},
-                                               f"{r.variant} TFLite of baseline run {base.run_id}", r.bundle, signing_key=signing_key)
+            tags = {**r.tags, **gate_tags}
+            signed = {contract.TAG_SIGNING_KEY_FINGERPRINT: signing.fingerprint(signing_key)} if signing_key else {}
+            version = register.identical_version(client, name, {**tags, **signed}, base.run_id)
+            if version:
+                client.set_tag(r.run_id, contract.TAG_SAME_AS_VERSION, version)
+                click.echo(f"{r.variant}: the same files as version {version} (same baseline): not registered again")
+            else:
+                version = register.register_tflite(client, name, r.run_id, tags, f"{r.variant} TFLite of baseline run {base.run_id}",
+                                                   r.bundle, signing_key=signing_key)
             m = r.metrics
             rows.append(report.Row(r.variant, version, m[contract.M_ACCURACY], m[contract.M_DROP], r.size_bytes,
                                    m[contract.M_SIZE_RATIO], m[contract.M_P50], m[contract.M_P90], m[contract.M_SPEEDUP]))

@@ -86,6 +86,17 @@ def register_keras(client: MlflowClient, name: str, run_id: str, model, example:
     return register_version(client, name, run_id, tags, description, model_id)
 
 
+def identical_version(client: MlflowClient, name: str, tags: dict[str, str], baseline_run_id: str) -> str | None:
+    """A version of ``name`` built from the same baseline whose tags (variant, model sha256, labels, input, the
+    gate's sample size, signing key) all equal ``tags``: the same device files, so registering again adds nothing."""
+    query = f"name = '{name}' and tags.`{contract.TAG_SHA256}` = '{tags[contract.TAG_SHA256]}'"
+    for mv in sorted(client.search_model_versions(query), key=lambda mv: int(mv.version)):
+        if all(mv.tags.get(k) == str(v) for k, v in tags.items()) and mv.run_id and \
+                client.get_run(mv.run_id).data.tags.get(contract.TAG_BASELINE_RUN) == baseline_run_id:
+            return str(mv.version)
+    return None
+
+
 def versions_of_run(client: MlflowClient, name: str, run_id: str) -> list[str]:
     """Versions of ``name`` whose source run is ``run_id``."""
     return [mv.version for mv in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")]
