@@ -158,6 +158,9 @@ def _problems(root: Path, bad: tuple[image_file.BadImage, ...], classes: dict[st
               split: dict[str, dict[str, int]], skipped: dict[str, list[str]], train_fraction: float,
               val_fraction: float) -> list[str]:
     problems = []
+    unnamable = [repr(label) for label in classes if any(not ch.isprintable() for ch in label)]
+    if unnamable:  # labels.txt holds one name a line: a line break in a name would make two labels on the device
+        problems.append(f"class folder name(s) with a line break or control character: {_names(unnamable)}; rename them")
     if bad:
         groups: dict[str, list[str]] = {}
         for b in bad:

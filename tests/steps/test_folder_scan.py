@@ -188,3 +188,9 @@ def test_strong_imbalance_is_a_warning(tmp_path):
     make_image_folder(root, per_class=40, classes=("blobs",))
     scan = _inspect(root).scan
     assert any("imbalanced: 'blobs' has 40 images, 'checks' 3 (13×)" in w for w in scan.warnings), scan.warnings
+
+
+def test_a_class_name_that_labels_txt_cannot_hold_is_refused(tmp_path):
+    root = make_image_folder(tmp_path / "images", per_class=10, classes=("stripes", "checks"))
+    make_image_folder(root, per_class=10, classes=("two\nlines",))
+    assert "class folder name(s) with a line break or control character: 'two\\nlines'; rename them" in _refusal(root)
