@@ -40,8 +40,9 @@ TAG_SHA256 = "sha256"
 TAG_SIZE_BYTES = "size_bytes"
 TAG_INPUT_SHAPE = "input_shape"
 TAG_INPUT_DTYPE = "input_dtype"
-# The class names joined by ",", only while they fit LABELS_TAG_MAX_CHARS (older MLflow servers cut tag values at
-# 5,000 characters); labels.txt in the bundle always holds the list, which the sha256 and count tags let a device check.
+# The class names joined by ",", only while they fit LABELS_TAG_MAX_CHARS (older MLflow servers take at most
+# 5,000 characters in a tag value); labels.txt in the bundle always holds the list, which the sha256 and count
+# tags let a device check.
 TAG_LABELS = "labels"
 LABELS_TAG_MAX_CHARS = 4000
 TAG_LABELS_SHA256 = "labels_sha256"  # sha256 of labels.txt as the bundle holds it
