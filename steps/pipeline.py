@@ -219,6 +219,7 @@ def main(quant: str, dataset: str, data_dir: str | None, image_size: int, model_
     try:
         run(quant, data, train, quant_cfg, registered_model or None, signing_key=key)
     except stop.Stopped as exc:
+        stop.unwinding()
         click.echo(f"Error: {exc}: the runs it started are marked FAILED", err=True)
         raise SystemExit(exc.exit_code) from None
 
