@@ -56,7 +56,7 @@ TAG_PROMOTED_AT = "edgeq.promoted_at"
 # Run tags.
 TAG_ROLE = "edgeq.role"
 TAG_BASELINE_KEY = "edgeq.baseline_key"
-TAG_BASELINE_RUN = "edgeq.baseline_run_id"
+TAG_BASELINE_RUN = "edgeq.baseline_run_id"  # on the pipeline and variant runs, and on each TFLite version
 TAG_BASELINE_REUSED = "edgeq.baseline_reused"  # on the pipeline run: "true" / "false"
 # Why a run ended FAILED: the one-line error, or the signal that stopped it ("stopped by SIGTERM").
 TAG_FAILURE_REASON = "edgeq.failure_reason"

@@ -143,9 +143,9 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
             gate_tags, gate_metrics = sample_size_mod.gate_figures(r.metrics[contract.M_ACCURACY], len(arrays.sample[1]))
             for key, value in gate_metrics.items():
                 client.log_metric(r.run_id, key, value)
-            tags = {**r.tags, **gate_tags}
+            tags = {**r.tags, **gate_tags, contract.TAG_BASELINE_RUN: base.run_id}
             signed = {contract.TAG_SIGNING_KEY_FINGERPRINT: signing.fingerprint(signing_key)} if signing_key else {}
-            version = register.identical_version(client, name, {**tags, **signed}, base.run_id)
+            version = register.identical_version(client, name, {**tags, **signed})
             if version:
                 client.set_tag(r.run_id, contract.TAG_SAME_AS_VERSION, version)
                 click.echo(f"{r.variant}: the same files as version {version} (same baseline): not registered again")

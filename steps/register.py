@@ -86,13 +86,14 @@ def register_keras(client: MlflowClient, name: str, run_id: str, model, example:
     return register_version(client, name, run_id, tags, description, model_id)
 
 
-def identical_version(client: MlflowClient, name: str, tags: dict[str, str], baseline_run_id: str) -> str | None:
-    """A version of ``name`` built from the same baseline whose tags (variant, model sha256, labels, input, the
-    gate's sample size, signing key) all equal ``tags``: the same device files, so registering again adds nothing."""
+def identical_version(client: MlflowClient, name: str, tags: dict[str, str]) -> str | None:
+    """The oldest version of ``name`` whose tags all equal ``tags`` (variant, model sha256, labels, input, the gate's
+    sample size, the baseline run, signing key): the same device files, so registering again adds nothing.
+
+    Compared on version tags only, which the registry holds: run tags may be written by a device user."""
     query = f"name = '{name}' and tags.`{contract.TAG_SHA256}` = '{tags[contract.TAG_SHA256]}'"
     for mv in sorted(client.search_model_versions(query), key=lambda mv: int(mv.version)):
-        if all(mv.tags.get(k) == str(v) for k, v in tags.items()) and mv.run_id and \
-                client.get_run(mv.run_id).data.tags.get(contract.TAG_BASELINE_RUN) == baseline_run_id:
+        if all(mv.tags.get(k) == str(v) for k, v in tags.items()):
             return str(mv.version)
     return None
 
