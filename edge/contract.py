@@ -319,6 +319,7 @@ EVIDENCE_MARK = "1"
 # one tag per enrolled device (enrolment_tag), and every model the fleet pulls records the fleet experiment's id.
 ENROLMENT_MODEL = "edgeq-devices"
 TAG_FLEET_EXPERIMENT_ID = "edgeq.fleet_experiment_id"  # on each registered model: readers and devices use the id
+TAG_ACCEPT_UNSIGNED = "edgeq.accept_unsigned"  # on a model, "true": the operator counts unsigned evidence for it
 
 
 def enrolment_tag(device_id: str) -> str:

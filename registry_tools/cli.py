@@ -178,6 +178,18 @@ def _one_model(params: dict) -> dict:
     return params
 
 
+def accept_unsigned_option(f):
+    """``--accept-unsigned``: the same words wherever device evidence is read."""
+    return click.option("--accept-unsigned", is_flag=True, envvar="EDGEQ_ACCEPT_UNSIGNED",
+                        help="Also count device reports without a verified signature (fleets not enrolled, pullers "
+                             "from before signing); every output then says it did ($EDGEQ_ACCEPT_UNSIGNED).")(f)
+
+
+def _echo_notes(notes: list[str] | tuple[str, ...]) -> None:
+    for note in notes:
+        click.echo(f"  note: {note}")
+
+
 def _p99_spec(spec: str) -> str:
     """``--max-p99-ms`` takes ``[DEVICE=]MS`` in both tools: a plain number is every device."""
     try:
@@ -206,11 +218,12 @@ def main(ctx: click.Context, tracking_uri: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--devices", "per_device", is_flag=True,
               help="Also a p50 column per device (read from the device runs, capped; edgeq fleet lists devices).")
+@accept_unsigned_option
 @click.pass_obj
-def versions(client: MlflowClient, model: str, as_json: bool, per_device: bool = False) -> None:
+def versions(client: MlflowClient, model: str, as_json: bool, per_device: bool = False, accept_unsigned: bool = False) -> None:
     """Every version of MODEL with accuracy, size, host latency, fleet aggregates, aliases."""
     notes: list[str] = []
-    rows = collect(client, model, devices=per_device, notes=notes)
+    rows = collect(client, model, devices=per_device, notes=notes, accept_unsigned=accept_unsigned)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
@@ -250,11 +263,13 @@ def compare(client: MlflowClient, model: str, output: Path | None) -> None:
 @click.option("--max-p99-ms", multiple=True, metavar="[DEVICE=]MS", help="With --from: p99 limit; a plain number or all=MS for every device, DEVICE=MS for one (wins over all=). Repeatable.")
 @click.option("--max-rss-mb", type=float, default=None, help="With --from: peak RSS limit for every device.")
 @click.option("--reason", default="", help="Why, kept in the alias history (edgeq history).")
+@accept_unsigned_option
 @click.pass_context
 def promote(ctx: click.Context, model: str, version: str | None, alias: str, max_accuracy_drop: float,
             tflite_version: str | None, old_runtime_version: str | None, force: bool, best: bool, device_id: str | None,
             old_device: str | None, from_alias: str | None,
-            require_devices: int | None, max_p99_ms: tuple[str, ...], max_rss_mb: float | None, reason: str) -> None:
+            require_devices: int | None, max_p99_ms: tuple[str, ...], max_rss_mb: float | None, reason: str,
+            accept_unsigned: bool = False) -> None:
     """Point ALIAS (default production) at VERSION, at the best version for a device, or at the canary's version."""
     client: MlflowClient = ctx.obj
     runtime_version = _either("--tflite-version", tflite_version, "--runtime-version", old_runtime_version)
@@ -265,14 +280,15 @@ def promote(ctx: click.Context, model: str, version: str | None, alias: str, max
         explicit_drop = ctx.get_parameter_source("max_accuracy_drop") != click.core.ParameterSource.DEFAULT
         _check_from(from_alias, alias, version, best)
         limits = canary_limits(require_devices, max_accuracy_drop if explicit_drop else None, max_p99_ms, max_rss_mb)
-        _promote_from(client, model, from_alias, alias, limits, promotion.Gate(max_accuracy_drop, runtime_version, force), reason)
+        _promote_from(client, model, from_alias, alias, limits, promotion.Gate(max_accuracy_drop, runtime_version, force), reason,
+                      accept_unsigned)
         return
     if best == (version is not None):
         raise click.UsageError("give either VERSION or --best --device-id ID")
     if best:
         if not device:
             raise click.UsageError("--best needs --device-id ID")
-        choice = promotion.best_for_device(client, model, device, max_accuracy_drop)
+        choice = promotion.best_for_device(client, model, device, max_accuracy_drop, accept_unsigned)
         click.echo(choice.reason)
         version = choice.row.version
     gate = promotion.Gate(max_accuracy_drop, runtime_version, force)
@@ -326,14 +342,13 @@ def _check_from(from_alias: str | None, alias: str, version: str | None, best: b
 
 
 def _promote_from(client: MlflowClient, model: str, from_alias: str, alias: str, limits: canary.Limits,
-                  gate: promotion.Gate, reason: str) -> None:
+                  gate: promotion.Gate, reason: str, accept_unsigned: bool = False) -> None:
     """``promote --from canary``: the canary's version moves on when enough devices reported it healthy."""
     found = evidence.for_alias(client, model, from_alias,  # unknown model or alias: RegistryToolError, bad input
-                               cap=max(evidence.DEFAULT_CAP, 2 * limits.required))  # issue 17: bounded, said when hit
+                               cap=max(evidence.DEFAULT_CAP, 2 * limits.required), accept_unsigned=accept_unsigned)
     decision = canary.decide(found.version, found.reports, limits, found.registered_accuracy)
     click.echo(f"{model}: {from_alias} is at v{found.version}; {alias} needs {limits.describe()}")
-    if found.truncated:  # issue 17: never a silent cap
-        click.echo(f"  note: {found.note()}")
+    _echo_notes(found.notes())  # never a silent cap, never a silent unsigned vote
     _echo_devices([("counted" if v.counted else "not counted", v.device, v.why) for v in decision.verdicts], 11,
                   f"no device has reported on v{found.version}'s run yet")
     counted = f"{len(decision.counted)} device(s) count, {limits.required} required"
@@ -388,13 +403,14 @@ def history_command(client: MlflowClient, model: str, alias: str | None, as_json
               help="List at most this many devices (the output says when more exist).")
 @click.option("--max-clock-skew", type=click.FloatRange(min=0), default=contract.CLOCK_SKEW_LIMIT_S, show_default=True,
               metavar="SECONDS", help="Flag a device whose clock is further off the server's than this.")
+@accept_unsigned_option
 @click.pass_obj
 def fleet_command(client: MlflowClient, model: str, as_json: bool, stale_after: float, running_version: str | None = None,
                   last_status: str | None = None, only_device: str | None = None, limit: int = fleet_view.DEFAULT_LIMIT,
-                  max_clock_skew: float = contract.CLOCK_SKEW_LIMIT_S) -> None:
+                  max_clock_skew: float = contract.CLOCK_SKEW_LIMIT_S, accept_unsigned: bool = False) -> None:
     """Every device running MODEL: alias, version, last seen, p50/p99, sample accuracy, clock, status."""
     query = fleet_view.Query(running_version, last_status, only_device, limit)
-    found = fleet_view.read(client, model, stale_after, query, max_skew_s=max_clock_skew)
+    found = fleet_view.read(client, model, stale_after, query, max_skew_s=max_clock_skew, accept_unsigned=accept_unsigned)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in found.rows], indent=2))
         for note in found.notes():
@@ -408,19 +424,23 @@ def fleet_command(client: MlflowClient, model: str, as_json: bool, stale_after: 
 @click.option("--max-devices", type=click.IntRange(min=1), default=aggregate.DEFAULT_MAX_DEVICES, show_default=True,
               help="Read at most this many device runs; past it nothing is written and the command says so.")
 @click.option("--dry-run", is_flag=True, help="Print the aggregates without writing them.")
+@accept_unsigned_option
 @click.pass_obj
-def aggregate_command(client: MlflowClient, model: str, max_devices: int, dry_run: bool) -> None:
+def aggregate_command(client: MlflowClient, model: str, max_devices: int, dry_run: bool, accept_unsigned: bool = False) -> None:
     """Write each version's fleet aggregates (devices healthy/rejected/behind, latency, sample accuracy) on its run
     and logged model, from the device runs. Meant for a timer beside the server; writes only what changed."""
+    from registry_tools.lookup import all_versions, registered_model
     from registry_tools.runs import runs_by_id
-    from registry_tools.versions import all_versions, registered_model
 
     rm = registered_model(client, model)
     found = all_versions(client, model)
     result = aggregate.refresh(client, model, found, runs_by_id(client, [mv.run_id for mv in found]),
-                               {a: str(v) for a, v in (rm.aliases or {}).items()}, limit=max_devices, write=not dry_run)
+                               {a: str(v) for a, v in (rm.aliases or {}).items()}, limit=max_devices, write=not dry_run,
+                               trust=evidence.trust_for(client, model, accept_unsigned))
     if result.truncated:
         raise Refused(result.note())
+    for note in result.trust_notes:
+        click.echo(f"note: {note}")
     for version, agg in sorted(result.aggregates.items(), key=lambda kv: int(kv[0]), reverse=True):
         click.echo(f"v{version}: {agg.summary()}" + (" (written)" if version in result.written else ""))
     click.echo(f"{model}: {result.devices} device run(s) read, {len(result.written)} version(s) updated"
@@ -455,10 +475,11 @@ def keygen_command(path: Path) -> None:
 @click.option("--max-slowdown", type=float, default=None,
               help="A device whose p50 is more than this many times its p50 on the replaced version is against it.")
 @click.option("--dry-run", is_flag=True, help="Print the verdict; move and record nothing.")
+@accept_unsigned_option
 @click.pass_obj
 def guard_command(client: MlflowClient, model: str, alias: str, min_devices: int, max_rejected_fraction: float,
                   max_accuracy_drop: float | None, max_p99_ms: tuple[str, ...], max_rss_mb: float | None,
-                  max_slowdown: float | None, dry_run: bool) -> None:
+                  max_slowdown: float | None, dry_run: bool, accept_unsigned: bool = False) -> None:
     """Move ALIAS back to the version it replaced when the devices' evidence on its version breaches the limits.
 
     Exit 0: the version stays (accepted, or not enough reports yet); 4: the evidence breaches the limits (the alias
@@ -469,7 +490,7 @@ def guard_command(client: MlflowClient, model: str, alias: str, min_devices: int
 
     limits = guard_mod.Limits(min_devices, max_rejected_fraction, max_accuracy_drop, guard_mod.parse_p99(max_p99_ms),
                               max_rss_mb, max_slowdown)  # ValueError: bad input
-    outcome = guard_mod.guard(client, model, alias, limits, dry_run)
+    outcome = guard_mod.guard(client, model, alias, limits, dry_run, accept_unsigned)
     for event in outcome.noticed:
         click.echo(f"{model}: noticed {event.alias} moved outside edgeq: {event.reason}")
     verdict = outcome.verdict
@@ -478,7 +499,7 @@ def guard_command(client: MlflowClient, model: str, alias: str, min_devices: int
     _echo_devices([("against" if d.against else "accepts", d.device, d.why) for d in verdict.devices], 7,
                   f"no device has reported on v{verdict.version} yet")
     if verdict.note:
-        click.echo(f"  ({verdict.note})")
+        _echo_notes(verdict.note.split("; "))
     click.echo(f"{model}: {outcome.message}")
     if outcome.exit_code != contract.ExitCode.OK:
         raise SystemExit(int(outcome.exit_code))
@@ -529,3 +550,68 @@ def webhook_serve(client: MlflowClient, host: str, port: int, secret_env: str) -
         pass
     finally:
         httpd.server_close()
+
+
+# --- edgeq device: who may speak for the fleet ---------------------------------------------------------------------------
+@main.group("device", cls=_Group)
+def device_group() -> None:
+    """Enrol the devices whose signed reports count (each device's own key, for the models it may report on)."""
+
+
+@device_group.command("enroll")
+@click.argument("device_id")
+@click.option("--key", "key_text", required=True, metavar="ed25519:BASE64",
+              help="The device's public key, as `edgeq-pull identity` prints it on the device.")
+@click.option("--model", "models", multiple=True, required=True, metavar="NAME",
+              help="A registered model the device may report on (repeatable).")
+@click.pass_obj
+def device_enroll(client: MlflowClient, device_id: str, key_text: str, models: tuple[str, ...]) -> None:
+    """Count DEVICE_ID's signed reports on the given models (replaces an earlier enrolment of the device)."""
+    from registry_tools import enrolment
+
+    done = enrolment.enroll(client, device_id, key_text, models)
+    click.echo(f"enrolled {done.device} for {', '.join(done.models)} (key {done.key[:20]}…, by {done.by})")
+
+
+@device_group.command("revoke")
+@click.argument("device_id")
+@click.pass_obj
+def device_revoke(client: MlflowClient, device_id: str) -> None:
+    """Stop counting DEVICE_ID's reports, from the next decision on (its record stays, marked revoked)."""
+    from registry_tools import enrolment
+
+    done = enrolment.revoke(client, device_id)
+    click.echo(f"revoked {done.device} on {done.revoked_at}: its reports no longer count")
+
+
+@device_group.command("list")
+@click.option("--model", default=None, metavar="NAME", help="Only the devices enrolled for this model.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def device_list(client: MlflowClient, model: str | None, as_json: bool) -> None:
+    """Every enrolled device: its key, its models, when and by whom, revoked or not."""
+    from registry_tools import enrolment
+    from registry_tools.table import render
+
+    found = [e for e in enrolment.read(client).devices.values() if model is None or model in e.models]
+    if as_json:
+        click.echo(json.dumps([{"device": e.device, "key": e.key, "models": list(e.models), "enrolled_at": e.enrolled_at,
+                                "by": e.by, "revoked_at": e.revoked_at or None} for e in found], indent=2))
+        return
+    if not found:
+        click.echo("no device enrolled (on the device: edgeq-pull identity; then: edgeq device enroll ID --key … --model …)")
+        return
+    rows = [[e.device, e.key[:20] + "…", ", ".join(e.models), e.enrolled_at, e.by, e.revoked_at or "—"] for e in found]
+    click.echo("\n".join(render(["device", "key", "models", "enrolled", "by", "revoked"], rows)))
+
+
+@device_group.command("accept-unsigned")
+@model_arguments()
+@click.option("--off", is_flag=True, help="Count only signed reports from enrolled devices again.")
+@click.pass_obj
+def device_accept_unsigned(client: MlflowClient, model: str, off: bool) -> None:
+    """Count reports without a verified signature for MODEL in every decision (pullers from before signing), until --off."""
+    from registry_tools import enrolment
+
+    enrolment.set_accept_unsigned(client, model, not off)
+    click.echo(f"{model}: unsigned device reports {'no longer count' if off else 'COUNT in every decision (and every output says so)'}")

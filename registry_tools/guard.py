@@ -27,7 +27,7 @@ from registry_tools import canary, evidence, promotion
 from registry_tools import history as alias_history
 from registry_tools.device_reports import DeviceReport
 from registry_tools.rest_client import tag
-from registry_tools.versions import RegistryToolError
+from registry_tools.lookup import RegistryToolError
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -183,18 +183,20 @@ def _restored_by_guard(client: MlflowClient, name: str, alias: str, version: str
     return bool(last and last.kind == alias_history.ROLLBACK and last.by == contract.GUARD_BY and last.to_version == version)
 
 
-def guard(client: MlflowClient, name: str, alias: str, limits: Limits, dry_run: bool = False) -> Outcome:
+def guard(client: MlflowClient, name: str, alias: str, limits: Limits, dry_run: bool = False,
+          accept_unsigned: bool = False) -> Outcome:
     """Judge the version behind ``alias`` on its devices' evidence and, when refused, move the alias back (rule 3)."""
     if dry_run:  # writes nothing, not even the moves it notices
         noticed = tuple(e for e in alias_history.read(client, name) if e.kind == alias_history.OUTSIDE and not e.at)
     else:
         noticed = tuple(alias_history.notice(client, name, "edgeq guard"))
-    found = evidence.for_alias(client, name, alias)  # unknown model or alias: RegistryToolError (bad input)
+    found = evidence.for_alias(client, name, alias, accept_unsigned=accept_unsigned)  # unknown model or alias: bad input
     try:
         _, replaced = promotion.rollback_target(client, name, alias)
     except RegistryToolError:
         replaced = None
-    replaced_reports = evidence.for_version(client, name, replaced).reports if replaced and limits.max_slowdown else {}
+    replaced_reports = (evidence.for_version(client, name, replaced, trust=found.trust).reports
+                        if replaced and limits.max_slowdown else {})
     verdict = decide(alias, found, replaced, replaced_reports, limits)
     if not verdict.enough:
         return Outcome(verdict, False, f"not enough evidence: {len(verdict.devices)} device(s) reported on "

@@ -17,7 +17,8 @@ from edge import contract
 from edge.runtime import parse_version
 from registry_tools import history as alias_history
 from registry_tools.rest_client import error_code
-from registry_tools.versions import GateRefused, RegistryToolError, VersionRow, collect, model_version, registered_model
+from registry_tools.lookup import GateRefused, RegistryToolError, model_version, registered_model
+from registry_tools.versions import VersionRow, collect
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -170,12 +171,14 @@ class Choice:
     reason: str
 
 
-def best_for_device(client: MlflowClient, name: str, device: str, max_accuracy_drop: float) -> Choice:
+def best_for_device(client: MlflowClient, name: str, device: str, max_accuracy_drop: float,
+                    accept_unsigned: bool = False) -> Choice:
     device = contract.sanitize_device_id(device)
-    rows = collect(client, name, devices=[device])  # issue 17: the device's figures, from its own run
+    rows = collect(client, name, devices=[device], accept_unsigned=accept_unsigned)  # its verified figures
     measured = [r for r in rows if device in r.device_p50_ms and r.format == contract.FORMAT_TFLITE]
     if not measured:
-        known = sorted({d for r in collect(client, name, devices=True) for d in r.device_p50_ms})  # issue 17
+        known = sorted({d for r in collect(client, name, devices=True, accept_unsigned=accept_unsigned)
+                        for d in r.device_p50_ms})
         raise RegistryToolError(
             f"no figures from device {device!r} for {name!r}"
             + (f" (devices with figures: {', '.join(known)})" if known else " (no device has reported yet: run edgeq-pull there)")

@@ -91,7 +91,7 @@ def test_force_promotes_without_evidence_and_history_records_it(server, client, 
     assert "promoting anyway (--force)" in result.output
     assert alias_of(client, model) == v2
 
-    events = json.loads(edgeq(server, "history", model, "--json").output)
+    events = json.loads(edgeq(server, "history", model, "--json").stdout)
     latest = events[0]
     assert (latest["kind"], latest["alias"], latest["from_version"], latest["to_version"], latest["forced"]) == \
         ("promote", contract.DEFAULT_ALIAS, v1, v2, True)

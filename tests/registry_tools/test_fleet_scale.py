@@ -84,10 +84,10 @@ def test_aggregates_reach_the_version_run_and_the_logged_model_and_stay_put(serv
     # edgeq fleet: the server filters; a cap is said out loud.
     capped = edgeq(server, "fleet", model, "--limit", "5")
     assert capped.exit_code == 0 and "showing the first 5 devices (--limit 5); more exist" in capped.output
-    refused = json.loads(edgeq(server, "fleet", model, "--json", "--last-status", "rejected").output)
+    refused = json.loads(edgeq(server, "fleet", model, "--json", "--last-status", "rejected").stdout)
     assert sorted(r["device"] for r in refused) == ["pi-refuses-0", "pi-refuses-1"]
     assert all(r["flags"][0].startswith(f"rejected v{mv.version} (health gate") for r in refused)
-    one = json.loads(edgeq(server, "fleet", model, "--json", "--device-id", "sim-000004").output)
+    one = json.loads(edgeq(server, "fleet", model, "--json", "--device-id", "sim-000004").stdout)
     assert [(r["device"], r["running_version"], r["status"]) for r in one] == [("sim-000004", mv.version, "ok")]
     assert one[0]["latency_p50_ms"] == device_bodies(4, model, mv, "x")[0][f"v{mv.version}.latency_p50_ms"]
 

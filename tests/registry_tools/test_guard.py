@@ -29,7 +29,7 @@ def _production(client: MlflowClient, model: str) -> str:
 
 
 def _history(server, model: str) -> list[dict]:
-    return json.loads(edgeq(server, "history", model, "--json").output)
+    return json.loads(edgeq(server, "history", model, "--json").stdout)
 
 
 def test_devices_reject_a_worse_version_and_the_guard_moves_production_back(server, client, tmp_path):
@@ -53,7 +53,7 @@ def test_devices_reject_a_worse_version_and_the_guard_moves_production_back(serv
     moved = edgeq(server, "guard", model)
     assert moved.exit_code == contract.ExitCode.REJECTED, moved.output
     assert f"production moved from v{worse.version} back to v{good}" in moved.output
-    assert [line.split()[:2] for line in moved.output.splitlines() if line.startswith("  ")] == [["against", d] for d in DEVICES]
+    assert [line.split()[:2] for line in moved.output.splitlines() if line.startswith(("  against", "  accepts"))] == [["against", d] for d in DEVICES]
     assert _production(client, model) == good
 
     latest = _history(server, model)[0]
