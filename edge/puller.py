@@ -28,13 +28,13 @@ from edge.gate import GateLimits, Verdict, judge
 from edge.heartbeat import fleet_run_id, send_heartbeat
 from edge.hook import run_hook
 from edge.lock import LockBusy, exclusive_lock
-from edge.outbox import DEAD_LETTER, FlushResult, Outbox, Report
+from edge.outbox import DEAD_LETTER, FLUSH_DEADLINE_SHARE, FlushResult, Outbox, Report, report_id
 from edge.registry_client import (AuthError, ModelVersion, NotFound, Refused, RegistryClient, RegistryError,
                                   ServerUnreachable, TooLarge)
 from edge.report import ReportContext, build_report
 from edge.runtime import Runtime, RuntimeMissingError, find_runtime
 from edge.sandbox import DEFAULT_MAX_RSS_MB, CandidateJob, CandidateRefused, SandboxError, SandboxLimits, run_candidate
-from edge.state import DeviceState, Installed
+from edge.state import DeviceState, Installed, LayoutError
 from edge.tflite_info import TFLiteFormatError, read_info_file
 
 log = logging.getLogger("edgeq-pull")
@@ -124,7 +124,7 @@ def pull(config: PullConfig, client: RegistryClient) -> Outcome:
             return _Run(config, client, state, runtime, device_id).go()
     except LockBusy as exc:
         return Outcome(Exit.BUSY, f"{exc}; skipping this run")
-    except StorageError as exc:
+    except (StorageError, LayoutError) as exc:
         return Outcome(Exit.STORAGE, str(exc))
     except OSError as exc:
         if exc.errno not in _STORAGE_ERRNOS:
@@ -152,7 +152,10 @@ class _Run:
         cleaned = self.state.clean_downloads() + self.state.clean_temporary() + self.outbox.clean_temporary()
         if cleaned:
             log.info("removed %d temporary file(s) left by an interrupted run", cleaned)
-        self.flushed = self.outbox.flush(self.client)
+        repaired = self.state.repair_current()
+        if repaired:
+            log.warning(repaired)
+        self.flushed = self.outbox.flush(self.client, self._flush_budget())
         try:
             mv = self._resolve()
             self.device_run = fleet_run_id(self.client, self.state.root, self.config.model, self.device_id)
@@ -166,6 +169,11 @@ class _Run:
         outcome = self._handle(mv)
         self._heartbeat(mv, outcome)
         return outcome
+
+    def _flush_budget(self) -> float | None:
+        """Seconds the queued reports may take: a share of --deadline, so a backlog never costs the device its update."""
+        seconds = self.client.deadline.seconds
+        return None if seconds is None else seconds * FLUSH_DEADLINE_SHARE
 
     def _resolve(self) -> ModelVersion:
         c = self.config
@@ -361,7 +369,8 @@ class _Run:
         reason = str(exc)
         remember = (lambda: self.state.remember_rejection(mv.name, mv.version, sha, reason)) if exc.remember else None
         if exc.report:
-            _, note = self._deliver(self._report(mv, exc.result, exc.verdict, reason=reason), remember)
+            _, note = self._deliver(self._report(mv, exc.result, exc.verdict, reason=reason),
+                                    self._report_id(mv, sha, contract.STATUS_REJECTED), remember)
         else:
             note = "not reported (nothing is wrong with the version's content)"
             if remember:
@@ -375,18 +384,29 @@ class _Run:
         return build_report(ReportContext(self.device_id, self.config.alias, self.config.version, self.config.threads,
                                           self.runtime, self.device_run), mv, result, verdict, self.provenance, reason)
 
-    def _deliver(self, report: Report, commit: Callable[[], object] | None = None,
+    def _report_id(self, mv: ModelVersion, sha: str, verdict: str) -> str:
+        return report_id(mv.name, mv.version, sha, self.device_id, verdict)
+
+    def _deliver(self, report: Report, key: str, commit: Callable[[], object] | None = None,
                  retried: bool = False) -> tuple[Exit, str]:
-        """Queue the report durably, then ``commit`` (record on disk what the report says), then send it.
+        """Queue the report durably under its id ``key``, then ``commit`` (record on disk what the report says), then send it.
 
         In that order, a run killed at any point loses no report: it is in the outbox
-        before the device records it measured (or rejected) a version. Sent: removed. Server down or credentials
+        before the device records it measured (or rejected) a version. A run killed before
+        the commit left the report queued under ``key``, and maybe sent: the next run sends
+        that very report again (same time, same figures: the server stores it once), not a
+        second one. Sent: removed. Server down or credentials
         refused: stays queued (exit 3 or 2). The server refuses the report itself: kept in
         the dead-letter folder (exit 2), as sending it again could never work.
         """
-        path = self.outbox.put(report)
+        earlier = self.outbox.unrecorded(key)
+        if earlier:
+            log.info("an earlier run stopped before recording what it reported: its report goes again, unchanged")
+            report = dataclasses.replace(earlier, run_id=report.run_id)
+        path = self.outbox.put(report, key)
         if commit:
             commit()
+        self.outbox.recorded()
         try:
             self.outbox.send(path, self.client)
             return Exit.OK, f"reported to run {report.run_id}"
@@ -397,7 +417,7 @@ class _Run:
         except Refused as exc:
             if report.run_id == self.device_run and not retried and self._device_run_replaced():
                 # The device's run was gone (deleted, or a server started afresh): the report goes to the new one.
-                return self._deliver(dataclasses.replace(report, run_id=self.device_run), retried=True)
+                return self._deliver(dataclasses.replace(report, run_id=self.device_run), key, retried=True)
             return Exit.BAD_CONFIG, f"report refused by the server ({exc}), kept in outbox/{DEAD_LETTER}/"
         except RegistryError as exc:
             return Exit.BAD_CONFIG, f"report not sent ({exc}), queued in the outbox"
@@ -413,7 +433,8 @@ class _Run:
 
     def _send(self, report: Report, installed: Installed, summary: str, mv: ModelVersion, downloaded: int,
               result: BenchmarkResult) -> Outcome:
-        code, note = self._deliver(report, lambda: self.state.mark_benchmarked(installed))
+        key = self._report_id(mv, installed.sha256, contract.STATUS_HEALTHY)
+        code, note = self._deliver(report, key, lambda: self.state.mark_benchmarked(installed))
         return Outcome(code, self._note(f"{summary}; {note}"), mv.version, downloaded, result)
 
     def _heartbeat(self, mv: ModelVersion, outcome: Outcome) -> None:
