@@ -282,6 +282,7 @@ A_HEALTHY = "fleet.devices_healthy"
 A_REJECTED = "fleet.devices_rejected"
 A_BEHIND = "fleet.devices_behind"  # follow an alias at this version, run an older one, did not refuse it
 A_THROTTLED = "fleet.devices_throttled"
+A_UNVERIFIED = "fleet.reports_not_counted"  # unverified, or unsigned where unsigned evidence does not count
 A_P50_MEDIAN = "fleet.p50_median_ms"
 A_P50_WORST = "fleet.p50_worst_ms"
 A_P99_WORST = "fleet.p99_worst_ms"

@@ -11,6 +11,7 @@ run) count too, so versions reported before this layout keep their figures.
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Iterable
@@ -54,10 +55,11 @@ class Aggregate:
     acc_median: float | None = None
     acc_worst: float | None = None
     classes: dict[str, ClassFigures] = field(default_factory=dict)
+    not_counted: int = 0  # reports that did not vote: unverified, or unsigned where unsigned evidence does not count
 
     def metrics(self) -> dict[str, float]:
         out = {contract.A_REPORTING: self.reporting, contract.A_HEALTHY: self.healthy, contract.A_REJECTED: self.rejected,
-               contract.A_BEHIND: self.behind, contract.A_THROTTLED: self.throttled}
+               contract.A_BEHIND: self.behind, contract.A_THROTTLED: self.throttled, contract.A_UNVERIFIED: self.not_counted}
         for key, value in ((contract.A_P50_MEDIAN, self.p50_median), (contract.A_P50_WORST, self.p50_worst),
                            (contract.A_P99_WORST, self.p99_worst), (contract.A_ACC_MEDIAN, self.acc_median),
                            (contract.A_ACC_WORST, self.acc_worst)):
@@ -86,7 +88,7 @@ class Aggregate:
                    metrics.get(contract.A_P50_WORST), metrics.get(contract.A_P99_WORST), metrics.get(contract.A_ACC_MEDIAN),
                    metrics.get(contract.A_ACC_WORST),
                    {n: ClassFigures(int(f.get("devices", 0)), f.get("p50_median_ms"), f.get("p50_worst_ms"))
-                    for n, f in sorted(classes.items())})
+                    for n, f in sorted(classes.items())}, count(contract.A_UNVERIFIED))
 
     def summary(self) -> str:
         """One line: ``12 healthy, 1 rejected, 3 behind; p50 median 3.10 ms (worst 4.20), p99 worst 9.00 ms, …``."""
@@ -100,6 +102,8 @@ class Aggregate:
             parts.append(f"sample accuracy median {self.acc_median:.3f} (worst {self.acc_worst:.3f})")
         if self.throttled:
             parts.append(f"{self.throttled} throttled")
+        if self.not_counted:
+            parts.append(f"{self.not_counted} report(s) not counted (unverified or unsigned)")
         return head + ("; " + ", ".join(parts) if parts else "")
 
 
@@ -197,9 +201,10 @@ def refresh(client: MlflowClient, model: str, versions: list, version_runs: dict
         # Refusing the version is not lagging behind it.
         lagging = {d for d in behind.get(version, set())
                    if not (d in reports and reports[d].status == contract.STATUS_REJECTED)}
-        if not reports and not lagging and contract.A_REPORTING not in stored:
+        not_counted = found.unverified_count(version) + (0 if trust.accept_unsigned else found.unsigned_count(version))
+        if not reports and not lagging and not not_counted and contract.A_REPORTING not in stored:
             continue
-        agg = compute(version, reports.values(), len(lagging))
+        agg = dataclasses.replace(compute(version, reports.values(), len(lagging)), not_counted=not_counted)
         aggregates[version] = agg
         if write and run is not None and store(client, mv, stored, agg):
             written.append(version)

@@ -187,6 +187,8 @@ def _check(value: str, model: str, trust: Trust) -> tuple[signed.Payload | None,
         return None, "?", "", f"not signed evidence ({exc})"
     if claim.model != model:
         return None, "", "", ""  # about another model: not this reader's business (a device may follow several)
+    if claim.device not in trust.register.devices:
+        return None, "", "", ""  # nobody vouches for this device: what its run says is unsigned evidence (its tags)
     key, why = trust.register.key_for(claim.device, model)
     if key is None:
         return None, claim.device, claim.version, why

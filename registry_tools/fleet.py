@@ -30,6 +30,7 @@ DEFAULT_LIMIT = 200  # devices listed unless --limit says otherwise: a page a pe
 OK, STALE, BEHIND, REJECTED, NOT_INSTALLED = "ok", "stale", "behind", "rejected", "nothing installed"
 OFF = "not on its alias"  # runs a newer version than its alias points to (the alias was moved back by number)
 UNSIGNED_FLAG = "unsigned"  # the fleet is enrolled but this run carries no verified status: its tags are not evidence
+UNVERIFIED_FLAG = "unverified"  # the run carries statements that failed verification (forged, revoked, not enrolled)
 CLOCK = "clock"  # flags starting with it: the device's clock is off, or its last seen lies in the future
 _BUSY = contract.last_status(contract.ExitCode.BUSY)  # another run held the lock: nothing wrong with the device
 
@@ -226,7 +227,10 @@ def _row(run, aliases: dict[str, str], found: evidence.Read, trust: evidence.Tru
     report = report_on(running)
     figures = report.metrics if report else {}
     flags = _clock_flags(seen, skew, now, max_skew_s)
-    if not state.signed and trust.enrolled:
+    bad = [u.why for u in found.unverified if u.run_id == run.info.run_id]
+    if bad:
+        flags.append(f"{UNVERIFIED_FLAG} ({len(bad)}: {bad[0]})")
+    elif not state.signed and trust.enrolled:
         flags.append(UNSIGNED_FLAG)
     if seen is None or (now - seen).total_seconds() > stale_after * interval:
         flags.append(STALE)

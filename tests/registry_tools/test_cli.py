@@ -147,7 +147,7 @@ def test_best_picks_the_fastest_within_budget_on_that_device(pipeline, client, b
                   "--accept-unsigned")
     assert wider.exit_code == 0 and f"v{versions['dynamic']} (dynamic) is the fastest" in wider.output, wider.output
     assert _alias(client, fresh_model) == versions["dynamic"]
-    unknown = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-elsewhere")
+    unknown = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-elsewhere", "--accept-unsigned")
     assert unknown.exit_code == ExitCode.BAD_CONFIG and "devices with figures: pi-best, pi-other" in unknown.output
     strict = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-best", "--max-accuracy-drop", "-100")
     assert strict.exit_code == ExitCode.REJECTED and "within -100.00 accuracy points" in strict.output
