@@ -25,6 +25,7 @@ import uuid
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from edge import contract
 from edge.fsutil import atomic_write
 from edge.registry_client import AuthError, Nonsense, Refused, RegistryClient, ServerUnreachable
 
@@ -48,6 +49,7 @@ class Report:
     tags: dict[str, str]
     timestamp_ms: int
     step: int = 0
+    params: dict[str, str] = field(default_factory=dict)  # write-once: signed evidence and its marker
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class Outbox:
 
     def _send(self, path: Path, report: Report, client: RegistryClient) -> None:
         try:
-            client.log_batch(report.run_id, report.metrics, report.tags, report.timestamp_ms, report.step)
+            _log(client, report)
         except Refused as exc:
             self._move(path, DEAD_LETTER, f"refused by the server: {exc}")
             raise
@@ -180,6 +182,31 @@ def _confirm_stored(client: RegistryClient, report: Report) -> None:
     points = client.metric_history(report.run_id, key)
     if not any(ts == report.timestamp_ms and v == value for ts, v in points):
         raise Nonsense(f"log-batch answered success but {key} at {report.timestamp_ms} is not on run {report.run_id}")
+
+
+def _log(client: RegistryClient, report: Report) -> None:
+    """One log-batch; sent again once without the search marker when someone else logged that marker first."""
+    try:
+        client.log_batch(report.run_id, report.metrics, report.tags, report.timestamp_ms, report.step, report.params)
+    except Refused as exc:
+        marker = _taken_marker(exc, report.params)
+        if not marker:
+            raise
+        # The marker only has to exist (readers search by it); its value is nobody's vote.
+        params = {k: v for k, v in report.params.items() if k != marker}
+        client.log_batch(report.run_id, report.metrics, report.tags, report.timestamp_ms, report.step, params)
+
+
+def _taken_marker(exc: Refused, params: dict[str, str]) -> str | None:
+    """The marker param (``v<N>.evidence``) when it alone made the server refuse the batch as a changed param."""
+    text = str(exc)  # MLflow names each changed param: [{'key': 'v7.evidence', 'old_value': …}]
+    if "Changing param values is not allowed" not in text:
+        return None
+    conflicting = [k for k in params if f"'key': '{k}'" in text]
+    if len(conflicting) != 1:
+        return None
+    parsed = contract.parse_version_key(conflicting[0])
+    return conflicting[0] if parsed and parsed[1] == contract.D_EVIDENCE else None
 
 
 def report_id(model: str, version: str, sha256: str, device_id: str, verdict: str) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from edge import contract, provenance
+from edge import contract, identity, provenance
 from edge.benchmark import BenchmarkResult
 from edge.bundle import BundleError, check_sample_header, is_sha256, read_labels, sha256_file, verify_bundle
 from edge.contract import ExitCode as Exit
@@ -109,6 +109,10 @@ class StorageError(Exception):
     """This device cannot write its state dir (full, read-only, not permitted)."""
 
 
+class NoSigning(Exception):
+    """The device cannot sign its evidence: the cryptography package is missing."""
+
+
 def pull(config: PullConfig, client: RegistryClient) -> Outcome:
     """Run once; never raises for the expected failures, returns an Outcome instead."""
     try:
@@ -121,7 +125,7 @@ def pull(config: PullConfig, client: RegistryClient) -> Outcome:
     try:
         state = DeviceState(config.state_dir)
         with exclusive_lock(state.lock_path, config.lock_wait_s, config.run_limit_s):
-            return _Run(config, client, state, runtime, device_id).go()
+            return _locked(config, client, state, runtime, device_id)
     except LockBusy as exc:
         return Outcome(Exit.BUSY, f"{exc}; skipping this run")
     except (StorageError, LayoutError) as exc:
@@ -130,6 +134,32 @@ def pull(config: PullConfig, client: RegistryClient) -> Outcome:
         if exc.errno not in _STORAGE_ERRNOS:
             raise
         return Outcome(Exit.STORAGE, storage_message(config.state_dir, exc))
+
+
+def _locked(config: PullConfig, client: RegistryClient, state: DeviceState, runtime: Runtime, device_id: str) -> Outcome:
+    """The run under the lock; a key this device cannot keep or use ends it here, the lock released cleanly."""
+    try:
+        key = device_key(state.root)
+    except StorageError as exc:
+        return Outcome(Exit.STORAGE, str(exc))
+    except NoSigning as exc:
+        return Outcome(Exit.BAD_CONFIG, str(exc))
+    return _Run(config, client, state, runtime, device_id, key).go()
+
+
+def device_key(state_root: Path) -> identity.DeviceKey:
+    """This device's signing key, made on first use; StorageError when the state dir cannot hold it."""
+    try:
+        return identity.load_or_create(state_root)
+    except ImportError as exc:
+        raise NoSigning(f"signing this device's reports needs the cryptography package ({exc}): "
+                        f"pip install \"edgeq[edge]\"") from None
+    except NotADirectoryError as exc:  # `identity` is a file or a link: ours to report, not to remove
+        raise StorageError(f"cannot keep the device key: {exc}; the current model is untouched") from None
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        raise StorageError(storage_message(state_root, exc)) from None
 
 
 def storage_message(state_dir: Path, exc: OSError) -> str:
@@ -141,8 +171,10 @@ def storage_message(state_dir: Path, exc: OSError) -> str:
 
 
 class _Run:
-    def __init__(self, config: PullConfig, client: RegistryClient, state: DeviceState, runtime: Runtime, device_id: str):
+    def __init__(self, config: PullConfig, client: RegistryClient, state: DeviceState, runtime: Runtime, device_id: str,
+                 key: identity.DeviceKey):
         self.config, self.client, self.state, self.runtime, self.device_id = config, client, state, runtime, device_id
+        self.key = key  # signs every report and status this run sends
         self.outbox = Outbox(state.outbox_dir)
         self.flushed = FlushResult()
         self.provenance: provenance.Provenance | None = None  # of the last benchmark
@@ -382,7 +414,8 @@ class _Run:
 
     def _report(self, mv: ModelVersion, result: BenchmarkResult | None, verdict: Verdict | None, reason: str = "") -> Report:
         return build_report(ReportContext(self.device_id, self.config.alias, self.config.version, self.config.threads,
-                                          self.runtime, self.device_run), mv, result, verdict, self.provenance, reason)
+                                          self.runtime, self.device_run, self.key, self.state.root),
+                            mv, result, verdict, self.provenance, reason)
 
     def _report_id(self, mv: ModelVersion, sha: str, verdict: str) -> str:
         return report_id(mv.name, mv.version, sha, self.device_id, verdict)
@@ -442,7 +475,7 @@ class _Run:
         try:
             send_heartbeat(self.client, self.state.root, self.config, self.device_id, current, outcome.code, outcome.message,
                            outcome.result if outcome.code == Exit.OK else None,
-                           self.provenance.throttled if self.provenance else None)
+                           self.provenance.throttled if self.provenance else None, self.key)
         except RegistryError as exc:  # a missed heartbeat costs nothing: the next run sends one
             log.debug("heartbeat not sent: %s", exc)
 
