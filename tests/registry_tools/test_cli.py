@@ -149,7 +149,8 @@ def test_best_picks_the_fastest_within_budget_on_that_device(pipeline, client, b
     assert _alias(client, fresh_model) == versions["dynamic"]
     unknown = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-elsewhere", "--accept-unsigned")
     assert unknown.exit_code == ExitCode.BAD_CONFIG and "devices with figures: pi-best, pi-other" in unknown.output
-    strict = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-best", "--max-accuracy-drop", "-100")
+    strict = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-best", "--max-accuracy-drop", "-100",
+                    "--accept-unsigned")
     assert strict.exit_code == ExitCode.REJECTED and "within -100.00 accuracy points" in strict.output
 
 
