@@ -179,55 +179,52 @@ def _vote(payload: signed.Payload, run: Run) -> DeviceReport:
                         alias_since=payload.alias_since, run_id=run.info.run_id)
 
 
-def _check(value: str, model: str, trust: Trust) -> tuple[signed.Payload | None, str, str, str]:
-    """(payload, "", …) when ``value`` is a verified statement about ``model``; else (None, device, version, why)."""
-    try:
-        claim = signed.claimed(value)
-    except signed.EvidenceError as exc:
-        return None, "?", "", f"not signed evidence ({exc})"
-    if claim.model != model:
-        return None, "", "", ""  # about another model: not this reader's business (a device may follow several)
-    if claim.device not in trust.register.devices:
-        return None, "", "", ""  # nobody vouches for this device: what its run says is unsigned evidence (its tags)
-    key, why = trust.register.key_for(claim.device, model)
-    if key is None:
-        return None, claim.device, claim.version, why
-    try:
-        return signed.verify(value, key), "", "", ""
-    except signed.EvidenceError as exc:
-        return None, claim.device, claim.version, str(exc)
-
-
 def read_runs(runs: Iterable[Run], trust: Trust) -> Read:
-    """Verify every statement the runs carry; one vote per enrolled device and version (the newest sequence)."""
+    """Verify what the runs carry; one vote per enrolled device and version (the newest sequence that verifies).
+
+    Statements are grouped by what they claim (device, kind, version) and verified newest first, so a device's
+    long history costs one signature check per version, not one per report it ever made.
+    """
     out = Read()
-    votes: dict[tuple[str, str], DeviceReport] = {}
-    status_seq: dict[str, int] = {}
-    signed_about: set[tuple[str, str]] = set()  # (device, version) a verified report covers
+    claims: dict[tuple[str, str, str], list[tuple[signed.Payload, str, Run]]] = {}
     runs = list(runs)
     for run in runs:
         for key, value in run.data.params.items():
             if not key.startswith(signed.PARAM_PREFIX):
                 continue
-            payload, device, version, why = _check(value, trust.model, trust)
-            if payload is None:
-                if why:
-                    out.unverified.append(Unverified(run.info.run_id, device, version, why))
+            try:
+                claim = signed.claimed(value)
+            except signed.EvidenceError as exc:
+                out.unverified.append(Unverified(run.info.run_id, "?", "", f"not signed evidence ({exc})"))
                 continue
-            if payload.kind == signed.KIND_STATUS:
-                if payload.seq > status_seq.get(payload.device, -1):
-                    status_seq[payload.device] = payload.seq
-                    out.statuses[payload.device] = payload
-                    out.run_of[payload.device] = run.info.run_id
+            if claim.model != trust.model or claim.device not in trust.register.devices:
+                continue  # another model's business; or nobody vouches for the device: its tags are unsigned evidence
+            if claim.kind == signed.KIND_REPORT and not claim.version.isdigit():
                 continue
-            if not payload.version.isdigit():
+            version = claim.version if claim.kind == signed.KIND_REPORT else ""
+            claims.setdefault((claim.device, claim.kind, version), []).append((claim, value, run))
+    signed_about: set[tuple[str, str]] = set()
+    for (device, kind, version), group in claims.items():
+        key, why = trust.register.key_for(device, trust.model)
+        seen: set[str] = set()
+        for claim, value, run in sorted(group, key=lambda c: c[0].seq, reverse=True):
+            if value in seen:
+                continue  # the same statement posted in several runs
+            seen.add(value)
+            try:
+                if key is None:
+                    raise signed.EvidenceError(why)
+                payload = signed.verify(value, key)
+            except signed.EvidenceError as exc:
+                out.unverified.append(Unverified(run.info.run_id, device, version, str(exc)))
                 continue
-            signed_about.add((payload.device, payload.version))
-            slot = (payload.device, payload.version)
-            if slot not in votes or payload.seq > votes[slot].seq:
-                votes[slot] = _vote(payload, run)
-    for (device, version), report in sorted(votes.items()):
-        out.reports.setdefault(version, {})[device] = report
+            if kind == signed.KIND_STATUS:
+                out.statuses[device], out.run_of[device] = payload, run.info.run_id
+            else:
+                out.reports.setdefault(version, {})[device] = _vote(payload, run)
+                signed_about.add((device, version))
+            break  # older statements of the group are superseded, not checked
+    out.reports = {v: dict(sorted(r.items())) for v, r in out.reports.items()}
     for run in runs:  # what the tags say, where no verified report covers it
         device = device_name(run.data.tags, run.info.run_id)
         for version, report in run_reports(run.data.metrics, run.data.tags, device).items():
