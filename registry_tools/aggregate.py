@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from edge import contract
 from registry_tools import evidence
-from registry_tools.device_reports import DeviceReport, device_name, device_reports
+from registry_tools.device_reports import DeviceReport, device_name
 from registry_tools.rest_client import metric
 
 if TYPE_CHECKING:
@@ -234,12 +234,3 @@ def store(client: MlflowClient, mv, stored: dict[str, float], agg: Aggregate) ->
         client.set_model_version_tag(mv.name, mv.version, contract.TAG_FLEET_AGGREGATED_AT,
                                      datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return bool(changed)
-
-
-def stored_or_legacy(version: str, metrics: dict[str, float], tags: dict[str, str]) -> Aggregate | None:
-    """A version's aggregates as last stored; for a version never aggregated, computed from legacy reports."""
-    stored = Aggregate.from_metrics(version, metrics)
-    if stored is not None:
-        return stored
-    legacy = device_reports(metrics, tags)
-    return compute(version, legacy.values()) if legacy else None

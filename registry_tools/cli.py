@@ -25,7 +25,8 @@ from registry_tools import aggregate, canary, evidence, promotion  # noqa: E402
 from registry_tools import fleet as fleet_view  # noqa: E402
 from registry_tools import history as alias_history  # noqa: E402
 from registry_tools.rest_client import ApiError, RestClient  # noqa: E402
-from registry_tools.versions import GateRefused, RegistryToolError, collect, format_table  # noqa: E402
+from registry_tools.lookup import GateRefused, RegistryToolError  # noqa: E402
+from registry_tools.versions import collect, format_table  # noqa: E402
 
 MlflowClient = Any  # what the commands receive: registry_tools.rest_client.RestClient or mlflow's MlflowClient
 _NEEDS_MLFLOW = {"webhook"}  # MLflow's webhook API: through mlflow's own client

@@ -9,7 +9,6 @@ neither makes it look fresh nor stale, and is flagged.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -19,7 +18,7 @@ from registry_tools import aggregate, evidence
 from registry_tools.device_reports import DeviceReport
 from registry_tools.runs import runs_by_id
 from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
-from registry_tools.versions import all_versions, registered_model
+from registry_tools.lookup import all_versions, registered_model
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from edge import contract
 from registry_tools import aggregate, evidence, runs
 from registry_tools.device_reports import DeviceReport
-from registry_tools.lookup import GateRefused, RegistryToolError, all_versions, model_version, registered_model  # noqa: F401
+from registry_tools.lookup import all_versions, registered_model  # registered_model: also what history.py imports from here
 from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_
         data = run.data if run else None
         metrics, tags = (data.metrics, data.tags) if data else ({}, {})
         version = str(mv.version)
-        fleet = fresh.aggregates.get(version) if not fresh.truncated else aggregate.stored_or_legacy(version, metrics, tags)
+        fleet = fresh.aggregates.get(version) if not fresh.truncated else aggregate.Aggregate.from_metrics(version, metrics)
         reports: dict[str, DeviceReport] = {}
         if devices:
             evidence.add_legacy(detail, trust, version, metrics, tags)
