@@ -289,9 +289,12 @@ def _decisions(team: Team) -> tuple[int, str, str, dict]:
     agg = team.edgeq(team.pipeline, "aggregate", MODEL, "--dry-run")
     line = next((l for l in agg.stdout.splitlines() if l.startswith(f"v{team.versions['int8']}:")), agg.stdout + agg.stderr)
     fleet = team.edgeq(team.pipeline, "fleet", MODEL, "--json")
-    # Runs claiming a device without its signed status are flagged "unsigned": what the honest runs say is the view.
-    status = {r["device"]: (r["running_version"], r["status"]) for r in json.loads(fleet.stdout) if "unsigned" not in r["flags"]}
-    return guard.returncode, verdict.split(": ", 1)[-1], line, status
+    # Runs claiming a device without its signed status are flagged: what the honest runs say is the view.
+    rows = json.loads(fleet.stdout)
+    status = {r["device"]: (r["running_version"], r["status"]) for r in rows
+              if not any(f.startswith(("unsigned", "unverified")) for f in r["flags"])}
+    status["flagged"] = sum(1 for r in rows if any(f.startswith(("unsigned", "unverified")) for f in r["flags"]))
+    return guard.returncode, verdict.split(": ", 1)[-1], line.split("; ")[0], status
 
 
 def test_one_device_account_cannot_change_a_decision(team, tmp_path):
@@ -362,8 +365,9 @@ def test_one_device_account_cannot_change_a_decision(team, tmp_path):
     assert decoy.status_code == 200, decoy.text  # MLflow lets any account create experiments; nothing reads it by name
 
     after = _decisions(team)
-    assert after[:3] == before[:3], (before, after)
+    assert after[:3] == before[:3], (before, after)  # the verdict, and healthy / rejected / behind
     assert all(after[3][d] == (int8, "ok") for d in honest), after
+    assert after[3]["flagged"] >= before[3]["flagged"] + 5, (before, after)  # the forged runs, shown as such
     # The attacker's own enrolled device has one vote, and only that.
     own = evidence.Payload(evidence.KIND_REPORT, "pi-mallory", MODEL, identity.next_seq(tmp_path / "pi-mallory"), 0, int8,
                            "0" * 64, "production", "", contract.STATUS_REJECTED, "its own vote", "no", {})
