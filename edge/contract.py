@@ -220,7 +220,7 @@ def check_version_number(version: str) -> str:
 TAG_HISTORY = "edgeq.history"
 HISTORY_HEADING = "### Alias history (kept by edgeq)"
 
-# --- issue 18: the guard, the alias history nothing bypasses, the gate's stated power -------------------------
+# --- the guard, the alias history nothing bypasses, the gate's stated power ----------------------------------
 # `edgeq guard`: the history's "by" for its rollbacks, its defaults, and what it writes on the refused version
 # (as run tags on the version's run and as tags on the model version).
 GUARD_BY = "guard"
@@ -243,12 +243,12 @@ TAG_GATE_SAMPLE_SIZE = "gate_sample_size"
 GATE_POWER = 0.9
 
 
-# --- one CLI vocabulary (issue 19) ---
+# --- one CLI vocabulary ---
 # `--max-p99-ms all=MS` in edgeq promote --from and edgeq-pull: the limit for every device.
 ALL_DEVICES = "all"
 
 
-# Device evidence layout (issue 17) -------------------------------------------------------------------------------
+# Device evidence layout ----------------------------------------------------------------------------------------------
 # Per-device detail lives in the device's own run (one per model and device in FLEET_EXPERIMENT), keyed by the
 # version it is about: metrics ``v<N>.latency_p50_ms`` …, tags ``v<N>.status`` …; the version's run holds only
 # the fleet aggregates below. The legacy ``device.<id>.<name>`` keys on a version's run are still read.
@@ -300,7 +300,7 @@ def class_key(device_class: str, name: str) -> str:
 TAG_FLEET_SUMMARY = "edgeq.fleet"  # on the model version: the aggregates in one line, for the version page
 TAG_FLEET_AGGREGATED_AT = "edgeq.fleet.aggregated_at"  # ISO 8601, UTC
 
-# --- issue 19: the MLflow UI as a user sees it ---------------------------------------------------------------
+# --- the MLflow UI as a user sees it ---------------------------------------------------------------------------
 # MLflow's UI (3.x) picks an experiment's layout from this experiment tag; without it an experiment opens in the
 # GenAI layout (traces, evaluations). Every experiment edgeq creates gets the training layout's value, and one
 # edgeq reuses gets it when it has no kind yet (a kind someone chose in the UI is left alone).

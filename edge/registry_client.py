@@ -227,7 +227,7 @@ class RegistryClient:
             raise RegistryError(f"TLS verification failed for {self.base_uri}: {exc}") from exc
         except requests.exceptions.RequestException as exc:
             raise ServerUnreachable(f"cannot reach {self.base_uri} ({type(exc).__name__})") from exc
-        clock.observe_date(response.headers.get("Date"))  # issue 17: the server's time, for the device's clock
+        clock.observe_date(response.headers.get("Date"))  # the server's time, for the device's clock
         code = response.status_code
         if code < 400:
             return response
@@ -411,7 +411,7 @@ class RegistryClient:
         })
         return _field(data, "run", "info", "run_id")
 
-    # -- device evidence layout (issue 17) ---------------------------------------------------------------------
+    # -- device evidence layout ------------------------------------------------------------------------------------
 
     def start_run(self, experiment_id: str, run_name: str, tags: dict[str, str], start_time_ms: int) -> str:
         """``create_run`` with the start time given (the server-corrected one, edge/clock.py)."""

@@ -239,7 +239,7 @@ def compare(client: MlflowClient, model: str, output: Path | None) -> None:
     """Plot accuracy against latency (host and each device) and mark the Pareto-optimal versions."""
     from registry_tools import compare_plot  # matplotlib: only for this command
 
-    rows = collect(client, model, devices=True)  # issue 17: per-device series come from the device runs
+    rows = collect(client, model, devices=True)  # per-device series come from the device runs
     output = output or Path(f"{model}-compare.png")
     fronts = compare_plot.plot(rows, output, model)
     for series, front in sorted(fronts.items()):
@@ -460,7 +460,7 @@ def keygen_command(path: Path) -> None:
     click.echo(f"fingerprint {fingerprint}")
 
 
-# --- issue 18: edgeq guard ----------------------------------------------------------------------------------------
+# --- edgeq guard -------------------------------------------------------------------------------------------------
 @main.command("guard")
 @model_arguments()
 @click.option("--alias", default=contract.DEFAULT_ALIAS, show_default=True, help="The alias to guard.")
@@ -506,7 +506,7 @@ def guard_command(client: MlflowClient, model: str, alias: str, min_devices: int
         raise SystemExit(int(outcome.exit_code))
 
 
-# --- issue 18: edgeq webhook (MLflow registry webhooks → the alias history) ------------------------------------------
+# --- edgeq webhook (MLflow registry webhooks → the alias history) ------------------------------------------
 @main.group("webhook", cls=click.Group)
 def webhook_group() -> None:
     """Record alias moves made outside edgeq as they happen, from MLflow's registry webhooks (MLflow ≥ 3.3, SQL backend)."""

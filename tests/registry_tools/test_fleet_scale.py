@@ -1,4 +1,4 @@
-"""Device evidence at fleet scale (issue 17), on a real server: the layout, the aggregates, the device's O(1) reads."""
+"""Device evidence at fleet scale, on a real server: the layout, the aggregates, the device's O(1) reads."""
 from __future__ import annotations
 
 import json
