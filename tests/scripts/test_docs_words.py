@@ -64,3 +64,11 @@ def test_every_command_the_docs_show_parses(where, program, args):
         _parse(group, name, args)
     except click.UsageError as exc:
         pytest.fail(f"{where}: `{program} {' '.join(args)}` does not parse: {exc.format_message()}")
+
+
+def test_no_code_speaks_of_issue_numbers():
+    sources = [p for part in ("edge", "registry_tools", "steps", "bench", "scripts") for p in sorted((REPO / part).rglob("*"))
+               if p.suffix in (".py", ".sh") and p.is_file()]
+    found = [f"{p.relative_to(REPO)}:{n}" for p in sources
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if re.search(r"\bissues? \d+|\(issue \d", line)]
+    assert not found, "\n".join(found)
