@@ -116,3 +116,24 @@ def test_versions_shows_one_row_per_version_with_fleet_aggregates_from_the_legac
     rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json").stdout)}
     assert rows[v2]["fleet"][contract.A_P99_WORST] == 9.0 and rows[v2]["fleet"][contract.A_THROTTLED] == 1
     assert rows[v2]["fleet_summary"].startswith("2 healthy, 0 rejected, 1 behind")
+
+
+def test_right_after_a_rollback_a_device_on_its_alias_version_is_ok_and_any_other_mismatch_is_flagged(server, client):
+    """The moment operators look: production went v3 → v2 (by number). A device that refused v3 and runs v2 is fine;
+    a device still on v3 runs a version its alias no longer points to, though v3 is the newer one."""
+    model = new_model(client, "edgeq-fleet-rollback")
+    v1, _ = tiny_version(client, model)
+    v2, _ = tiny_version(client, model)
+    v3, run3 = tiny_version(client, model, alias=contract.DEFAULT_ALIAS)
+    report(client, run3, "pi-refused", v3, status=contract.STATUS_REJECTED, reason="health gate: p99 too high",
+           alias=contract.DEFAULT_ALIAS)
+    fleet_device(client, model, "pi-refused", running_version=v2, status=contract.STATUS_REJECTED,
+                 reason="health gate: p99 too high")
+    fleet_device(client, model, "pi-still-v3", running_version=v3)
+    client.set_registered_model_alias(model, contract.DEFAULT_ALIAS, v2)  # the rollback, by number
+
+    rows = {r["device"]: r for r in json.loads(edgeq(server, "fleet", model, "--json").stdout)}
+
+    assert rows["pi-refused"]["status"] == "ok", rows["pi-refused"]
+    assert rows["pi-still-v3"]["flags"] == [f"not on its alias (runs v{v3}, production is v{v2})"], rows["pi-still-v3"]
+    assert v1  # an older version nobody runs
