@@ -121,6 +121,8 @@ class ExitCode(enum.IntEnum):
     REJECTED = 4  # a check refused: device health gate, checksum, signature, promotion gate
     BUSY = 5  # another puller holds the lock
     STORAGE = 6  # the device cannot write its state dir: disk full, read-only or not permitted
+    HELD = 7  # edgeq guard: the evidence cannot decide yet (too few devices, mixed, a breach not yet persistent)
+    RACED = 8  # another move of the alias raced this one: nothing overwritten
 
 
 # What each exit code means, for people: scripts/gen_cli_docs.py writes it into docs/reference/.
@@ -143,6 +145,12 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ),
     ExitCode.BUSY: "another edgeq-pull run holds the lock (--lock-wait)",
     ExitCode.STORAGE: "the device cannot write its state directory: disk full, read-only or not permitted",
+    ExitCode.HELD: (
+        "held, nothing moved: the evidence cannot decide yet — too few devices in the window, mixed below the margin, "
+        "a breach not yet persistent, a cooldown after a rollback, a capped read (edgeq guard); the message says what "
+        "is missing"
+    ),
+    ExitCode.RACED: "someone else moved the alias meanwhile: nothing was overwritten; the history records what happened",
 }
 
 
@@ -228,6 +236,7 @@ DEFAULT_GUARD_MIN_DEVICES = 3
 DEFAULT_GUARD_MAX_REJECTED_FRACTION = 0.25
 TAG_GUARD_VERDICT = "edgeq.guard.verdict"  # GUARD_ROLLED_BACK
 GUARD_ROLLED_BACK = "rolled back"
+GUARD_OVERRIDDEN = "overridden"  # a person promoted the version again (edgeq promote --override-guard)
 TAG_GUARD_REASON = "edgeq.guard.reason"  # the figures that decided it
 TAG_GUARD_AT = "edgeq.guard.at"  # ISO 8601, UTC
 TAG_GUARD_RESTORED = "edgeq.guard.restored_version"  # the version the alias went back to
@@ -334,3 +343,18 @@ ENROLMENT_TAG_PREFIX = "edgeq.device."
 def alias_since_tag(alias: str) -> str:
     """Model-version tag: when ``alias`` moved to this version (ISO 8601, UTC); devices sign it into their reports."""
     return f"edgeq.since.{alias}"
+
+
+# The judge (registry_tools/judge.py): what the guard keeps between evaluations, and a person's override.
+def guard_state_tag(alias: str) -> str:
+    """Registered-model tag: the guard's state for ``alias`` (JSON: version, window, consecutive breaches, times)."""
+    return f"edgeq.guard.state.{alias}"
+
+
+DEFAULT_GUARD_MARGIN = 0.05  # share against above the limit by at most this much: mixed, held
+DEFAULT_GUARD_CONSECUTIVE = 2  # evaluations a breach must persist over
+DEFAULT_GUARD_COOLDOWN_S = 1800.0  # after a rollback, the alias is not judged again for this long
+DEFAULT_SLOWDOWN_MARGIN = 0.05  # the median ratio must exceed --max-slowdown by this share to breach
+# Model-version tag a person's override writes: a device that remembered refusing the version retries it once
+# when the token differs from the one it recorded with the refusal.
+TAG_RETRY = "edgeq.retry"

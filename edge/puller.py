@@ -217,10 +217,12 @@ class _Run:
         if current and current.same_as(mv.name, mv.version, sha) and current.benchmarked:
             return Outcome(Exit.OK, self._note(f"{mv.name} v{mv.version} already installed and benchmarked"), mv.version)
         earlier = self.state.rejection_for(mv.name, mv.version, sha)
-        if earlier:
+        retry = mv.tags.get(contract.TAG_RETRY, "")
+        if earlier and not (retry and retry != earlier.retry):  # an operator's override asks for one more try
             return Outcome(Exit.REJECTED, self._note(
                 f"{mv.name} v{mv.version} was rejected on {earlier.at} ({earlier.reason}); not downloaded again "
-                f"until the alias moves; {self._serving()}"), mv.version)
+                f"until the alias moves or an operator asks for a retry (edgeq promote --override-guard); "
+                f"{self._serving()}"), mv.version)
         try:
             if current and current.same_as(mv.name, mv.version, sha):
                 # Made current by a run that stopped before its report: benchmark it again, no download.
@@ -399,7 +401,8 @@ class _Run:
 
     def _rejected(self, mv: ModelVersion, sha: str, exc: Rejected) -> Outcome:
         reason = str(exc)
-        remember = (lambda: self.state.remember_rejection(mv.name, mv.version, sha, reason)) if exc.remember else None
+        retry = mv.tags.get(contract.TAG_RETRY, "")
+        remember = (lambda: self.state.remember_rejection(mv.name, mv.version, sha, reason, retry)) if exc.remember else None
         if exc.report:
             _, note = self._deliver(self._report(mv, exc.result, exc.verdict, reason=reason),
                                     self._report_id(mv, sha, contract.STATUS_REJECTED), remember)

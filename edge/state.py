@@ -65,6 +65,7 @@ class Rejection:
     sha256: str
     reason: str
     at: str
+    retry: str = ""  # the version's contract.TAG_RETRY when it was refused: an operator's new token asks for one retry
 
     def same_as(self, name: str, version: str, sha256: str) -> bool:
         return (self.name, self.version, self.sha256) == (name, version, sha256)
@@ -242,8 +243,8 @@ class DeviceState:
     def rejection_for(self, name: str, version: str, sha256: str) -> Rejection | None:
         return next((r for r in self._rejections() if r.same_as(name, version, sha256)), None)
 
-    def remember_rejection(self, name: str, version: str, sha256: str, reason: str) -> Rejection:
-        rejection = Rejection(name, version, sha256, reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    def remember_rejection(self, name: str, version: str, sha256: str, reason: str, retry: str = "") -> Rejection:
+        rejection = Rejection(name, version, sha256, reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), retry)
         kept = [r for r in self._rejections() if not r.same_as(name, version, sha256)]
         entries = [asdict(r) for r in kept[-(_REJECTIONS_KEPT - 1):] + [rejection]]
         atomic_write(self.root / "rejected.json", json.dumps(entries, indent=2))

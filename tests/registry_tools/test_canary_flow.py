@@ -40,6 +40,11 @@ def test_canary_devices_decide_the_promotion_and_the_fleet_shows_each_device(ser
     counted = [line.split()[1] for line in promoted.output.splitlines() if line.strip().startswith("counted")]
     assert counted == ["pi-a", "pi-b"]
     assert f"production → v{v2}" in promoted.output
+    # The same judge: the canary's reports judge the canary, never production, whose window starts now.
+    guarded = edgeq(server, "guard", model)  # before: 1 of the 3 canary reports against (33 %): rolled back
+    assert guarded.exit_code == contract.ExitCode.HELD, guarded.output
+    assert "too few devices in the window: 0 voted, 3 needed" in guarded.output
+    assert str(client.get_registered_model(model).aliases[contract.DEFAULT_ALIAS]) == v2
 
     rows = {r["device"]: r for r in json.loads(edgeq(server, "fleet", model, "--json").stdout)}
     assert rows["pi-a"]["status"] == "ok" and rows["pi-a"]["running_version"] == v2
