@@ -224,6 +224,11 @@ def _checked(group: click.Context) -> _Checked:
         raise  # _fail exits; this keeps type checkers content
 
 
+def _exit(code: ExitCode, message: str) -> None:
+    click.echo(f"edgeq-pull: {message}", err=True)
+    sys.exit(int(code))
+
+
 def _missing(tracking_uri: str | None, model: str | None) -> str | None:
     if not tracking_uri:
         return "no tracking server: give --tracking-uri or set MLFLOW_TRACKING_URI"
@@ -257,6 +262,47 @@ def _command_line(ctx: click.Context, tracking_uri: str, state_dir: Path) -> lis
         for one in value if isinstance(value, tuple) else (value,):  # a repeatable option: once per value
             argv += [param.opts[0], str(one)]
     return argv
+
+
+@main.command()
+@click.pass_context
+def identity(ctx: click.Context) -> None:
+    """Print this device's public key (made when missing) and the operator's command that enrols it.
+
+    The key is the state directory's (--state-dir, else the --model's default): it signs every report and status.
+    """
+    from edge import signing
+    from edge.lock import LockBusy, exclusive_lock
+    from edge.puller import NoSigning, StorageError, device_key, storage_message
+    from edge.state import DeviceState
+
+    p = ctx.parent.params
+    if not p["model"]:
+        _fail("bad configuration: no model: give --model or set EDGEQ_MODEL")
+    try:
+        state_dir = (p["state_dir"] or _STATE_BASE / path_component(p["model"])).expanduser().resolve()
+        device_id = contract.sanitize_device_id(p["device_id"] or stable_device_id())
+    except ValueError as exc:
+        _fail(f"bad configuration: {exc}")
+    key, problem = None, None
+    try:
+        with exclusive_lock(DeviceState(state_dir).lock_path, p["lock_wait"]):  # a running pull may be making the key
+            try:
+                key = device_key(state_dir)
+            except (StorageError, NoSigning) as exc:  # caught inside: the lock is released as after any clean run
+                problem = exc
+    except LockBusy as exc:
+        _exit(ExitCode.BUSY, f"{exc}; try again when it is done (or give --lock-wait)")
+    except OSError as exc:  # the state dir itself cannot be made or locked
+        _exit(ExitCode.STORAGE, storage_message(state_dir, exc))
+    if problem is not None:
+        _exit(ExitCode.BAD_CONFIG if isinstance(problem, NoSigning) else ExitCode.STORAGE, str(problem))
+    public = key.public_text()
+    rows = [("device", device_id), ("public key", public), ("fingerprint", signing.fingerprint(key.private)),
+            ("key file", f"{key.path}" + (" (made now)" if key.created else ""))]
+    for name, value in rows:
+        click.echo(f"{name:<12} {value}")
+    click.echo(f"enrol it (the operator, with edgeq):\n  edgeq device enroll {device_id} --key {public} --model {p['model']}")
 
 
 @main.command()

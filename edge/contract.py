@@ -133,6 +133,8 @@ class ExitCode(enum.IntEnum):
     REJECTED = 4  # a check refused: device health gate, checksum, signature, promotion gate
     BUSY = 5  # another puller holds the lock
     STORAGE = 6  # the device cannot write its state dir: disk full, read-only or not permitted
+    HELD = 7  # edgeq guard: the evidence cannot decide yet (too few devices, mixed, a breach not yet persistent)
+    RACED = 8  # another move of the alias raced this one: nothing overwritten
 
 
 # What each exit code means, for people: scripts/gen_cli_docs.py writes it into docs/reference/.
@@ -155,6 +157,12 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ),
     ExitCode.BUSY: "another edgeq-pull run holds the lock (--lock-wait)",
     ExitCode.STORAGE: "the device cannot write its state directory: disk full, read-only or not permitted",
+    ExitCode.HELD: (
+        "held, nothing moved: the evidence cannot decide yet — too few devices in the window, mixed below the margin, "
+        "a breach not yet persistent, a cooldown after a rollback, a capped read (edgeq guard); the message says what "
+        "is missing"
+    ),
+    ExitCode.RACED: "someone else moved the alias meanwhile: nothing was overwritten; the history records what happened",
 }
 
 
@@ -232,7 +240,7 @@ def check_version_number(version: str) -> str:
 TAG_HISTORY = "edgeq.history"
 HISTORY_HEADING = "### Alias history (kept by edgeq)"
 
-# --- issue 18: the guard, the alias history nothing bypasses, the gate's stated power -------------------------
+# --- the guard, the alias history nothing bypasses, the gate's stated power ----------------------------------
 # `edgeq guard`: the history's "by" for its rollbacks, its defaults, and what it writes on the refused version
 # (as run tags on the version's run and as tags on the model version).
 GUARD_BY = "guard"
@@ -240,6 +248,7 @@ DEFAULT_GUARD_MIN_DEVICES = 3
 DEFAULT_GUARD_MAX_REJECTED_FRACTION = 0.25
 TAG_GUARD_VERDICT = "edgeq.guard.verdict"  # GUARD_ROLLED_BACK
 GUARD_ROLLED_BACK = "rolled back"
+GUARD_OVERRIDDEN = "overridden"  # a person promoted the version again (edgeq promote --override-guard)
 TAG_GUARD_REASON = "edgeq.guard.reason"  # the figures that decided it
 TAG_GUARD_AT = "edgeq.guard.at"  # ISO 8601, UTC
 TAG_GUARD_RESTORED = "edgeq.guard.restored_version"  # the version the alias went back to
@@ -255,12 +264,12 @@ TAG_GATE_SAMPLE_SIZE = "gate_sample_size"
 GATE_POWER = 0.9
 
 
-# --- one CLI vocabulary (issue 19) ---
+# --- one CLI vocabulary ---
 # `--max-p99-ms all=MS` in edgeq promote --from and edgeq-pull: the limit for every device.
 ALL_DEVICES = "all"
 
 
-# Device evidence layout (issue 17) -------------------------------------------------------------------------------
+# Device evidence layout ----------------------------------------------------------------------------------------------
 # Per-device detail lives in the device's own run (one per model and device in FLEET_EXPERIMENT), keyed by the
 # version it is about: metrics ``v<N>.latency_p50_ms`` …, tags ``v<N>.status`` …; the version's run holds only
 # the fleet aggregates below. The legacy ``device.<id>.<name>`` keys on a version's run are still read.
@@ -294,6 +303,7 @@ A_HEALTHY = "fleet.devices_healthy"
 A_REJECTED = "fleet.devices_rejected"
 A_BEHIND = "fleet.devices_behind"  # follow an alias at this version, run an older one, did not refuse it
 A_THROTTLED = "fleet.devices_throttled"
+A_UNVERIFIED = "fleet.reports_not_counted"  # unverified, or unsigned where unsigned evidence does not count
 A_P50_MEDIAN = "fleet.p50_median_ms"
 A_P50_WORST = "fleet.p50_worst_ms"
 A_P99_WORST = "fleet.p99_worst_ms"
@@ -311,7 +321,7 @@ def class_key(device_class: str, name: str) -> str:
 TAG_FLEET_SUMMARY = "edgeq.fleet"  # on the model version: the aggregates in one line, for the version page
 TAG_FLEET_AGGREGATED_AT = "edgeq.fleet.aggregated_at"  # ISO 8601, UTC
 
-# --- issue 19: the MLflow UI as a user sees it ---------------------------------------------------------------
+# --- the MLflow UI as a user sees it ---------------------------------------------------------------------------
 # MLflow's UI (3.x) picks an experiment's layout from this experiment tag; without it an experiment opens in the
 # GenAI layout (traces, evaluations). Every experiment edgeq creates gets the training layout's value, and one
 # edgeq reuses gets it when it has no kind yet (a kind someone chose in the UI is left alone).
@@ -331,6 +341,7 @@ EVIDENCE_MARK = "1"
 # one tag per enrolled device (enrolment_tag), and every model the fleet pulls records the fleet experiment's id.
 ENROLMENT_MODEL = "edgeq-devices"
 TAG_FLEET_EXPERIMENT_ID = "edgeq.fleet_experiment_id"  # on each registered model: readers and devices use the id
+TAG_ACCEPT_UNSIGNED = "edgeq.accept_unsigned"  # on a model, "true": the operator counts unsigned evidence for it
 
 
 def enrolment_tag(device_id: str) -> str:
@@ -344,3 +355,18 @@ ENROLMENT_TAG_PREFIX = "edgeq.device."
 def alias_since_tag(alias: str) -> str:
     """Model-version tag: when ``alias`` moved to this version (ISO 8601, UTC); devices sign it into their reports."""
     return f"edgeq.since.{alias}"
+
+
+# The judge (registry_tools/judge.py): what the guard keeps between evaluations, and a person's override.
+def guard_state_tag(alias: str) -> str:
+    """Registered-model tag: the guard's state for ``alias`` (JSON: version, window, consecutive breaches, times)."""
+    return f"edgeq.guard.state.{alias}"
+
+
+DEFAULT_GUARD_MARGIN = 0.05  # share against above the limit by at most this much: mixed, held
+DEFAULT_GUARD_CONSECUTIVE = 2  # evaluations a breach must persist over
+DEFAULT_GUARD_COOLDOWN_S = 1800.0  # after a rollback, the alias is not judged again for this long
+DEFAULT_SLOWDOWN_MARGIN = 0.05  # the median ratio must exceed --max-slowdown by this share to breach
+# Model-version tag a person's override writes: a device that remembered refusing the version retries it once
+# when the token differs from the one it recorded with the refusal.
+TAG_RETRY = "edgeq.retry"

@@ -5,19 +5,25 @@ sets that run's end time to the server-corrected "now" and its status to FINISHE
 an upsert of one row, so a year of 15-minute runs adds no rows), and rewrites its tags only when
 one changed (running version, last status, the clock's skew…): a run with nothing to do costs two
 requests, resolve and runs/update. The run id and the tags last sent are cached in ``fleet.json``.
+
+The fleet experiment is the one whose id the operator recorded on the model
+(``contract.TAG_FLEET_EXPERIMENT_ID``); only a model without that record falls back to the
+experiment's name. The run carries the device's identity as write-once params, and a heartbeat
+whose tags changed also carries the device's signed status (edge/evidence.py) in the same batch.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from edge import clock, contract
+from edge import clock, contract, evidence, identity
 from edge.benchmark import BenchmarkResult
 from edge.contract import ExitCode
 from edge.device_info import hostname
 from edge.fsutil import atomic_write
-from edge.registry_client import Refused, RegistryClient
+from edge.registry_client import Refused, RegistryClient, RegistryError
+from edge.report import sign
 from edge.state import Installed
 
 FLEET_FILE = "fleet.json"
@@ -33,24 +39,71 @@ def _cached(state_root: Path, model: str, device_id: str) -> dict[str, Any]:
     return data
 
 
-def _save(state_root: Path, model: str, device_id: str, run_id: str, sent_tags: dict[str, str] | None = None) -> None:
+def _save(state_root: Path, model: str, device_id: str, run_id: str, sent_tags: dict[str, str] | None = None,
+          experiment_id: str | None = None) -> None:
     data = {"model": model, "device_id": device_id, "run_id": run_id}
+    cached = _cached(state_root, model, device_id)
+    experiment_id = experiment_id or (cached.get("experiment_id") if cached.get("run_id") == run_id else None)
+    if experiment_id:
+        data["experiment_id"] = experiment_id
     if sent_tags is not None:
         data["sent_tags"] = sent_tags
     atomic_write(state_root / FLEET_FILE, json.dumps(data))
 
 
 def fleet_run_id(client: RegistryClient, state_root: Path, model: str, device_id: str, fresh: bool = False) -> str:
-    """The device's run in the fleet experiment: cached, found by its tags, or created."""
+    """The device's run in the fleet experiment: cached, found by its identity params (older runs: tags), or created."""
     if not fresh:
         run_id = _cached(state_root, model, device_id).get("run_id")
         if isinstance(run_id, str) and run_id:
             return run_id
-    experiment_id = client.experiment_id(contract.FLEET_EXPERIMENT)
-    identity = {contract.TAG_ROLE: contract.ROLE_DEVICE, contract.TAG_MODEL: model, contract.TAG_DEVICE_ID: device_id}
-    run_id = client.find_run(experiment_id, identity) or client.start_run(
-        experiment_id, f"{device_id} · {model}", identity, clock.now_ms())
-    _save(state_root, model, device_id, run_id)
+    experiment_id, recorded = _fleet_experiment(client, model)
+    try:
+        run_id = (client.find_run(experiment_id, _identity_params(model, device_id), kind="params")
+                  or _adopt(client, experiment_id, model, device_id)
+                  or _create(client, experiment_id, model, device_id))
+    except Refused as exc:
+        if not recorded:
+            raise
+        # Not a missing model (NotFound would say so): the operator's record points nowhere usable.
+        raise RegistryError(f"the fleet experiment {experiment_id!r} recorded on model {model!r} "
+                            f"({contract.TAG_FLEET_EXPERIMENT_ID}) cannot hold this device's run ({exc}); "
+                            f"the operator has to record the fleet experiment again") from exc
+    _save(state_root, model, device_id, run_id, experiment_id=experiment_id)
+    return run_id
+
+
+def _fleet_experiment(client: RegistryClient, model: str) -> tuple[str, bool]:
+    """(experiment id, whether the operator recorded it): the model's record, else the experiment named edgeq-fleet."""
+    recorded = client.model_tags(model).get(contract.TAG_FLEET_EXPERIMENT_ID, "").strip()
+    if recorded:
+        return recorded, True
+    return client.experiment_id(contract.FLEET_EXPERIMENT), False  # a fleet nobody enrolled: found or made by name
+
+
+def _identity_tags(model: str, device_id: str) -> dict[str, str]:
+    return {contract.TAG_ROLE: contract.ROLE_DEVICE, contract.TAG_MODEL: model, contract.TAG_DEVICE_ID: device_id}
+
+
+def _identity_params(model: str, device_id: str) -> dict[str, str]:
+    return {contract.P_DEVICE_ID: device_id, contract.P_MODEL: model}
+
+
+def _adopt(client: RegistryClient, experiment_id: str, model: str, device_id: str) -> str | None:
+    """A run made before identity params, found by its tags and given them once."""
+    run_id = client.find_run(experiment_id, _identity_tags(model, device_id))
+    if run_id:
+        try:
+            client.log_batch(run_id, {}, {}, params=_identity_params(model, device_id))
+        except Refused:  # another value got there first: params stay as they are, signed payloads say who speaks
+            pass
+    return run_id
+
+
+def _create(client: RegistryClient, experiment_id: str, model: str, device_id: str) -> str:
+    """A new run for the device, its identity params logged right away (runs/create takes no params)."""
+    run_id = client.start_run(experiment_id, f"{device_id} · {model}", _identity_tags(model, device_id), clock.now_ms())
+    client.log_batch(run_id, {}, {}, params=_identity_params(model, device_id))
     return run_id
 
 
@@ -73,22 +126,38 @@ def heartbeat_tags(config: Any, current: Installed | None, code: ExitCode, messa
     return tags
 
 
+def status_params(key: identity.DeviceKey, state_root: Path, config: Any, device_id: str, current: Installed | None,
+                  code: ExitCode, message: str) -> dict[str, str]:
+    """The device's signed status (what it runs, what its last run said) as its write-once param."""
+    payload = evidence.Payload(
+        kind=evidence.KIND_STATUS, device=device_id, model=config.model, seq=identity.next_seq(state_root),
+        at=clock.now_ms(), version=current.version if current else "", sha256=current.sha256 if current else "",
+        alias=config.alias if not config.version else "", verdict=contract.last_status(code),
+        reason="" if code == ExitCode.OK else message)
+    value = sign(payload, key)
+    return {evidence.param_key(value): value}
+
+
 def send_heartbeat(client: RegistryClient, state_root: Path, config: Any, device_id: str, current: Installed | None,
-                   code: ExitCode, message: str, result: BenchmarkResult | None, throttled: str | None = None) -> None:
+                   code: ExitCode, message: str, result: BenchmarkResult | None, throttled: str | None = None,
+                   key: identity.DeviceKey | None = None) -> None:
     tags = heartbeat_tags(config, current, code, message, result, throttled)
     sent = _cached(state_root, config.model, device_id).get("sent_tags") or {}
     if contract.D_THROTTLED not in tags and isinstance(sent, dict) and contract.D_THROTTLED in sent:
         tags[contract.D_THROTTLED] = sent[contract.D_THROTTLED]  # stays on the run until a benchmark says otherwise
+    # Signed only when the tags changed (a quiet run signs and sends nothing more).
+    status = (lambda: status_params(key, state_root, config, device_id, current, code, message)) if key else dict
     run_id = fleet_run_id(client, state_root, config.model, device_id)
     try:
-        _beat(client, state_root, config.model, device_id, run_id, tags)
+        _beat(client, state_root, config.model, device_id, run_id, tags, status)
     except Refused:  # the fleet run was deleted: make a new one, once
         run_id = fleet_run_id(client, state_root, config.model, device_id, fresh=True)
-        _beat(client, state_root, config.model, device_id, run_id, tags)
+        _beat(client, state_root, config.model, device_id, run_id, tags, status)
 
 
-def _beat(client: RegistryClient, state_root: Path, model: str, device_id: str, run_id: str, tags: dict[str, str]) -> None:
+def _beat(client: RegistryClient, state_root: Path, model: str, device_id: str, run_id: str, tags: dict[str, str],
+          status: Callable[[], dict[str, str]] = dict) -> None:
     if _cached(state_root, model, device_id).get("sent_tags") != tags:
-        client.log_batch(run_id, {}, tags)
+        client.log_batch(run_id, {}, tags, params=status())
         _save(state_root, model, device_id, run_id, tags)
     client.finish_run(run_id, clock.now_ms())

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from edge import contract, provenance
+from edge import contract, identity, provenance
 from edge.benchmark import BenchmarkResult
 from edge.bundle import BundleError, check_sample_header, is_sha256, read_labels, sha256_file, verify_bundle
 from edge.contract import ExitCode as Exit
@@ -28,13 +28,13 @@ from edge.gate import GateLimits, Verdict, judge
 from edge.heartbeat import fleet_run_id, send_heartbeat
 from edge.hook import run_hook
 from edge.lock import LockBusy, exclusive_lock
-from edge.outbox import DEAD_LETTER, FlushResult, Outbox, Report
+from edge.outbox import DEAD_LETTER, FLUSH_DEADLINE_SHARE, FlushResult, Outbox, Report, report_id
 from edge.registry_client import (AuthError, ModelVersion, NotFound, Refused, RegistryClient, RegistryError,
                                   ServerUnreachable, TooLarge)
 from edge.report import ReportContext, build_report
 from edge.runtime import Runtime, RuntimeMissingError, find_runtime
 from edge.sandbox import DEFAULT_MAX_RSS_MB, CandidateJob, CandidateRefused, SandboxError, SandboxLimits, run_candidate
-from edge.state import DeviceState, Installed
+from edge.state import DeviceState, Installed, LayoutError
 from edge.tflite_info import TFLiteFormatError, read_info_file
 
 log = logging.getLogger("edgeq-pull")
@@ -109,6 +109,10 @@ class StorageError(Exception):
     """This device cannot write its state dir (full, read-only, not permitted)."""
 
 
+class NoSigning(Exception):
+    """The device cannot sign its evidence: the cryptography package is missing."""
+
+
 def pull(config: PullConfig, client: RegistryClient) -> Outcome:
     """Run once; never raises for the expected failures, returns an Outcome instead."""
     try:
@@ -121,15 +125,41 @@ def pull(config: PullConfig, client: RegistryClient) -> Outcome:
     try:
         state = DeviceState(config.state_dir)
         with exclusive_lock(state.lock_path, config.lock_wait_s, config.run_limit_s):
-            return _Run(config, client, state, runtime, device_id).go()
+            return _locked(config, client, state, runtime, device_id)
     except LockBusy as exc:
         return Outcome(Exit.BUSY, f"{exc}; skipping this run")
-    except StorageError as exc:
+    except (StorageError, LayoutError) as exc:
         return Outcome(Exit.STORAGE, str(exc))
     except OSError as exc:
         if exc.errno not in _STORAGE_ERRNOS:
             raise
         return Outcome(Exit.STORAGE, storage_message(config.state_dir, exc))
+
+
+def _locked(config: PullConfig, client: RegistryClient, state: DeviceState, runtime: Runtime, device_id: str) -> Outcome:
+    """The run under the lock; a key this device cannot keep or use ends it here, the lock released cleanly."""
+    try:
+        key = device_key(state.root)
+    except StorageError as exc:
+        return Outcome(Exit.STORAGE, str(exc))
+    except NoSigning as exc:
+        return Outcome(Exit.BAD_CONFIG, str(exc))
+    return _Run(config, client, state, runtime, device_id, key).go()
+
+
+def device_key(state_root: Path) -> identity.DeviceKey:
+    """This device's signing key, made on first use; StorageError when the state dir cannot hold it."""
+    try:
+        return identity.load_or_create(state_root)
+    except ImportError as exc:
+        raise NoSigning(f"signing this device's reports needs the cryptography package ({exc}): "
+                        f"pip install \"edgeq[edge]\"") from None
+    except NotADirectoryError as exc:  # `identity` is a file or a link: ours to report, not to remove
+        raise StorageError(f"cannot keep the device key: {exc}; the current model is untouched") from None
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        raise StorageError(storage_message(state_root, exc)) from None
 
 
 def storage_message(state_dir: Path, exc: OSError) -> str:
@@ -141,8 +171,10 @@ def storage_message(state_dir: Path, exc: OSError) -> str:
 
 
 class _Run:
-    def __init__(self, config: PullConfig, client: RegistryClient, state: DeviceState, runtime: Runtime, device_id: str):
+    def __init__(self, config: PullConfig, client: RegistryClient, state: DeviceState, runtime: Runtime, device_id: str,
+                 key: identity.DeviceKey):
         self.config, self.client, self.state, self.runtime, self.device_id = config, client, state, runtime, device_id
+        self.key = key  # signs every report and status this run sends
         self.outbox = Outbox(state.outbox_dir)
         self.flushed = FlushResult()
         self.provenance: provenance.Provenance | None = None  # of the last benchmark
@@ -152,7 +184,10 @@ class _Run:
         cleaned = self.state.clean_downloads() + self.state.clean_temporary() + self.outbox.clean_temporary()
         if cleaned:
             log.info("removed %d temporary file(s) left by an interrupted run", cleaned)
-        self.flushed = self.outbox.flush(self.client)
+        repaired = self.state.repair_current()
+        if repaired:
+            log.warning(repaired)
+        self.flushed = self.outbox.flush(self.client, self._flush_budget())
         try:
             mv = self._resolve()
             self.device_run = fleet_run_id(self.client, self.state.root, self.config.model, self.device_id)
@@ -167,6 +202,11 @@ class _Run:
         self._heartbeat(mv, outcome)
         return outcome
 
+    def _flush_budget(self) -> float | None:
+        """Seconds the queued reports may take: a share of --deadline, so a backlog never costs the device its update."""
+        seconds = self.client.deadline.seconds
+        return None if seconds is None else seconds * FLUSH_DEADLINE_SHARE
+
     def _resolve(self) -> ModelVersion:
         c = self.config
         return self.client.version(c.model, c.version) if c.version else self.client.version_by_alias(c.model, c.alias)
@@ -177,10 +217,12 @@ class _Run:
         if current and current.same_as(mv.name, mv.version, sha) and current.benchmarked:
             return Outcome(Exit.OK, self._note(f"{mv.name} v{mv.version} already installed and benchmarked"), mv.version)
         earlier = self.state.rejection_for(mv.name, mv.version, sha)
-        if earlier:
+        retry = mv.tags.get(contract.TAG_RETRY, "")
+        if earlier and not (retry and retry != earlier.retry):  # an operator's override asks for one more try
             return Outcome(Exit.REJECTED, self._note(
                 f"{mv.name} v{mv.version} was rejected on {earlier.at} ({earlier.reason}); not downloaded again "
-                f"until the alias moves; {self._serving()}"), mv.version)
+                f"until the alias moves or an operator asks for a retry (edgeq promote --override-guard); "
+                f"{self._serving()}"), mv.version)
         try:
             if current and current.same_as(mv.name, mv.version, sha):
                 # Made current by a run that stopped before its report: benchmark it again, no download.
@@ -359,9 +401,11 @@ class _Run:
 
     def _rejected(self, mv: ModelVersion, sha: str, exc: Rejected) -> Outcome:
         reason = str(exc)
-        remember = (lambda: self.state.remember_rejection(mv.name, mv.version, sha, reason)) if exc.remember else None
+        retry = mv.tags.get(contract.TAG_RETRY, "")
+        remember = (lambda: self.state.remember_rejection(mv.name, mv.version, sha, reason, retry)) if exc.remember else None
         if exc.report:
-            _, note = self._deliver(self._report(mv, exc.result, exc.verdict, reason=reason), remember)
+            _, note = self._deliver(self._report(mv, exc.result, exc.verdict, reason=reason),
+                                    self._report_id(mv, sha, contract.STATUS_REJECTED), remember)
         else:
             note = "not reported (nothing is wrong with the version's content)"
             if remember:
@@ -373,20 +417,32 @@ class _Run:
 
     def _report(self, mv: ModelVersion, result: BenchmarkResult | None, verdict: Verdict | None, reason: str = "") -> Report:
         return build_report(ReportContext(self.device_id, self.config.alias, self.config.version, self.config.threads,
-                                          self.runtime, self.device_run), mv, result, verdict, self.provenance, reason)
+                                          self.runtime, self.device_run, self.key, self.state.root),
+                            mv, result, verdict, self.provenance, reason)
 
-    def _deliver(self, report: Report, commit: Callable[[], object] | None = None,
+    def _report_id(self, mv: ModelVersion, sha: str, verdict: str) -> str:
+        return report_id(mv.name, mv.version, sha, self.device_id, verdict)
+
+    def _deliver(self, report: Report, key: str, commit: Callable[[], object] | None = None,
                  retried: bool = False) -> tuple[Exit, str]:
-        """Queue the report durably, then ``commit`` (record on disk what the report says), then send it.
+        """Queue the report durably under its id ``key``, then ``commit`` (record on disk what the report says), then send it.
 
         In that order, a run killed at any point loses no report: it is in the outbox
-        before the device records it measured (or rejected) a version. Sent: removed. Server down or credentials
+        before the device records it measured (or rejected) a version. A run killed before
+        the commit left the report queued under ``key``, and maybe sent: the next run sends
+        that very report again (same time, same figures: the server stores it once), not a
+        second one. Sent: removed. Server down or credentials
         refused: stays queued (exit 3 or 2). The server refuses the report itself: kept in
         the dead-letter folder (exit 2), as sending it again could never work.
         """
-        path = self.outbox.put(report)
+        earlier = self.outbox.unrecorded(key)
+        if earlier:
+            log.info("an earlier run stopped before recording what it reported: its report goes again, unchanged")
+            report = dataclasses.replace(earlier, run_id=report.run_id)
+        path = self.outbox.put(report, key)
         if commit:
             commit()
+        self.outbox.recorded()
         try:
             self.outbox.send(path, self.client)
             return Exit.OK, f"reported to run {report.run_id}"
@@ -397,7 +453,7 @@ class _Run:
         except Refused as exc:
             if report.run_id == self.device_run and not retried and self._device_run_replaced():
                 # The device's run was gone (deleted, or a server started afresh): the report goes to the new one.
-                return self._deliver(dataclasses.replace(report, run_id=self.device_run), retried=True)
+                return self._deliver(dataclasses.replace(report, run_id=self.device_run), key, retried=True)
             return Exit.BAD_CONFIG, f"report refused by the server ({exc}), kept in outbox/{DEAD_LETTER}/"
         except RegistryError as exc:
             return Exit.BAD_CONFIG, f"report not sent ({exc}), queued in the outbox"
@@ -413,7 +469,8 @@ class _Run:
 
     def _send(self, report: Report, installed: Installed, summary: str, mv: ModelVersion, downloaded: int,
               result: BenchmarkResult) -> Outcome:
-        code, note = self._deliver(report, lambda: self.state.mark_benchmarked(installed))
+        key = self._report_id(mv, installed.sha256, contract.STATUS_HEALTHY)
+        code, note = self._deliver(report, key, lambda: self.state.mark_benchmarked(installed))
         return Outcome(code, self._note(f"{summary}; {note}"), mv.version, downloaded, result)
 
     def _heartbeat(self, mv: ModelVersion, outcome: Outcome) -> None:
@@ -421,7 +478,7 @@ class _Run:
         try:
             send_heartbeat(self.client, self.state.root, self.config, self.device_id, current, outcome.code, outcome.message,
                            outcome.result if outcome.code == Exit.OK else None,
-                           self.provenance.throttled if self.provenance else None)
+                           self.provenance.throttled if self.provenance else None, self.key)
         except RegistryError as exc:  # a missed heartbeat costs nothing: the next run sends one
             log.debug("heartbeat not sent: %s", exc)
 

@@ -227,7 +227,7 @@ class RegistryClient:
             raise RegistryError(f"TLS verification failed for {self.base_uri}: {exc}") from exc
         except requests.exceptions.RequestException as exc:
             raise ServerUnreachable(f"cannot reach {self.base_uri} ({type(exc).__name__})") from exc
-        clock.observe_date(response.headers.get("Date"))  # issue 17: the server's time, for the device's clock
+        clock.observe_date(response.headers.get("Date"))  # the server's time, for the device's clock
         code = response.status_code
         if code < 400:
             return response
@@ -341,14 +341,29 @@ class RegistryClient:
         return written
 
     def log_batch(self, run_id: str, metrics: dict[str, float], tags: dict[str, str], timestamp_ms: int | None = None,
-                  step: int = 0) -> None:
+                  step: int = 0, params: dict[str, str] | None = None) -> None:
+        """Metrics, tags and write-once params in one atomic request (params are never cut: a cut one would not verify)."""
         ts = timestamp_ms or int(time.time() * 1000)
         body = {
             "run_id": run_id,
             "metrics": [{"key": k, "value": float(v), "timestamp": ts, "step": step} for k, v in metrics.items()],
             "tags": [{"key": k, "value": str(v)[:5000]} for k, v in tags.items()],
         }
+        if params:
+            body["params"] = [{"key": k, "value": str(v)} for k, v in params.items()]
         self._json("POST", "/api/2.0/mlflow/runs/log-batch", json=body)
+
+    def model_tags(self, name: str) -> dict[str, str]:
+        """The registered model's tags (where the operator records, e.g., the fleet experiment's id)."""
+        data = self._json("GET", "/api/2.0/mlflow/registered-models/get", params={"name": name})
+        model = data.get("registered_model")
+        if not isinstance(model, dict) or model.get("name") != name:
+            raise Nonsense(f"registered-models/get without the registered model {name!r}")
+        tags = model.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, dict) and isinstance(t.get("key"), str)
+                                                 and isinstance(t.get("value", ""), str) for t in tags):
+            raise Nonsense("registered model tags that are not key/value strings")
+        return {t["key"]: t.get("value", "") for t in tags}
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created when missing (two devices may race: both end with the same id).
@@ -378,9 +393,9 @@ class RegistryClient:
         except Refused:  # RESOURCE_ALREADY_EXISTS: another device created it meanwhile
             return by_name()
 
-    def find_run(self, experiment_id: str, tags: dict[str, str]) -> str | None:
-        """The oldest run of the experiment carrying all ``tags``, or None."""
-        clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    def find_run(self, experiment_id: str, tags: dict[str, str], kind: str = "tags") -> str | None:
+        """The oldest run of the experiment carrying all ``tags`` (``kind="params"``: all those params), or None."""
+        clauses = " and ".join(f"{kind}.`{k}` = '{v}'" for k, v in tags.items())
         data = self._json("POST", "/api/2.0/mlflow/runs/search", json={
             "experiment_ids": [experiment_id], "filter": clauses, "max_results": 1, "order_by": ["attributes.start_time ASC"],
         })
@@ -396,7 +411,7 @@ class RegistryClient:
         })
         return _field(data, "run", "info", "run_id")
 
-    # -- device evidence layout (issue 17) ---------------------------------------------------------------------
+    # -- device evidence layout ------------------------------------------------------------------------------------
 
     def start_run(self, experiment_id: str, run_name: str, tags: dict[str, str], start_time_ms: int) -> str:
         """``create_run`` with the start time given (the server-corrected one, edge/clock.py)."""

@@ -6,12 +6,17 @@ with step N, tags ``v<N>.<fact>`` — so a version's run never grows with the fl
 Without a device run id it falls back to the legacy layout (``device.<id>.<name>`` on the
 version's run), which the readers still understand. The first metric of every report,
 ``reported_version``, is what the outbox reads back to confirm the report was stored.
+In the fleet layout the report also carries its signed evidence (edge/evidence.py) as a write-once
+param, with the ``v<N>.evidence`` marker readers search by; decisions read only that.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
-from edge import clock, contract, provenance
+from edge import clock, contract, evidence, identity, provenance
 from edge.benchmark import BenchmarkResult
 from edge.device_info import cpu_model, hostname
 from edge.gate import Verdict
@@ -33,6 +38,8 @@ class ReportContext:
     threads: int | None
     runtime: Runtime
     device_run_id: str = ""  # the device's run in the fleet experiment (edge.heartbeat.fleet_run_id)
+    key: identity.DeviceKey | None = None  # signs the report's evidence (fleet layout)
+    state_root: Path | None = None  # where the key's sequence is kept
 
 
 def _figures(result: BenchmarkResult | None, verdict: Verdict | None,
@@ -86,7 +93,32 @@ def build_report(ctx: ReportContext, mv: ModelVersion, result: BenchmarkResult |
     skew = clock.CLOCK.skew_tag()
     if skew is not None:
         tags[contract.TAG_CLOCK_SKEW_S] = skew
-    return Report(run_id=ctx.device_run_id, metrics=metrics, tags=tags, timestamp_ms=stamp, step=int(v))
+    params = _evidence(ctx, mv, figures, facts, stamp) if ctx.key and ctx.state_root else {}
+    return Report(run_id=ctx.device_run_id, metrics=metrics, tags=tags, timestamp_ms=stamp, step=int(v), params=params)
+
+
+def _evidence(ctx: ReportContext, mv: ModelVersion, figures: dict[str, float], facts: dict[str, str],
+              stamp: int) -> dict[str, str]:
+    """The signed report as its write-once param, and the version's search marker."""
+    alias = facts[contract.D_ALIAS]
+    payload = evidence.Payload(
+        kind=evidence.KIND_REPORT, device=ctx.device_id, model=mv.name, seq=identity.next_seq(ctx.state_root),
+        at=stamp, version=mv.version, sha256=mv.tags.get(contract.TAG_SHA256, ""), alias=alias,
+        alias_since=mv.tags.get(contract.alias_since_tag(alias), "") if alias else "",
+        verdict=facts[contract.D_STATUS], reason=facts[contract.D_REASON],
+        throttled=facts.get(contract.D_THROTTLED, ""),
+        # JSON has no NaN or infinity: such a figure stays in the metrics but cannot be signed.
+        figures={k: v for k, v in figures.items() if math.isfinite(v)})
+    value = sign(payload, ctx.key)
+    return {evidence.param_key(value): value, contract.version_key(mv.version, contract.D_EVIDENCE): contract.EVIDENCE_MARK}
+
+
+def sign(payload: evidence.Payload, key: identity.DeviceKey) -> str:
+    """The encoded, signed payload; a reason too long for one param (escaped non-ASCII) is cut to 200 characters."""
+    try:
+        return evidence.encode(payload, key.sign)
+    except evidence.EvidenceError:
+        return evidence.encode(dataclasses.replace(payload, reason=payload.reason[:200]), key.sign)
 
 
 def _legacy(ctx: ReportContext, mv: ModelVersion, figures: dict[str, float], facts: dict[str, str], stamp: int) -> Report:

@@ -11,6 +11,7 @@ run) count too, so versions reported before this layout keep their figures.
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Iterable
@@ -19,64 +20,16 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from edge import contract
-from registry_tools.device_reports import DeviceReport, device_name, device_reports, run_reports
-from registry_tools.rest_client import ViewType, metric
+from registry_tools import evidence
+from registry_tools.device_reports import DeviceReport, device_name
+from registry_tools.rest_client import metric
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
-PAGE = 1000  # device runs per search request
 DEFAULT_MAX_DEVICES = 200_000  # `edgeq aggregate`: a scan stops here, and says so, rather than run for ever
 CHEAP_DEVICES = 100  # versions / fleet / promote --from refresh the aggregates themselves up to this many devices
-
-
-def quote(value: str) -> str:
-    if "'" in value:
-        raise ValueError(f"{value!r}: a quote cannot go into a search filter; rename it")
-    return f"'{value}'"
-
-
-def device_filter(model: str, *clauses: str) -> str:
-    """The server-side filter for the device runs of ``model``, narrowed by ``clauses``."""
-    base = [f"tags.`{contract.TAG_ROLE}` = '{contract.ROLE_DEVICE}'", f"tags.`{contract.TAG_MODEL}` = {quote(model)}"]
-    return " and ".join(base + [c for c in clauses if c])
-
-
-def reported_on(version: str, status: str | None = None) -> str:
-    """Clause: the device reported on ``version`` (with ``status`` when given)."""
-    key = contract.version_key(version, contract.D_STATUS)
-    return f"tags.`{key}` = {quote(status)}" if status else f"tags.`{key}` IS NOT NULL"
-
-
-@dataclass(frozen=True)
-class Scan:
-    runs: list[Run]
-    truncated: bool  # stopped at the limit: more device runs exist
-
-    def note(self, what: str = "device runs") -> str:
-        return f"stopped after the first {len(self.runs)} {what} (the cap); narrow the query or raise the cap" if self.truncated else ""
-
-
-def device_runs(client: MlflowClient, model: str, *clauses: str, limit: int = DEFAULT_MAX_DEVICES,
-                order_by: list[str] | None = None) -> Scan:
-    """Device runs of ``model`` matching ``clauses``, page by page on the server, at most ``limit``."""
-    experiment = client.get_experiment_by_name(contract.FLEET_EXPERIMENT)
-    if experiment is None or limit <= 0:
-        return Scan([], False)
-    query = device_filter(model, *clauses)
-    runs: list[Run] = []
-    token = None
-    while True:
-        want = min(PAGE, limit - len(runs) + 1)  # one more than allowed tells whether the cap cut anything
-        page = client.search_runs([experiment.experiment_id], query, ViewType.ACTIVE_ONLY, want,
-                                  order_by=order_by, page_token=token)
-        runs += [r for r in page if r.data.tags.get(contract.TAG_MODEL) == model]
-        token = page.token
-        if len(runs) > limit:
-            return Scan(runs[:limit], True)
-        if not token:
-            return Scan(runs, False)
 
 
 @dataclass(frozen=True)
@@ -102,10 +55,11 @@ class Aggregate:
     acc_median: float | None = None
     acc_worst: float | None = None
     classes: dict[str, ClassFigures] = field(default_factory=dict)
+    not_counted: int = 0  # reports that did not vote: unverified, or unsigned where unsigned evidence does not count
 
     def metrics(self) -> dict[str, float]:
         out = {contract.A_REPORTING: self.reporting, contract.A_HEALTHY: self.healthy, contract.A_REJECTED: self.rejected,
-               contract.A_BEHIND: self.behind, contract.A_THROTTLED: self.throttled}
+               contract.A_BEHIND: self.behind, contract.A_THROTTLED: self.throttled, contract.A_UNVERIFIED: self.not_counted}
         for key, value in ((contract.A_P50_MEDIAN, self.p50_median), (contract.A_P50_WORST, self.p50_worst),
                            (contract.A_P99_WORST, self.p99_worst), (contract.A_ACC_MEDIAN, self.acc_median),
                            (contract.A_ACC_WORST, self.acc_worst)):
@@ -134,7 +88,7 @@ class Aggregate:
                    metrics.get(contract.A_P50_WORST), metrics.get(contract.A_P99_WORST), metrics.get(contract.A_ACC_MEDIAN),
                    metrics.get(contract.A_ACC_WORST),
                    {n: ClassFigures(int(f.get("devices", 0)), f.get("p50_median_ms"), f.get("p50_worst_ms"))
-                    for n, f in sorted(classes.items())})
+                    for n, f in sorted(classes.items())}, count(contract.A_UNVERIFIED))
 
     def summary(self) -> str:
         """One line: ``12 healthy, 1 rejected, 3 behind; p50 median 3.10 ms (worst 4.20), p99 worst 9.00 ms, …``."""
@@ -148,6 +102,8 @@ class Aggregate:
             parts.append(f"sample accuracy median {self.acc_median:.3f} (worst {self.acc_worst:.3f})")
         if self.throttled:
             parts.append(f"{self.throttled} throttled")
+        if self.not_counted:
+            parts.append(f"{self.not_counted} report(s) not counted (unverified or unsigned)")
         return head + ("; " + ", ".join(parts) if parts else "")
 
 
@@ -177,26 +133,31 @@ def compute(version: str, reports: Iterable[DeviceReport], behind: int = 0) -> A
                      statistics.median(acc) if acc else None, min(acc) if acc else None, classes)
 
 
-def reports_by_version(runs: Iterable[Run]) -> dict[str, dict[str, DeviceReport]]:
-    """``{version: {device: report}}`` from device runs in the new layout."""
-    out: dict[str, dict[str, DeviceReport]] = {}
-    for run in runs:
-        device = device_name(run.data.tags, run.info.run_id)
-        for version, report in run_reports(run.data.metrics, run.data.tags, device).items():
-            out.setdefault(version, {})[device] = report
-    return out
+def running(run: Run, found: evidence.Read, trust: evidence.Trust) -> tuple[str, str] | None:
+    """(alias, running version) of a device run: its verified status; its tags only where unsigned evidence counts
+    or nothing is enrolled for the model."""
+    device = device_name(run.data.tags, run.info.run_id)
+    status = found.statuses.get(device)
+    if status is not None:
+        return status.alias or contract.DEFAULT_ALIAS, status.version
+    if trust.enrolled and not trust.accept_unsigned:
+        return None
+    tags = run.data.tags
+    return tags.get(contract.TAG_ALIAS, contract.DEFAULT_ALIAS), tags.get(contract.TAG_RUNNING_VERSION, "")
 
 
-def behind_by_version(runs: Iterable[Run], aliases: dict[str, str]) -> dict[str, set[str]]:
+def behind_by_version(runs: Iterable[Run], aliases: dict[str, str], found: evidence.Read,
+                      trust: evidence.Trust) -> dict[str, set[str]]:
     """Devices per version that follow an alias pointing at it and run an older version (refusals not yet removed)."""
     out: dict[str, set[str]] = {}
     for run in runs:
-        tags = run.data.tags
-        target = aliases.get(tags.get(contract.TAG_ALIAS, contract.DEFAULT_ALIAS))
-        running = tags.get(contract.TAG_RUNNING_VERSION, "")
-        if not target or not running.isdigit() or int(running) >= int(target):
+        state = running(run, found, trust)
+        if state is None:
             continue
-        out.setdefault(target, set()).add(device_name(tags, run.info.run_id))
+        target, version = aliases.get(state[0]), state[1]
+        if not target or not version.isdigit() or int(version) >= int(target):
+            continue
+        out.setdefault(target, set()).add(device_name(run.data.tags, run.info.run_id))
     return out
 
 
@@ -206,43 +167,49 @@ class Refresh:
     devices: int  # device runs read
     truncated: bool
     written: tuple[str, ...] = ()  # versions whose stored aggregates changed
+    trust_notes: tuple[str, ...] = ()  # what counted that a person must know (unsigned, unverified)
 
     def note(self) -> str:
         if self.truncated:
             return (f"aggregates not refreshed: more than {self.devices} device runs (the cap); "
                     "run `edgeq aggregate MODEL --max-devices N` beside the server")
-        return ""
+        return "; ".join(self.trust_notes)
 
 
 def refresh(client: MlflowClient, model: str, versions: list, version_runs: dict[str, Run], aliases: dict[str, str],
-            limit: int = DEFAULT_MAX_DEVICES, write: bool = True, scan: Scan | None = None) -> Refresh:
-    """Aggregates of every version of ``model`` from one scan of its device runs (and legacy reports), written
-    where they changed. Nothing is computed or written when the scan stops at ``limit``. ``scan``: all the
-    model's device runs, already read by the caller."""
-    scan = scan if scan is not None else device_runs(client, model, limit=limit)
+            limit: int = DEFAULT_MAX_DEVICES, write: bool = True, scan: evidence.Scan | None = None,
+            trust: evidence.Trust | None = None) -> Refresh:
+    """Aggregates of every version of ``model`` from one scan of its device runs (and legacy reports), verified by
+    the evidence reader and written where they changed. Nothing is computed or written when the scan stops at
+    ``limit``. ``scan``: all the model's device runs, already read by the caller with ``trust``."""
+    trust = trust or evidence.trust_for(client, model)
+    scan = scan if scan is not None else evidence.device_runs(client, trust, limit=limit)
     if scan.truncated:
         return Refresh({}, len(scan.runs), True)
-    fresh = reports_by_version(scan.runs)
-    behind = behind_by_version(scan.runs, aliases)
+    found = evidence.read_runs(scan.runs, trust)
+    for mv in versions:
+        run = version_runs.get(mv.run_id) if mv.run_id else None
+        if run is not None:
+            evidence.add_legacy(found, trust, str(mv.version), run.data.metrics, run.data.tags)
+    behind = behind_by_version(scan.runs, aliases, found, trust)
     aggregates, written = {}, []
     for mv in versions:
         version = str(mv.version)
         run = version_runs.get(mv.run_id) if mv.run_id else None
-        reports = dict(fresh.get(version, {}))
-        if run is not None:  # legacy layout: a device that reported both ways counts once, by its own run
-            for device, report in device_reports(run.data.metrics, run.data.tags).items():
-                reports.setdefault(device, report)
+        reports = found.reports.get(version, {})
         stored = run.data.metrics if run is not None else {}
         # Refusing the version is not lagging behind it.
         lagging = {d for d in behind.get(version, set())
                    if not (d in reports and reports[d].status == contract.STATUS_REJECTED)}
-        if not reports and not lagging and contract.A_REPORTING not in stored:
+        not_counted = found.unverified_count(version) + (0 if trust.accept_unsigned else found.unsigned_count(version))
+        if not reports and not lagging and not not_counted and contract.A_REPORTING not in stored:
             continue
-        agg = compute(version, reports.values(), len(lagging))
+        agg = dataclasses.replace(compute(version, reports.values(), len(lagging)), not_counted=not_counted)
         aggregates[version] = agg
         if write and run is not None and store(client, mv, stored, agg):
             written.append(version)
-    return Refresh(aggregates, len(scan.runs), False, tuple(written))
+    notes = tuple(trust.notes(found.unsigned_count(), found.unverified_count()))
+    return Refresh(aggregates, len(scan.runs), False, tuple(written), notes)
 
 
 def logged_model_id(mv) -> str | None:
@@ -267,12 +234,3 @@ def store(client: MlflowClient, mv, stored: dict[str, float], agg: Aggregate) ->
         client.set_model_version_tag(mv.name, mv.version, contract.TAG_FLEET_AGGREGATED_AT,
                                      datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return bool(changed)
-
-
-def stored_or_legacy(version: str, metrics: dict[str, float], tags: dict[str, str]) -> Aggregate | None:
-    """A version's aggregates as last stored; for a version never aggregated, computed from legacy reports."""
-    stored = Aggregate.from_metrics(version, metrics)
-    if stored is not None:
-        return stored
-    legacy = device_reports(metrics, tags)
-    return compute(version, legacy.values()) if legacy else None

@@ -21,11 +21,12 @@ program.require_registry_extra()
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
-from registry_tools import aggregate, canary, evidence, promotion  # noqa: E402
+from registry_tools import aggregate, canary, evidence, judge, promotion  # noqa: E402
 from registry_tools import fleet as fleet_view  # noqa: E402
 from registry_tools import history as alias_history  # noqa: E402
 from registry_tools.rest_client import ApiError, RestClient  # noqa: E402
-from registry_tools.versions import GateRefused, RegistryToolError, collect, format_table  # noqa: E402
+from registry_tools.lookup import GateRefused, RegistryToolError  # noqa: E402
+from registry_tools.versions import collect, format_table  # noqa: E402
 
 MlflowClient = Any  # what the commands receive: registry_tools.rest_client.RestClient or mlflow's MlflowClient
 _NEEDS_MLFLOW = {"webhook"}  # MLflow's webhook API: through mlflow's own client
@@ -34,6 +35,12 @@ _MLFLOW_ONLY_SETTINGS = ("MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AU
 
 # MLflow error codes that mean the user named something that is not there, or named it badly.
 _INPUT_ERRORS = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS")
+
+
+class Raced(click.ClickException):
+    """Another move of the alias raced this one: nothing overwritten, one line, exit code 8."""
+
+    exit_code = int(contract.ExitCode.RACED)
 
 
 class Unreachable(click.ClickException):
@@ -98,6 +105,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except GateRefused as exc:
             raise Refused(str(exc)) from None
+        except promotion.AliasRaced as exc:
+            raise Raced(str(exc)) from None
         except (RegistryToolError, ValueError) as exc:
             raise BadInput(str(exc)) from None
         except ServerUnreachable as exc:
@@ -178,13 +187,16 @@ def _one_model(params: dict) -> dict:
     return params
 
 
-def _p99_spec(spec: str) -> str:
-    """``--max-p99-ms`` takes ``[DEVICE=]MS`` in both tools: a plain number is every device."""
-    try:
-        float(spec)
-    except ValueError:
-        return spec  # DEVICE=MS or a mistake canary.parse_p99_limits names
-    return f"{contract.ALL_DEVICES}={spec}"
+def accept_unsigned_option(f):
+    """``--accept-unsigned``: the same words wherever device evidence is read."""
+    return click.option("--accept-unsigned", is_flag=True, envvar="EDGEQ_ACCEPT_UNSIGNED",
+                        help="Also count device reports without a verified signature (fleets not enrolled, pullers "
+                             "from before signing); every output then says it did ($EDGEQ_ACCEPT_UNSIGNED).")(f)
+
+
+def _echo_notes(notes: list[str] | tuple[str, ...]) -> None:
+    for note in notes:
+        click.echo(f"  note: {note}")
 
 
 @click.group(cls=_Group)
@@ -206,11 +218,12 @@ def main(ctx: click.Context, tracking_uri: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--devices", "per_device", is_flag=True,
               help="Also a p50 column per device (read from the device runs, capped; edgeq fleet lists devices).")
+@accept_unsigned_option
 @click.pass_obj
-def versions(client: MlflowClient, model: str, as_json: bool, per_device: bool = False) -> None:
+def versions(client: MlflowClient, model: str, as_json: bool, per_device: bool = False, accept_unsigned: bool = False) -> None:
     """Every version of MODEL with accuracy, size, host latency, fleet aggregates, aliases."""
     notes: list[str] = []
-    rows = collect(client, model, devices=per_device, notes=notes)
+    rows = collect(client, model, devices=per_device, notes=notes, accept_unsigned=accept_unsigned)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
@@ -225,7 +238,7 @@ def compare(client: MlflowClient, model: str, output: Path | None) -> None:
     """Plot accuracy against latency (host and each device) and mark the Pareto-optimal versions."""
     from registry_tools import compare_plot  # matplotlib: only for this command
 
-    rows = collect(client, model, devices=True)  # issue 17: per-device series come from the device runs
+    rows = collect(client, model, devices=True)  # per-device series come from the device runs
     output = output or Path(f"{model}-compare.png")
     fronts = compare_plot.plot(rows, output, model)
     for series, front in sorted(fronts.items()):
@@ -250,11 +263,16 @@ def compare(client: MlflowClient, model: str, output: Path | None) -> None:
 @click.option("--max-p99-ms", multiple=True, metavar="[DEVICE=]MS", help="With --from: p99 limit; a plain number or all=MS for every device, DEVICE=MS for one (wins over all=). Repeatable.")
 @click.option("--max-rss-mb", type=float, default=None, help="With --from: peak RSS limit for every device.")
 @click.option("--reason", default="", help="Why, kept in the alias history (edgeq history).")
+@click.option("--override-guard", is_flag=True,
+              help="Promote a version the guard rolled back: recorded as your override; a new evidence window starts "
+                   "and devices that refused the version try it once more.")
+@accept_unsigned_option
 @click.pass_context
 def promote(ctx: click.Context, model: str, version: str | None, alias: str, max_accuracy_drop: float,
             tflite_version: str | None, old_runtime_version: str | None, force: bool, best: bool, device_id: str | None,
             old_device: str | None, from_alias: str | None,
-            require_devices: int | None, max_p99_ms: tuple[str, ...], max_rss_mb: float | None, reason: str) -> None:
+            require_devices: int | None, max_p99_ms: tuple[str, ...], max_rss_mb: float | None, reason: str,
+            override_guard: bool = False, accept_unsigned: bool = False) -> None:
     """Point ALIAS (default production) at VERSION, at the best version for a device, or at the canary's version."""
     client: MlflowClient = ctx.obj
     runtime_version = _either("--tflite-version", tflite_version, "--runtime-version", old_runtime_version)
@@ -265,18 +283,19 @@ def promote(ctx: click.Context, model: str, version: str | None, alias: str, max
         explicit_drop = ctx.get_parameter_source("max_accuracy_drop") != click.core.ParameterSource.DEFAULT
         _check_from(from_alias, alias, version, best)
         limits = canary_limits(require_devices, max_accuracy_drop if explicit_drop else None, max_p99_ms, max_rss_mb)
-        _promote_from(client, model, from_alias, alias, limits, promotion.Gate(max_accuracy_drop, runtime_version, force), reason)
+        _promote_from(client, model, from_alias, alias, require_devices, limits,
+                      promotion.Gate(max_accuracy_drop, runtime_version, force), reason, accept_unsigned, override_guard)
         return
     if best == (version is not None):
         raise click.UsageError("give either VERSION or --best --device-id ID")
     if best:
         if not device:
             raise click.UsageError("--best needs --device-id ID")
-        choice = promotion.best_for_device(client, model, device, max_accuracy_drop)
+        choice = promotion.best_for_device(client, model, device, max_accuracy_drop, accept_unsigned)
         click.echo(choice.reason)
         version = choice.row.version
     gate = promotion.Gate(max_accuracy_drop, runtime_version, force)
-    result = promotion.promote(client, model, version, alias, gate, reason)
+    result = promotion.promote(client, model, version, alias, gate, reason, override_guard)
     _echo_promotion(model, alias, result)
 
 
@@ -304,16 +323,12 @@ class Refused(click.ClickException):
 
 
 def canary_limits(require_devices: int | None, max_accuracy_drop: float | None, max_p99_ms: tuple[str, ...],
-                  max_rss_mb: float | None) -> canary.Limits:
+                  max_rss_mb: float | None) -> judge.Limits:
     if require_devices is None or require_devices < 1:
         raise BadInput("--from needs --require-devices N (N ≥ 1): how many devices must have reported the version healthy")
-    if max_rss_mb is not None and not max_rss_mb > 0:
-        raise BadInput(f"--max-rss-mb must be above 0, got {max_rss_mb:g}")
-    if max_accuracy_drop is not None and max_accuracy_drop < 0:
-        raise BadInput(f"--max-accuracy-drop must be 0 or more points, got {max_accuracy_drop:g}")
-    # A bad --max-p99-ms raises ValueError: the group makes it BadInput.
-    p99 = canary.parse_p99_limits([_p99_spec(spec) for spec in max_p99_ms])
-    return canary.Limits(require_devices, max_accuracy_drop, p99, max_rss_mb)
+    # A bad limit raises ValueError: the group makes it BadInput.
+    return judge.Limits(min_devices=require_devices, max_accuracy_drop=max_accuracy_drop,
+                        max_p99_ms=judge.parse_p99(max_p99_ms), max_rss_mb=max_rss_mb)
 
 
 def _check_from(from_alias: str | None, alias: str, version: str | None, best: bool) -> None:
@@ -325,24 +340,42 @@ def _check_from(from_alias: str | None, alias: str, version: str | None, best: b
         raise BadInput(f"--from {from_alias} and --alias {alias} are the same alias; promote to another one, e.g. --alias {contract.DEFAULT_ALIAS}")
 
 
-def _promote_from(client: MlflowClient, model: str, from_alias: str, alias: str, limits: canary.Limits,
-                  gate: promotion.Gate, reason: str) -> None:
-    """``promote --from canary``: the canary's version moves on when enough devices reported it healthy."""
-    found = evidence.for_alias(client, model, from_alias,  # unknown model or alias: RegistryToolError, bad input
-                               cap=max(evidence.DEFAULT_CAP, 2 * limits.required))  # issue 17: bounded, said when hit
-    decision = canary.decide(found.version, found.reports, limits, found.registered_accuracy)
-    click.echo(f"{model}: {from_alias} is at v{found.version}; {alias} needs {limits.describe()}")
-    if found.truncated:  # issue 17: never a silent cap
-        click.echo(f"  note: {found.note()}")
-    _echo_devices([("counted" if v.counted else "not counted", v.device, v.why) for v in decision.verdicts], 11,
-                  f"no device has reported on v{found.version}'s run yet")
-    counted = f"{len(decision.counted)} device(s) count, {limits.required} required"
+def _promote_from(client: MlflowClient, model: str, from_alias: str, alias: str, required: int, limits: judge.Limits,
+                  gate: promotion.Gate, reason: str, accept_unsigned: bool = False, override_guard: bool = False) -> None:
+    """``promote --from canary``: the canary's version moves on when enough devices in its window reported it healthy."""
+    trust = evidence.trust_for(client, model, accept_unsigned)
+    decision = canary.decide(client, model, from_alias, required, limits, trust)  # unknown alias: bad input
+    verdict = decision.verdict
+    click.echo(f"{model}: {from_alias} is at v{verdict.version}; {alias} needs {canary.describe(required, limits, from_alias)}")
+    _echo_notes([verdict.window.describe(), *verdict.notes])  # never a silent cap, never a silent unsigned vote
+    _echo_votes([("counted", v) for v in decision.counted] + [("not counted", v) for v in decision.not_counted], 11,
+                f"no device has reported on v{verdict.version} yet")
+    counted = f"{len(decision.counted)} device(s) count, {required} required"
+    if decision.capped:
+        counted += f" ({verdict.reason})"
     if not decision.approved and not gate.force:
         raise Refused(f"refused: {counted}; nothing changed (wait for more canary devices, or --force)")
     click.echo(f"{counted}{'' if decision.approved else ' — promoting anyway (--force)'}")
     why = "; ".join(part for part in (reason, decision.summary()) if part)
-    result = promotion.promote(client, model, found.version, alias, gate, why)
+    result = promotion.promote(client, model, verdict.version, alias, gate, why, override_guard)
     _echo_promotion(model, alias, result)
+
+
+_SHOWN = 20  # devices listed per kind of vote without --explain
+
+
+def _echo_votes(lines: list[tuple[str, judge.Vote]], label_width: int, none_yet: str, show_all: bool = False) -> None:
+    """One line per device (at most _SHOWN per label unless ``show_all``): label, device, why."""
+    shown: list[tuple[str, str, str]] = []
+    hidden: dict[str, int] = {}
+    for label, v in lines:
+        if show_all or sum(1 for s in shown if s[0] == label) < _SHOWN:
+            shown.append((label, v.device, v.why))
+        else:
+            hidden[label] = hidden.get(label, 0) + 1
+    _echo_devices(shown, label_width, none_yet)
+    for label, n in hidden.items():
+        click.echo(f"  … and {n} more {label} (--explain lists every device)")
 
 
 def _echo_devices(lines: list[tuple[str, str, str]], label_width: int, none_yet: str) -> None:
@@ -388,13 +421,14 @@ def history_command(client: MlflowClient, model: str, alias: str | None, as_json
               help="List at most this many devices (the output says when more exist).")
 @click.option("--max-clock-skew", type=click.FloatRange(min=0), default=contract.CLOCK_SKEW_LIMIT_S, show_default=True,
               metavar="SECONDS", help="Flag a device whose clock is further off the server's than this.")
+@accept_unsigned_option
 @click.pass_obj
 def fleet_command(client: MlflowClient, model: str, as_json: bool, stale_after: float, running_version: str | None = None,
                   last_status: str | None = None, only_device: str | None = None, limit: int = fleet_view.DEFAULT_LIMIT,
-                  max_clock_skew: float = contract.CLOCK_SKEW_LIMIT_S) -> None:
+                  max_clock_skew: float = contract.CLOCK_SKEW_LIMIT_S, accept_unsigned: bool = False) -> None:
     """Every device running MODEL: alias, version, last seen, p50/p99, sample accuracy, clock, status."""
     query = fleet_view.Query(running_version, last_status, only_device, limit)
-    found = fleet_view.read(client, model, stale_after, query, max_skew_s=max_clock_skew)
+    found = fleet_view.read(client, model, stale_after, query, max_skew_s=max_clock_skew, accept_unsigned=accept_unsigned)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in found.rows], indent=2))
         for note in found.notes():
@@ -408,19 +442,23 @@ def fleet_command(client: MlflowClient, model: str, as_json: bool, stale_after: 
 @click.option("--max-devices", type=click.IntRange(min=1), default=aggregate.DEFAULT_MAX_DEVICES, show_default=True,
               help="Read at most this many device runs; past it nothing is written and the command says so.")
 @click.option("--dry-run", is_flag=True, help="Print the aggregates without writing them.")
+@accept_unsigned_option
 @click.pass_obj
-def aggregate_command(client: MlflowClient, model: str, max_devices: int, dry_run: bool) -> None:
+def aggregate_command(client: MlflowClient, model: str, max_devices: int, dry_run: bool, accept_unsigned: bool = False) -> None:
     """Write each version's fleet aggregates (devices healthy/rejected/behind, latency, sample accuracy) on its run
     and logged model, from the device runs. Meant for a timer beside the server; writes only what changed."""
+    from registry_tools.lookup import all_versions, registered_model
     from registry_tools.runs import runs_by_id
-    from registry_tools.versions import all_versions, registered_model
 
     rm = registered_model(client, model)
     found = all_versions(client, model)
     result = aggregate.refresh(client, model, found, runs_by_id(client, [mv.run_id for mv in found]),
-                               {a: str(v) for a, v in (rm.aliases or {}).items()}, limit=max_devices, write=not dry_run)
+                               {a: str(v) for a, v in (rm.aliases or {}).items()}, limit=max_devices, write=not dry_run,
+                               trust=evidence.trust_for(client, model, accept_unsigned))
     if result.truncated:
         raise Refused(result.note())
+    for note in result.trust_notes:
+        click.echo(f"note: {note}")
     for version, agg in sorted(result.aggregates.items(), key=lambda kv: int(kv[0]), reverse=True):
         click.echo(f"v{version}: {agg.summary()}" + (" (written)" if version in result.written else ""))
     click.echo(f"{model}: {result.devices} device run(s) read, {len(result.written)} version(s) updated"
@@ -439,52 +477,72 @@ def keygen_command(path: Path) -> None:
     click.echo(f"fingerprint {fingerprint}")
 
 
-# --- issue 18: edgeq guard ----------------------------------------------------------------------------------------
+# --- edgeq guard -------------------------------------------------------------------------------------------------
 @main.command("guard")
 @model_arguments()
 @click.option("--alias", default=contract.DEFAULT_ALIAS, show_default=True, help="The alias to guard.")
 @click.option("--min-devices", type=int, default=contract.DEFAULT_GUARD_MIN_DEVICES, show_default=True,
-              help="Devices that must have reported on the version (healthy or rejected) before the guard acts.")
+              help="Devices that must have voted in the window (healthy or rejected) before the guard acts; fewer: hold.")
 @click.option("--max-rejected-fraction", type=float, default=contract.DEFAULT_GUARD_MAX_REJECTED_FRACTION,
-              show_default=True, help="Move the alias back when more than this share of reporting devices is against the version.")
+              show_default=True, help="Move the alias back when more than this share (plus --margin) of the voting devices is against the version.")
+@click.option("--margin", type=float, default=contract.DEFAULT_GUARD_MARGIN, show_default=True,
+              help="A share against above --max-rejected-fraction by at most this much is mixed evidence: hold.")
 @click.option("--max-accuracy-drop", type=float, default=None,
               help="A device whose sample accuracy lies more points below the registered one is against the version.")
 @click.option("--max-p99-ms", multiple=True, metavar="[DEVICE=]MS",
-              help="A device whose p99 is above this is against the version (DEVICE=MS, all=MS or MS; repeatable).")
+              help="A device whose p99 is above this is against the version (DEVICE=MS, all=MS or MS; repeatable); "
+                   "throttled measurements are not judged on latency.")
 @click.option("--max-rss-mb", type=float, default=None, help="A device whose peak RSS is above this is against the version.")
 @click.option("--max-slowdown", type=float, default=None,
-              help="A device whose p50 is more than this many times its p50 on the replaced version is against it.")
+              help="Roll back when the median over devices of p50 on the version / p50 on the replaced version (same "
+                   "device, unthrottled, at least --min-devices pairs) is above this (plus 5 %).")
+@click.option("--consecutive", type=int, default=contract.DEFAULT_GUARD_CONSECUTIVE, show_default=True,
+              help="Evaluations in a row a breach must persist over before the guard rolls back.")
+@click.option("--fresh-reports", type=int, default=contract.DEFAULT_GUARD_MIN_DEVICES, show_default=True,
+              help="...unless at least this many reports against are newer than the previous evaluation.")
+@click.option("--cooldown", "cooldown_s", type=float, default=contract.DEFAULT_GUARD_COOLDOWN_S, show_default=True,
+              metavar="SECONDS", help="After a rollback, do not judge the alias again for this long.")
+@click.option("--explain", is_flag=True, help="Print every device: report age, alias, vote, figures against the limits, why excluded.")
 @click.option("--dry-run", is_flag=True, help="Print the verdict; move and record nothing.")
+@accept_unsigned_option
 @click.pass_obj
 def guard_command(client: MlflowClient, model: str, alias: str, min_devices: int, max_rejected_fraction: float,
-                  max_accuracy_drop: float | None, max_p99_ms: tuple[str, ...], max_rss_mb: float | None,
-                  max_slowdown: float | None, dry_run: bool) -> None:
-    """Move ALIAS back to the version it replaced when the devices' evidence on its version breaches the limits.
+                  margin: float, max_accuracy_drop: float | None, max_p99_ms: tuple[str, ...], max_rss_mb: float | None,
+                  max_slowdown: float | None, consecutive: int, fresh_reports: int, cooldown_s: float, explain: bool,
+                  dry_run: bool, accept_unsigned: bool = False) -> None:
+    """Judge the version behind ALIAS on the devices' evidence in its window: keep it, hold, or move ALIAS back to
+    the version it replaced.
 
-    Exit 0: the version stays (accepted, or not enough reports yet); 4: the evidence breaches the limits (the alias
-    was moved back, or with --dry-run would be, or cannot be: see the message); 2 bad input; 3 server unreachable.
-    Rules and a timer: docs/guard.md.
+    Exit 0: the version stays; 7: hold (too few devices in the window, mixed evidence, a breach not yet persistent,
+    the cooldown) — nothing moved; 4: the evidence breaches the limits (the alias was moved back, or with --dry-run
+    would be, or cannot be: see the message); 8: someone else moved the alias meanwhile (nothing overwritten);
+    2 bad input; 3 server unreachable. Rules and a timer: docs/guard.md.
     """
     from registry_tools import guard as guard_mod
 
-    limits = guard_mod.Limits(min_devices, max_rejected_fraction, max_accuracy_drop, guard_mod.parse_p99(max_p99_ms),
-                              max_rss_mb, max_slowdown)  # ValueError: bad input
-    outcome = guard_mod.guard(client, model, alias, limits, dry_run)
+    limits = judge.Limits(min_devices, max_rejected_fraction, margin, max_accuracy_drop, judge.parse_p99(max_p99_ms),
+                          max_rss_mb, max_slowdown)  # ValueError: bad input
+    policy = guard_mod.Policy(consecutive, fresh_reports, cooldown_s)
+    outcome = guard_mod.guard(client, model, alias, limits, policy, dry_run, accept_unsigned)
     for event in outcome.noticed:
         click.echo(f"{model}: noticed {event.alias} moved outside edgeq: {event.reason}")
     verdict = outcome.verdict
-    replaced = f" (replaced v{verdict.replaced})" if verdict.replaced else ""
-    click.echo(f"{model}: {alias} is at v{verdict.version}{replaced}; guard needs {limits.describe()}")
-    _echo_devices([("against" if d.against else "accepts", d.device, d.why) for d in verdict.devices], 7,
-                  f"no device has reported on v{verdict.version} yet")
-    if verdict.note:
-        click.echo(f"  ({verdict.note})")
+    if explain:
+        click.echo(judge.table(verdict))
+    else:
+        replaced = f" (replaced v{verdict.replaced})" if verdict.replaced else ""
+        click.echo(f"{model}: {alias} is at v{verdict.version}{replaced}; guard needs {limits.describe()}")
+        _echo_notes([verdict.window.describe(), *verdict.notes])
+        _echo_votes([("against", v) for v in verdict.against] + [("accepts", v) for v in verdict.accepting], 7,
+                    f"no device voted on v{verdict.version} in the window yet")
+        if verdict.excluded:
+            click.echo(f"  ({len(verdict.excluded)} report(s) outside the window or without a vote: --explain lists them)")
     click.echo(f"{model}: {outcome.message}")
     if outcome.exit_code != contract.ExitCode.OK:
         raise SystemExit(int(outcome.exit_code))
 
 
-# --- issue 18: edgeq webhook (MLflow registry webhooks → the alias history) ------------------------------------------
+# --- edgeq webhook (MLflow registry webhooks → the alias history) ------------------------------------------
 @main.group("webhook", cls=click.Group)
 def webhook_group() -> None:
     """Record alias moves made outside edgeq as they happen, from MLflow's registry webhooks (MLflow ≥ 3.3, SQL backend)."""
@@ -529,3 +587,68 @@ def webhook_serve(client: MlflowClient, host: str, port: int, secret_env: str) -
         pass
     finally:
         httpd.server_close()
+
+
+# --- edgeq device: who may speak for the fleet ---------------------------------------------------------------------------
+@main.group("device", cls=_Group)
+def device_group() -> None:
+    """Enrol the devices whose signed reports count (each device's own key, for the models it may report on)."""
+
+
+@device_group.command("enroll")
+@click.argument("device_id")
+@click.option("--key", "key_text", required=True, metavar="ed25519:BASE64",
+              help="The device's public key, as `edgeq-pull identity` prints it on the device.")
+@click.option("--model", "models", multiple=True, required=True, metavar="NAME",
+              help="A registered model the device may report on (repeatable).")
+@click.pass_obj
+def device_enroll(client: MlflowClient, device_id: str, key_text: str, models: tuple[str, ...]) -> None:
+    """Count DEVICE_ID's signed reports on the given models (replaces an earlier enrolment of the device)."""
+    from registry_tools import enrolment
+
+    done = enrolment.enroll(client, device_id, key_text, models)
+    click.echo(f"enrolled {done.device} for {', '.join(done.models)} (key {done.key[:20]}…, by {done.by})")
+
+
+@device_group.command("revoke")
+@click.argument("device_id")
+@click.pass_obj
+def device_revoke(client: MlflowClient, device_id: str) -> None:
+    """Stop counting DEVICE_ID's reports, from the next decision on (its record stays, marked revoked)."""
+    from registry_tools import enrolment
+
+    done = enrolment.revoke(client, device_id)
+    click.echo(f"revoked {done.device} on {done.revoked_at}: its reports no longer count")
+
+
+@device_group.command("list")
+@click.option("--model", default=None, metavar="NAME", help="Only the devices enrolled for this model.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def device_list(client: MlflowClient, model: str | None, as_json: bool) -> None:
+    """Every enrolled device: its key, its models, when and by whom, revoked or not."""
+    from registry_tools import enrolment
+    from registry_tools.table import render
+
+    found = [e for e in enrolment.read(client).devices.values() if model is None or model in e.models]
+    if as_json:
+        click.echo(json.dumps([{"device": e.device, "key": e.key, "models": list(e.models), "enrolled_at": e.enrolled_at,
+                                "by": e.by, "revoked_at": e.revoked_at or None} for e in found], indent=2))
+        return
+    if not found:
+        click.echo("no device enrolled (on the device: edgeq-pull identity; then: edgeq device enroll ID --key … --model …)")
+        return
+    rows = [[e.device, e.key[:20] + "…", ", ".join(e.models), e.enrolled_at, e.by, e.revoked_at or "—"] for e in found]
+    click.echo("\n".join(render(["device", "key", "models", "enrolled", "by", "revoked"], rows)))
+
+
+@device_group.command("accept-unsigned")
+@model_arguments()
+@click.option("--off", is_flag=True, help="Count only signed reports from enrolled devices again.")
+@click.pass_obj
+def device_accept_unsigned(client: MlflowClient, model: str, off: bool) -> None:
+    """Count reports without a verified signature for MODEL in every decision (pullers from before signing), until --off."""
+    from registry_tools import enrolment
+
+    enrolment.set_accept_unsigned(client, model, not off)
+    click.echo(f"{model}: unsigned device reports {'no longer count' if off else 'COUNT in every decision (and every output says so)'}")

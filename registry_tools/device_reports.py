@@ -5,12 +5,19 @@ from dataclasses import dataclass, field
 
 from edge import contract
 
+SIGNED, UNSIGNED = "signed", "unsigned"  # DeviceReport.trust: verified against the device's enrolled key, or not
+
 
 @dataclass(frozen=True)
 class DeviceReport:
     device: str
     metrics: dict[str, float] = field(default_factory=dict)  # plain contract names, e.g. contract.D_P99
     tags: dict[str, str] = field(default_factory=dict)
+    trust: str = UNSIGNED
+    seq: int = 0  # the device's sequence number (signed reports)
+    at_ms: int = 0  # server time the device stated it (signed reports)
+    alias_since: str = ""  # when the alias it followed moved to the version, as the version told the device
+    run_id: str = ""
 
     @property
     def version(self) -> str | None:

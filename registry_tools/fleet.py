@@ -9,17 +9,16 @@ neither makes it look fresh nor stale, and is flagged.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from edge import contract
-from registry_tools import aggregate
-from registry_tools.device_reports import DeviceReport, device_reports, report_for
+from registry_tools import aggregate, evidence
+from registry_tools.device_reports import DeviceReport
 from registry_tools.runs import runs_by_id
 from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
-from registry_tools.versions import all_versions, registered_model
+from registry_tools.lookup import all_versions, registered_model
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -28,6 +27,9 @@ DEFAULT_INTERVAL_S = contract.DEFAULT_INTERVAL_MINUTES * 60  # for devices that 
 DEFAULT_LIMIT = 200  # devices listed unless --limit says otherwise: a page a person reads, in ~1 s
 
 OK, STALE, BEHIND, REJECTED, NOT_INSTALLED = "ok", "stale", "behind", "rejected", "nothing installed"
+OFF = "not on its alias"  # runs a newer version than its alias points to (the alias was moved back by number)
+UNSIGNED_FLAG = "unsigned"  # the fleet is enrolled but this run carries no verified status: its tags are not evidence
+UNVERIFIED_FLAG = "unverified"  # the run carries statements that failed verification (forged, revoked, not enrolled)
 CLOCK = "clock"  # flags starting with it: the device's clock is off, or its last seen lies in the future
 _BUSY = contract.last_status(contract.ExitCode.BUSY)  # another run held the lock: nothing wrong with the device
 
@@ -78,9 +80,9 @@ class Query:
         if self.version:
             out.append(f"tags.`{contract.TAG_RUNNING_VERSION}` = '{contract.check_version_number(self.version)}'")
         if self.status:
-            out.append(f"tags.`{contract.TAG_LAST_STATUS}` = {aggregate.quote(self.status)}")
+            out.append(f"tags.`{contract.TAG_LAST_STATUS}` = {evidence.quote(self.status)}")
         if self.device:
-            out.append(f"tags.`{contract.TAG_DEVICE_ID}` = {aggregate.quote(contract.sanitize_device_id(self.device))}")
+            out.append(f"tags.`{contract.TAG_DEVICE_ID}` = {evidence.quote(contract.sanitize_device_id(self.device))}")
         return out
 
     @property
@@ -100,14 +102,6 @@ def _last_seen(run) -> datetime | None:
     return _ms_to_dt(stamps.get(contract.M_HEARTBEAT) or max(stamps.values(), default=None) or run.info.start_time)
 
 
-def _running_version(run) -> str | None:
-    tag = run.data.tags.get(contract.TAG_RUNNING_VERSION)
-    metric = run.data.metrics.get(contract.M_RUNNING_VERSION)
-    if tag:
-        return tag
-    return str(int(metric)) if metric else None
-
-
 def _older(running: str, target: str) -> bool:
     try:
         return int(contract.check_version_number(running)) < int(contract.check_version_number(target))
@@ -122,24 +116,29 @@ def _skew(run) -> float | None:
         return None
 
 
-class _Reports:
-    """A device's report on a version: from its own run, else (legacy layout) from the version's run."""
+@dataclass(frozen=True)
+class _State:
+    """What a device run says about its device, from its verified status when it has one."""
 
-    def __init__(self, client: MlflowClient, name: str, runs: list, versions: Iterable[str | None]):
-        self.legacy: dict[str, dict[str, DeviceReport]] = {}
-        wanted = {str(v) for v in versions if v}
-        needs_legacy = [r for r in runs if not any(report_for(r, v) for v in wanted)]
-        if needs_legacy and wanted:
-            run_ids = {str(mv.version): mv.run_id for mv in all_versions(client, name) if str(mv.version) in wanted}
-            fetched = runs_by_id(client, [r for r in run_ids.values() if r])
-            self.legacy = {v: device_reports(fetched[rid].data.metrics, fetched[rid].data.tags)
-                           for v, rid in run_ids.items() if rid in fetched}
+    device: str
+    alias: str
+    running: str | None
+    last: str
+    reason: str
+    signed: bool
 
-    def get(self, run, device: str, version: str | None) -> DeviceReport | None:
-        if not version:
-            return None
-        report = report_for(run, version) or self.legacy.get(str(version), {}).get(device)
-        return report if report and report.is_about(version) else None
+
+def _state(run, found: evidence.Read) -> _State:
+    tags, metrics = run.data.tags, run.data.metrics
+    device = tags.get(contract.TAG_DEVICE_ID) or run.data.params.get(contract.P_DEVICE_ID) or run.info.run_name or run.info.run_id
+    status = found.statuses.get(device)
+    if status is not None and found.run_of.get(device) == run.info.run_id:
+        return _State(device, status.alias or contract.DEFAULT_ALIAS, status.version or None, status.verdict,
+                      status.reason, True)
+    metric = metrics.get(contract.M_RUNNING_VERSION)
+    running = tags.get(contract.TAG_RUNNING_VERSION) or (str(int(metric)) if metric else None)
+    return _State(device, tags.get(contract.TAG_ALIAS, contract.DEFAULT_ALIAS), running,
+                  tags.get(contract.TAG_LAST_STATUS, ""), tags.get(contract.TAG_LAST_REASON, ""), False)
 
 
 @dataclass(frozen=True)
@@ -147,29 +146,48 @@ class Fleet:
     rows: list[DeviceRow]
     truncated: bool
     query: Query
+    trust_notes: tuple[str, ...] = ()
 
     def notes(self) -> list[str]:
-        if not self.truncated:
-            return []
-        return [f"showing the first {len(self.rows)} devices (--limit {self.query.limit}); more exist: "
-                "narrow with --version / --status / --device or raise --limit"]
+        out = list(self.trust_notes)
+        if self.truncated:
+            out.append(f"showing the first {len(self.rows)} devices (--limit {self.query.limit}); more exist: "
+                       "narrow with --running / --last-status / --device-id or raise --limit")
+        return out
 
 
 def read(client: MlflowClient, name: str, stale_after: float, query: Query = Query(), now: datetime | None = None,
-         max_skew_s: float = contract.CLOCK_SKEW_LIMIT_S) -> Fleet:
+         max_skew_s: float = contract.CLOCK_SKEW_LIMIT_S, accept_unsigned: bool = False) -> Fleet:
     """The devices of ``name`` matching ``query``, sorted by device id, and whether the cap cut the list."""
     rm = registered_model(client, name)
     aliases = {a: str(v) for a, v in (rm.aliases or {}).items()}
-    scan = aggregate.device_runs(client, name, *query.clauses(), limit=query.limit)
+    trust = evidence.trust_for(client, name, accept_unsigned)
+    scan = evidence.device_runs(client, trust, *query.clauses(), limit=query.limit)
     runs = scan.runs
+    found = evidence.read_runs(runs, trust)
+    notes: tuple[str, ...] = ()
     if runs and not query.filtered and not scan.truncated and len(runs) <= aggregate.CHEAP_DEVICES:
         versions = all_versions(client, name)  # cheap: refresh the versions' aggregates on the way
-        aggregate.refresh(client, name, versions, runs_by_id(client, [mv.run_id for mv in versions]), aliases,
-                          scan=scan)
-    reports = _Reports(client, name, runs, [*map(_running_version, runs), *aliases.values()]) if runs else None
+        fresh = aggregate.refresh(client, name, versions, runs_by_id(client, [mv.run_id for mv in versions]), aliases,
+                                  scan=scan, trust=trust)
+        notes = tuple(fresh.trust_notes)
+    elif runs:
+        notes = tuple(trust.notes(found.unsigned_count(), found.unverified_count()))
+    if runs and not all(_state(r, found).signed for r in runs):
+        _add_legacy(client, name, found, trust, {*(aliases.values()), *(_state(r, found).running for r in runs)})
     now = now or datetime.now(timezone.utc)
-    rows = [_row(run, aliases, reports, stale_after, now, max_skew_s) for run in runs]
-    return Fleet(sorted(rows, key=lambda r: r.device), scan.truncated, query)
+    rows = [_row(run, aliases, found, trust, stale_after, now, max_skew_s) for run in runs]
+    return Fleet(sorted(rows, key=lambda r: r.device), scan.truncated, query, notes)
+
+
+def _add_legacy(client: MlflowClient, name: str, found: evidence.Read, trust: evidence.Trust, versions: set) -> None:
+    """Reports of devices from before the fleet layout, on the versions' own runs (unsigned: shown as such)."""
+    wanted = {str(v) for v in versions if v}
+    run_ids = {str(mv.version): mv.run_id for mv in all_versions(client, name) if str(mv.version) in wanted and mv.run_id}
+    fetched = runs_by_id(client, list(run_ids.values()))
+    for version, run_id in run_ids.items():
+        if run_id in fetched:
+            evidence.add_legacy(found, trust, version, fetched[run_id].data.metrics, fetched[run_id].data.tags)
 
 
 def collect(client: MlflowClient, name: str, stale_after: float, now: datetime | None = None) -> list[DeviceRow]:
@@ -189,45 +207,51 @@ def _clock_flags(seen: datetime | None, skew: float | None, now: datetime, max_s
     return flags
 
 
-def _row(run, aliases: dict[str, str], reports: _Reports, stale_after: float, now: datetime,
-         max_skew_s: float) -> DeviceRow:
+def _row(run, aliases: dict[str, str], found: evidence.Read, trust: evidence.Trust, stale_after: float,
+         now: datetime, max_skew_s: float) -> DeviceRow:
     tags, metrics = run.data.tags, run.data.metrics
-    device = tags.get(contract.TAG_DEVICE_ID, run.info.run_name or run.info.run_id)
-    alias = tags.get(contract.TAG_ALIAS, contract.DEFAULT_ALIAS)
-    running, target = _running_version(run), aliases.get(alias)
+    state = _state(run, found)
+    running, target = state.running, aliases.get(state.alias)
     try:
         interval = float(tags.get(contract.TAG_INTERVAL_S) or DEFAULT_INTERVAL_S)
     except ValueError:
         interval = DEFAULT_INTERVAL_S
     seen, skew = _last_seen(run), _skew(run)
-    report = reports.get(run, device, running)
+
+    def report_on(version: str | None) -> DeviceReport | None:
+        if not version:
+            return None
+        return found.reports.get(str(version), {}).get(state.device) or found.unsigned.get(str(version), {}).get(state.device)
+
+    report = report_on(running)
     figures = report.metrics if report else {}
-
-    def figure(key: str) -> float | None:
-        return figures.get(key, metrics.get(key))
-
     flags = _clock_flags(seen, skew, now, max_skew_s)
+    bad = [u.why for u in found.unverified if u.run_id == run.info.run_id]
+    if bad:
+        flags.append(f"{UNVERIFIED_FLAG} ({len(bad)}: {bad[0]})")
+    elif not state.signed and trust.enrolled:
+        flags.append(UNSIGNED_FLAG)
     if seen is None or (now - seen).total_seconds() > stale_after * interval:
         flags.append(STALE)
-    last, refused_target = tags.get(contract.TAG_LAST_STATUS, ""), False
-    if last == contract.STATUS_REJECTED:
-        refused = reports.get(run, device, target)
-        found = refused is not None and refused.status == contract.STATUS_REJECTED
+    on_target = running is not None and target is not None and running == target
+    if state.last == contract.STATUS_REJECTED and not on_target:
+        refused = report_on(target)
+        found_it = refused is not None and refused.status == contract.STATUS_REJECTED
         # The report holds the gate's own reason; the heartbeat's is the whole run message.
-        reason = (refused.reason if found else "") or tags.get(contract.TAG_LAST_REASON, "")
-        flags.append(f"{REJECTED}{f' v{target}' if found else ''}" + (f" ({reason})" if reason else ""))
-        refused_target = found
-    elif last not in ("", contract.STATUS_HEALTHY, _BUSY):
-        reason = tags.get(contract.TAG_LAST_REASON, "")
-        flags.append(f"last run {last}" + (f" ({reason})" if reason else ""))
+        reason = (refused.reason if found_it else "") or state.reason
+        flags.append(f"{REJECTED}{f' v{target}' if found_it else ''}" + (f" ({reason})" if reason else ""))
+    elif state.last not in ("", contract.STATUS_HEALTHY, _BUSY, contract.STATUS_REJECTED):
+        flags.append(f"last run {state.last}" + (f" ({state.reason})" if state.reason else ""))
     if running is None:
         flags.append(NOT_INSTALLED)
-    elif target is not None and not refused_target and _older(running, target):  # refusing it is not lagging
-        flags.append(f"{BEHIND} (v{running} < v{target})")
-    throttled = bool(report and report.throttled) or tags.get(contract.D_THROTTLED) == contract.THROTTLED_YES
-    return DeviceRow(device, tags.get(contract.TAG_HOSTNAME, ""), alias, running, target, seen, interval,
-                     figure(contract.D_P50), figure(contract.D_P99), figure(contract.D_SAMPLE_ACCURACY), throttled,
-                     tuple(flags), run.info.run_id, skew)
+    elif target is not None and running != target and state.last != contract.STATUS_REJECTED:
+        flags.append(f"{BEHIND} (v{running} < v{target})" if _older(running, target) else f"{OFF} (runs v{running}, {state.alias} is v{target})")
+    throttled = bool(report and report.throttled) or (not state.signed and tags.get(contract.D_THROTTLED) == contract.THROTTLED_YES)
+    p50 = figures.get(contract.D_P50, None if state.signed else metrics.get(contract.D_P50))
+    p99 = figures.get(contract.D_P99, None if state.signed else metrics.get(contract.D_P99))
+    acc = figures.get(contract.D_SAMPLE_ACCURACY, None if state.signed else metrics.get(contract.D_SAMPLE_ACCURACY))
+    return DeviceRow(state.device, tags.get(contract.TAG_HOSTNAME, ""), state.alias, running, target, seen, interval,
+                     p50, p99, acc, throttled, tuple(flags), run.info.run_id, skew)
 
 
 def _ago(seen: datetime | None, now: datetime) -> str:

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 PROMOTE = "promote"
 ROLLBACK = "rollback"
+OVERRIDE = "override"  # a person promoted a version the guard had rolled back
 OUTSIDE = contract.HISTORY_OUTSIDE
-KINDS = (PROMOTE, ROLLBACK, OUTSIDE)
+KINDS = (PROMOTE, ROLLBACK, OVERRIDE, OUTSIDE)
 UNKNOWN_BY = "unknown"  # who moved an alias outside edgeq: MLflow does not say
 
 STORE_LIMIT = 5000  # characters of a registered-model tag value or description in MLflow's SQL stores

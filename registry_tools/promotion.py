@@ -17,7 +17,8 @@ from edge import contract
 from edge.runtime import parse_version
 from registry_tools import history as alias_history
 from registry_tools.rest_client import error_code
-from registry_tools.versions import GateRefused, RegistryToolError, VersionRow, collect, model_version, registered_model
+from registry_tools.lookup import GateRefused, RegistryToolError, model_version, registered_model
+from registry_tools.versions import VersionRow, collect
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -106,27 +107,101 @@ def _set_stage(client: MlflowClient, name: str, version: str) -> bool:
             return False
 
 
-def _point_alias(client: MlflowClient, name: str, alias: str, version: str, by: str | None = None) -> bool:
+class AliasRaced(RegistryToolError):
+    """Another move of the alias came between edgeq's read and its write: edgeq did not overwrite it."""
+
+    def __init__(self, message: str, moved: bool = False):
+        super().__init__(message)
+        self.moved = moved  # edgeq's own write landed, and another move came right after it
+
+
+def now_iso() -> str:
+    """When an alias moves: the start of its version's evidence window (milliseconds, UTC)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "unset"
+
+
+def _point_alias(client: MlflowClient, name: str, alias: str, version: str, expected: str | None, by: str | None = None,
+                 retry: str = "", new_window: bool = True) -> bool:
+    """Move ``alias`` from ``expected`` to ``version`` unless someone moved it meanwhile (AliasRaced, nothing written).
+
+    MLflow has no compare-and-set: the alias is read right before and right after the write. A promotion to another
+    version starts a new evidence window: ``contract.alias_since_tag(alias)`` on the version, written before the
+    alias moves so that every device that resolves the alias to it signs the new window into its reports. A
+    rollback (``new_window=False``) returns the version to the window it had: the reports its devices made while
+    the alias pointed at it before still hold, and those devices do not report a version they already run.
+    """
+    current = current_version(client, name, alias)
+    if current != expected:
+        raise AliasRaced(f"alias {alias!r} of {name!r} moved to {_v(current)} meanwhile (expected {_v(expected)}); "
+                         "nothing changed: look at edgeq history and decide again")
+    now = now_iso()
+    since_key = contract.alias_since_tag(alias)
+    if (current != str(version) and (new_window or not model_version(client, name, version).tags.get(since_key))) or retry:
+        client.set_model_version_tag(name, version, since_key, now)
+    if retry:
+        client.set_model_version_tag(name, version, contract.TAG_RETRY, retry)
     client.set_registered_model_alias(name, alias, version)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    after = current_version(client, name, alias)
+    if after != str(version):
+        raise AliasRaced(f"alias {alias!r} of {name!r} was moved to {_v(after)} right after edgeq moved it to "
+                         f"{_v(version)}; edgeq did not move it again: look at edgeq history and decide", moved=True)
     client.set_model_version_tag(name, version, contract.TAG_PROMOTED_BY, by or getpass.getuser())
     client.set_model_version_tag(name, version, contract.TAG_PROMOTED_AT, now)
     return _set_stage(client, name, version) if alias == contract.DEFAULT_ALIAS else False
 
 
-def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gate, reason: str = "") -> Promotion:
-    """``reason`` (e.g. the canary evidence) goes into the alias history together with the gate's summary."""
+def _raced(client: MlflowClient, name: str, exc: AliasRaced, entries: list[dict], alias: str, event: alias_history.Event,
+           noticed_by: str) -> None:
+    """Record what actually happened: edgeq's own move when it landed, then the move that raced it."""
+    if exc.moved:
+        _save_history(client, name, alias, entries)
+        alias_history.record(client, name, event)
+    alias_history.notice(client, name, f"{noticed_by} (raced)")
+
+
+def guard_rolled_back(client: MlflowClient, name: str, version: str) -> str:
+    """The guard's reason when it rolled ``version`` back and no person has overridden it since, else ""."""
+    tags = model_version(client, name, version).tags or {}
+    if tags.get(contract.TAG_GUARD_VERDICT) != contract.GUARD_ROLLED_BACK:
+        return ""
+    return f"on {tags.get(contract.TAG_GUARD_AT, '?')}: {tags.get(contract.TAG_GUARD_REASON, '')[:200]}"
+
+
+def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gate, reason: str = "",
+            override_guard: bool = False) -> Promotion:
+    """``reason`` (e.g. the canary evidence) goes into the alias history together with the gate's summary.
+
+    A version the guard rolled back moves again only with ``override_guard``: a person's decision, recorded as an
+    override, that starts a new evidence window and asks devices that refused it to try it once more.
+    """
     checked = check_gate(client, name, version, gate)
+    refused = guard_rolled_back(client, name, version)
+    if refused and not override_guard:
+        raise GateRefused(f"the guard rolled v{version} back {refused}; to promote it again say --override-guard "
+                          "(a new evidence window starts; devices that refused it retry it once)")
     alias_history.notice(client, name, "edgeq promote")  # moves made outside edgeq go in first, in order
     previous = current_version(client, name, alias)
     entries = history(client, name, alias)
     if previous and (not entries or entries[-1]["version"] != previous):
         entries.append({"version": previous, "by": "unknown", "at": ""})  # alias set outside edgeq
-    stage = _point_alias(client, name, alias, version)
     entries.append({"version": version, "by": getpass.getuser(), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    kind = alias_history.OVERRIDE if override_guard else alias_history.PROMOTE
+    why = "; ".join(part for part in (reason, f"overrides the guard's rollback {refused}" if refused else "", checked) if part)
+    event = alias_history.new_event(kind, alias, previous, version, why, gate.force)
+    retry = f"{getpass.getuser()}@{now_iso()}" if override_guard else ""
+    try:
+        stage = _point_alias(client, name, alias, version, previous, retry=retry)
+    except AliasRaced as exc:
+        _raced(client, name, exc, entries, alias, event, "edgeq promote")
+        raise
     _save_history(client, name, alias, entries)
-    why = "; ".join(part for part in (reason, checked) if part)
-    alias_history.record(client, name, alias_history.new_event(alias_history.PROMOTE, alias, previous, version, why, gate.force))
+    alias_history.record(client, name, event)
+    if refused:
+        client.set_model_version_tag(name, version, contract.TAG_GUARD_VERDICT, contract.GUARD_OVERRIDDEN)
     return Promotion(name, alias, version, previous, stage)
 
 
@@ -147,20 +222,26 @@ def rollback(client: MlflowClient, name: str, alias: str, reason: str = "", by: 
              expected_current: str | None = None) -> Promotion:
     """Move ``alias`` back to the version it replaced; ``by`` goes into the history (default: the user).
 
-    With ``expected_current``, refuse (RegistryToolError) when the alias has moved meanwhile.
+    With ``expected_current``, refuse (AliasRaced) when the alias has moved meanwhile.
     """
     alias_history.notice(client, name, by or "edgeq rollback")
     current, target = rollback_target(client, name, alias)
     if expected_current is not None and current != str(expected_current):
-        raise RegistryToolError(f"alias {alias!r} of {name!r} moved to v{current} meanwhile (expected v{expected_current}); nothing changed")
+        raise AliasRaced(f"alias {alias!r} of {name!r} moved to v{current} meanwhile (expected v{expected_current}); "
+                         "nothing changed")
     model_version(client, name, target)
     entries = history(client, name, alias)
     while entries and entries[-1]["version"] == current:
         entries.pop()
-    stage = _point_alias(client, name, alias, target, by)
-    _save_history(client, name, alias, entries)
     why = reason or f"rolled back from v{current} to the version before it"
-    alias_history.record(client, name, alias_history.new_event(alias_history.ROLLBACK, alias, current, target, why, by=by))
+    event = alias_history.new_event(alias_history.ROLLBACK, alias, current, target, why, by=by)
+    try:
+        stage = _point_alias(client, name, alias, target, current, by, new_window=False)
+    except AliasRaced as exc:
+        _raced(client, name, exc, entries, alias, event, by or "edgeq rollback")
+        raise
+    _save_history(client, name, alias, entries)
+    alias_history.record(client, name, event)
     return Promotion(name, alias, target, current, stage)
 
 
@@ -170,12 +251,14 @@ class Choice:
     reason: str
 
 
-def best_for_device(client: MlflowClient, name: str, device: str, max_accuracy_drop: float) -> Choice:
+def best_for_device(client: MlflowClient, name: str, device: str, max_accuracy_drop: float,
+                    accept_unsigned: bool = False) -> Choice:
     device = contract.sanitize_device_id(device)
-    rows = collect(client, name, devices=[device])  # issue 17: the device's figures, from its own run
+    rows = collect(client, name, devices=[device], accept_unsigned=accept_unsigned)  # its verified figures
     measured = [r for r in rows if device in r.device_p50_ms and r.format == contract.FORMAT_TFLITE]
     if not measured:
-        known = sorted({d for r in collect(client, name, devices=True) for d in r.device_p50_ms})  # issue 17
+        known = sorted({d for r in collect(client, name, devices=True, accept_unsigned=accept_unsigned)
+                        for d in r.device_p50_ms})
         raise RegistryToolError(
             f"no figures from device {device!r} for {name!r}"
             + (f" (devices with figures: {', '.join(known)})" if known else " (no device has reported yet: run edgeq-pull there)")

@@ -240,6 +240,20 @@ class RestClient(RegistryClient):
     def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
         self._post("registered-models/set-tag", {"name": name, "key": key, "value": value})
 
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        self._json("DELETE", _API + "registered-models/delete-tag", json={"name": name, "key": key})
+
+    def create_registered_model(self, name: str, tags: dict[str, str] | None = None, description: str | None = None) -> RegisteredModel:
+        body = {"name": name, "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()], "description": description}
+        return _registered_model(self._post("registered-models/create", body).get("registered_model") or {})
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return _experiment(self._get("experiments/get", experiment_id=experiment_id).get("experiment") or {})
+
+    def create_experiment(self, name: str, tags: dict[str, str] | None = None) -> str:
+        body = {"name": name, "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}
+        return str(self._post("experiments/create", body).get("experiment_id", ""))
+
     def update_registered_model(self, name: str, description: str | None = None) -> None:
         self._post("registered-models/update", {"name": name, "description": description}, method="PATCH")
 

@@ -25,6 +25,7 @@ from edge import contract
 PIPELINE_EXPERIMENT = "pipeline experiment"  # where the pipeline's runs live
 FLEET_EXPERIMENT = "fleet experiment"  # contract.FLEET_EXPERIMENT: one run per device
 MODEL = "registered model"
+ENROLMENT = "enrolment register"  # contract.ENROLMENT_MODEL: which device keys count (edgeq device enroll)
 ALL_RUNS = "every run"  # the run tier is wildcard-only in MLflow; bounded by the experiments a user can read
 
 
@@ -40,6 +41,7 @@ GRANTS = (
     Grant("pipeline", PIPELINE_EXPERIMENT, "EDIT", "create runs, log metrics, params, tags, artifacts"),
     Grant("pipeline", MODEL, "EDIT", "register versions, tag them, set aliases (promote, rollback)"),
     Grant("pipeline", FLEET_EXPERIMENT, "READ", "edgeq fleet, edgeq promote --from canary"),
+    Grant("pipeline", ENROLMENT, "EDIT", "edgeq device enroll / revoke: whose signed reports count"),
     Grant("device", MODEL, "READ", "resolve the alias, read the version's tags, download its files"),
     Grant("device", PIPELINE_EXPERIMENT, "READ", "read the version's run (registered accuracy); no new runs here"),
     Grant("device", FLEET_EXPERIMENT, "EDIT", "create and update its own fleet run: reports and heartbeats"),
@@ -48,7 +50,8 @@ GRANTS = (
 # only with --legacy-pullers, and revoked otherwise (a device account that can write the pipeline's runs can rewrite
 # their metrics and tags).
 LEGACY_GRANT = Grant("device", ALL_RUNS, "EDIT", "legacy pullers: log reports to the version's run (--legacy-pullers)")
-_TYPES = {PIPELINE_EXPERIMENT: "experiment", FLEET_EXPERIMENT: "experiment", MODEL: "registered_model", ALL_RUNS: "run"}
+_TYPES = {PIPELINE_EXPERIMENT: "experiment", FLEET_EXPERIMENT: "experiment", MODEL: "registered_model",
+          ENROLMENT: "registered_model", ALL_RUNS: "run"}
 
 
 class UsersError(click.ClickException):
@@ -96,6 +99,18 @@ class AdminClient:
 
     def ensure_model(self, name: str) -> None:
         self.call("POST", "/api/2.0/mlflow/registered-models/create", ("RESOURCE_ALREADY_EXISTS",), json={"name": name})
+
+    def recorded_fleet_id(self, models: tuple[str, ...]) -> str | None:
+        """The fleet experiment id an earlier setup recorded on one of the models (a rename cannot move it)."""
+        for name in models:
+            found = self.call("GET", "/api/2.0/mlflow/registered-models/get", ("RESOURCE_DOES_NOT_EXIST",), params={"name": name})
+            tags = {t.get("key"): t.get("value") for t in (found.get("registered_model") or {}).get("tags", [])}
+            if str(tags.get(contract.TAG_FLEET_EXPERIMENT_ID, "")).isdigit():
+                return tags[contract.TAG_FLEET_EXPERIMENT_ID]
+        return None
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self.call("POST", "/api/2.0/mlflow/registered-models/set-tag", json={"name": name, "key": key, "value": value})
 
     def user_exists(self, username: str) -> bool:
         return "user" in self.call("GET", "/api/2.0/mlflow/users/get", ("RESOURCE_DOES_NOT_EXIST",), params={"username": username})
@@ -195,12 +210,17 @@ def setup(tracking_uri: str, admin_user: str, admin_password_file: Path, models:
         click.echo(f"user {username}: {state} ({credentials_dir / f'{username}.env'})")
     resources = {
         PIPELINE_EXPERIMENT: [(name, admin.experiment_id(name)) for name in experiments],
-        FLEET_EXPERIMENT: [(fleet_experiment, admin.experiment_id(fleet_experiment))],
+        FLEET_EXPERIMENT: [(fleet_experiment, admin.recorded_fleet_id(models) or admin.experiment_id(fleet_experiment))],
         ALL_RUNS: [("*", "*")],
         MODEL: [],
+        ENROLMENT: [(contract.ENROLMENT_MODEL, contract.ENROLMENT_MODEL)],
     }
+    fleet_id = resources[FLEET_EXPERIMENT][0][1]
+    admin.ensure_model(contract.ENROLMENT_MODEL)
     for name in models:
         admin.ensure_model(name)
+        # Readers and devices find the fleet by this id: a device account can rename the experiment, not the id.
+        admin.set_model_tag(name, contract.TAG_FLEET_EXPERIMENT_ID, fleet_id)
         resources[MODEL].append((name, name))
     for grant in GRANTS + ((LEGACY_GRANT,) if legacy_pullers else ()):
         for username in users[grant.user_role]:

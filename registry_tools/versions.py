@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from edge import contract
-from registry_tools import aggregate, runs
-from registry_tools.device_reports import DeviceReport, device_reports
-from registry_tools.rest_client import error_code
+from registry_tools import aggregate, evidence, runs
+from registry_tools.device_reports import DeviceReport
+from registry_tools.lookup import all_versions, registered_model  # registered_model: also what history.py imports from here
 from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
 
 if TYPE_CHECKING:
@@ -21,14 +21,6 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 RunFetcher = Callable[[Any, Iterable[str]], dict[str, Any]]  # (client, run ids) → {run_id: Run}
-
-
-class RegistryToolError(Exception):
-    """A one-line problem with the user's input (unknown model, version, alias, device…): exit code 2."""
-
-
-class GateRefused(RegistryToolError):
-    """A check refused the promotion (accuracy, runtime, not a .tflite, no version within budget): exit code 4."""
 
 
 @dataclass(frozen=True)
@@ -62,56 +54,27 @@ class VersionRow:
         }
 
 
-def registered_model(client: MlflowClient, name: str):
-    try:
-        return client.get_registered_model(name)
-    except Exception as exc:  # MlflowException or rest_client.ApiError
-        if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
-            raise RegistryToolError(f"unknown model {name!r}: see the registered models in the MLflow UI") from None
-        raise
-
-
-def model_version(client: MlflowClient, name: str, version: str):
-    try:
-        return client.get_model_version(name, str(version))
-    except Exception as exc:  # MlflowException or rest_client.ApiError
-        if error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise RegistryToolError(f"model {name!r} has no version {version!r}") from None
-        raise
-
-
-def all_versions(client: MlflowClient, name: str) -> list:
-    """Every version of ``name``, page by page."""
-    out, token = [], None
-    while True:
-        page = client.search_model_versions(f"name = '{name}'", page_token=token)
-        out += list(page)
-        token = page.token
-        if not token:
-            return out
-
-
 DEVICE_DETAIL_CAP = 1000  # `edgeq versions --devices`: per-device columns for at most this many devices
 
 
-def _per_device(client: MlflowClient, name: str, devices: bool | Iterable[str], notes: list[str]
-                ) -> dict[str, dict[str, DeviceReport]]:
-    """``{version: {device: report}}`` from the device runs asked for (all, capped; or the ids given)."""
+def _per_device(client: MlflowClient, name: str, devices: bool | Iterable[str], notes: list[str],
+                trust: evidence.Trust) -> evidence.Read:
+    """The verified reports of the device runs asked for (all, capped; or the ids given)."""
     if devices is True:
-        scan = aggregate.device_runs(client, name, limit=DEVICE_DETAIL_CAP)
+        scan = evidence.device_runs(client, trust, limit=DEVICE_DETAIL_CAP)
         if scan.truncated:
-            notes.append(f"per-device columns: {scan.note()}; `edgeq fleet {name} --version V` lists devices by version")
-        return aggregate.reports_by_version(scan.runs)
+            notes.append(f"per-device columns: {scan.note()}; `edgeq fleet {name} --running V` lists devices by version")
+        return evidence.read_runs(scan.runs, trust)
     found: list[Run] = []
     for device in devices:
-        clause = f"tags.`{contract.TAG_DEVICE_ID}` = {aggregate.quote(contract.sanitize_device_id(device))}"
-        found += aggregate.device_runs(client, name, clause, limit=10).runs
-    return aggregate.reports_by_version(found)
+        clause = f"tags.`{contract.TAG_DEVICE_ID}` = {evidence.quote(contract.sanitize_device_id(device))}"
+        found += evidence.device_runs(client, trust, clause, limit=10).runs
+    return evidence.read_runs(found, trust)
 
 
 def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_by_id,
             devices: bool | Iterable[str] = False, notes: list[str] | None = None,
-            refresh_limit: int = aggregate.CHEAP_DEVICES) -> list[VersionRow]:
+            refresh_limit: int = aggregate.CHEAP_DEVICES, accept_unsigned: bool = False) -> list[VersionRow]:
     """All versions of ``name``, newest first, with run metrics and fleet aggregates (runs fetched in batches).
 
     The aggregates are refreshed here when the model has at most ``refresh_limit`` device runs (one small
@@ -124,26 +87,28 @@ def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_
     for alias, version in (rm.aliases or {}).items():
         aliases_of.setdefault(str(version), []).append(alias)
     rows = []
+    trust = evidence.trust_for(client, name, accept_unsigned)
     versions = all_versions(client, name)
     fetched = fetch_runs(client, [mv.run_id for mv in versions])
     fresh = aggregate.refresh(client, name, versions, fetched, {a: str(v) for a, v in (rm.aliases or {}).items()},
-                              limit=refresh_limit) if refresh_limit > 0 else aggregate.Refresh({}, 0, True)
+                              limit=refresh_limit, trust=trust) if refresh_limit > 0 else aggregate.Refresh({}, 0, True)
     if fresh.truncated and refresh_limit > 0:
         notes.append("fleet aggregates as last stored by `edgeq aggregate` (more devices than a quick refresh reads)")
-    detail = _per_device(client, name, devices, notes) if devices else {}
+    elif fresh.note():
+        notes.append(fresh.note())
+    detail = _per_device(client, name, devices, notes, trust) if devices else evidence.Read()
     for mv in versions:
         run = fetched.get(mv.run_id) if mv.run_id else None
         data = run.data if run else None
         metrics, tags = (data.metrics, data.tags) if data else ({}, {})
         version = str(mv.version)
-        fleet = fresh.aggregates.get(version) if not fresh.truncated else aggregate.stored_or_legacy(version, metrics, tags)
+        fleet = fresh.aggregates.get(version) if not fresh.truncated else aggregate.Aggregate.from_metrics(version, metrics)
         reports: dict[str, DeviceReport] = {}
         if devices:
-            reports = dict(detail.get(version, {}))
-            for device, report in device_reports(metrics, tags).items():  # legacy layout
-                if devices is True or device in set(devices):
-                    reports.setdefault(device, report)
-            reports = {d: r for d, r in sorted(reports.items()) if r.is_about(version)}
+            evidence.add_legacy(detail, trust, version, metrics, tags)
+            wanted = None if devices is True else set(devices)
+            reports = {d: r for d, r in sorted(detail.reports.get(version, {}).items())
+                       if r.is_about(version) and (wanted is None or d in wanted)}
         size = metrics.get(contract.M_SIZE)
         rows.append(
             VersionRow(

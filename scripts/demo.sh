@@ -33,6 +33,10 @@ INT8=$(edgeq versions "$MODEL" --json | python -c 'import json,sys; print(max((r
 echo "== promote the int8 version (v$INT8) through the accuracy gate"
 edgeq promote "$MODEL" "$INT8"
 
+echo "== enrol the simulated device's own key, so its signed reports count (edgeq device enroll)"
+KEY=$(edgeq-pull --model "$MODEL" --device-id pi-sim --state-dir "$DIR/device" identity | awk '$1 == "public" {print $3}')
+edgeq device enroll pi-sim --key "$KEY" --model "$MODEL"
+
 echo "== pull on a simulated device (state in $DIR/device)"
 edgeq-pull --model "$MODEL" --device-id pi-sim --state-dir "$DIR/device" --runs 200 --warmup 20
 

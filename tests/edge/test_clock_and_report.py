@@ -1,4 +1,4 @@
-"""The device's clock against the server's Date header, and the report layout (issue 17): keys, run, stamps."""
+"""The device's clock against the server's Date header, and the report layout: keys, run, stamps."""
 from __future__ import annotations
 
 import time

@@ -15,9 +15,11 @@ import pytest
 
 from edge import contract
 from edge.contract import ExitCode as Exit
+from edge.registry_client import RegistryClient
 from edge.state import DeviceState
 from tests.conftest import REPO
-from tests.edge.reports import device_report
+from tests.edge.registry_rest import fixture_tags
+from tests.edge.reports import device_report, device_run_id
 
 _CRASHER = """
 import os, sys
@@ -40,6 +42,8 @@ elif point == "before-mark":
     edge.state.DeviceState.mark_benchmarked = die
 elif point == "before-send":
     edge.outbox.Outbox.send = die
+elif point == "before-remember":
+    edge.state.DeviceState.remember_rejection = die
 sys.argv = ["edgeq-pull"] + sys.argv[1:]
 from edge.cli import main
 main()
@@ -84,6 +88,31 @@ def test_a_run_killed_at_each_step_recovers_on_the_next(point, server, register,
     assert list((tmp_path / "downloads").iterdir()) == []
     assert device_report(rest, tmp_path, second.version)[1][contract.D_STATUS] == contract.STATUS_HEALTHY
     assert DeviceState(tmp_path).current().path == str((tmp_path / "current").resolve())
+    assert not list((tmp_path / "outbox").glob("*.json"))
+    assert len(_reports_of(server.uri, tmp_path, second.version)) == 1, "the report reached the server once"
+
+
+def _reports_of(uri: str, state: Path, version: str) -> list[tuple[int, float]]:
+    """The points of the device's reports about ``version``: one per report (its first metric)."""
+    history = RegistryClient(uri).metric_history(device_run_id(state), contract.M_REPORTED_VERSION)
+    return [point for point in history if point[1] == float(version)]
+
+
+def test_a_run_killed_between_queueing_a_refusal_and_remembering_it_reports_it_once(
+        server, register, rest, fresh_model, tmp_path):
+    register(fresh_model, "fp32")
+    assert _pull(server.uri, fresh_model, tmp_path).returncode == 0
+    bad = register(fresh_model, "int8", tags={contract.TAG_LABELS: "a,b"})  # refused after the download
+
+    killed = _pull(server.uri, fresh_model, tmp_path, crash_at="before-remember")
+    assert killed.returncode == 137, killed.stderr
+
+    after = _pull(server.uri, fresh_model, tmp_path)
+
+    assert after.returncode == Exit.REJECTED, after.stderr
+    assert device_report(rest, tmp_path, bad.version)[1][contract.D_STATUS] == contract.STATUS_REJECTED
+    assert len(_reports_of(server.uri, tmp_path, bad.version)) == 1, "the refusal reached the server once"
+    assert DeviceState(tmp_path).rejection_for(fresh_model, bad.version, fixture_tags("int8")[contract.TAG_SHA256])
     assert not list((tmp_path / "outbox").glob("*.json"))
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from edge import contract
 from edge.contract import ExitCode as Exit
+from edge.heartbeat import fleet_run_id
 from edge.outbox import DEAD_LETTER, Outbox, Report
 from edge.puller import PullConfig, pull
 from edge.registry_client import Deadline, RegistryClient
@@ -93,6 +94,7 @@ def test_a_corrupt_outbox_file_is_quarantined_and_later_reports_still_go_out(reg
 @pytest.mark.parametrize("status", [400, 404])
 def test_a_report_refused_with_an_error_code_is_dead_lettered_not_retried_forever(register, rest, registry, proxy, fresh_model, tmp_path, status):
     version = register(fresh_model, "int8")
+    fleet_run_id(registry, tmp_path, fresh_model, "pi-fault")  # the run exists (with its identity): next log-batch is the report
     proxy.add("runs/log-batch", "status", status=status, times=1)
     first = pull(_config(tmp_path, fresh_model), RegistryClient(proxy.uri))
     assert first.code == Exit.BAD_CONFIG and "refused by the server" in first.message, first.message

@@ -1,4 +1,5 @@
 """Device state on disk, the lock, the outbox, the schedule lines, credentials."""
+import json
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ from edge.lock import LockBusy, exclusive_lock
 from edge.outbox import Outbox, Report
 from edge.registry_client import Credentials
 from edge.state import DeviceState
+from tests.conftest import REPO
 
 
 def _stage(state: DeviceState, version: str):
@@ -78,7 +80,7 @@ class _DownThenUp:
     def __init__(self):
         self.sent, self.up = [], False
 
-    def log_batch(self, run_id, metrics, tags, timestamp_ms, step=0):
+    def log_batch(self, run_id, metrics, tags, timestamp_ms, step=0, params=None):
         from edge.registry_client import ServerUnreachable
 
         if not self.up:
@@ -89,15 +91,15 @@ class _DownThenUp:
         return [(ts, metrics[key]) for rid, metrics, _, ts in self.sent if rid == run_id and key in metrics]
 
 
-def test_outbox_keeps_reports_until_sent_in_order(tmp_path):
+def test_outbox_keeps_reports_until_sent_newest_first(tmp_path):
     box, server = Outbox(tmp_path), _DownThenUp()
     for i in range(3):
         box.put(Report(f"run{i}", {"m": float(i)}, {"t": "x"}, 1000 + i))
     assert box.flush(server).waiting == 3 and len(box.pending()) == 3
     server.up = True
     assert box.flush(server).sent == 3 and box.pending() == []
-    assert [s[0] for s in server.sent] == ["run0", "run1", "run2"]
-    assert server.sent[0][3] == 1000, "the original measurement time is kept"
+    assert [s[0] for s in server.sent] == ["run2", "run1", "run0"], "what the judge counts now goes first"
+    assert server.sent[2][3] == 1000, "the original measurement time is kept"
 
 
 def test_cron_line_quotes_the_command_and_ends_with_its_key():
@@ -147,21 +149,43 @@ def test_a_scheduled_run_is_bounded_as_a_whole_in_cron_and_in_systemd():
     assert f"TimeoutStartSec={limit}" in service
 
 
-def _holder(tmp_path: Path, name: str) -> subprocess.Popen:
-    """A process called ``name`` (argv[1]) that takes the lock and then never lets go."""
-    code = ("import fcntl, os, sys, time\n"
+def _holder(tmp_path: Path, name: str, record=None) -> subprocess.Popen:
+    """A process called ``name`` (argv[1]) that takes the lock, writes ``record`` (its pid by default: a
+    callable gets its pid and the lock path) into it, and then never lets go."""
+    code = ("import fcntl, json, os, sys, time\n"
             "fd = os.open(sys.argv[2], os.O_CREAT | os.O_RDWR)\n"
             "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())\n"
+            "print(os.getpid(), flush=True)\n"
+            "record = sys.stdin.readline().strip() or str(os.getpid())\n"
+            "os.ftruncate(fd, 0); os.write(fd, record.encode())\n"
             "print('locked', flush=True)\n"
             "time.sleep(120)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, name, str(tmp_path / "lock")], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code, name, str(tmp_path / "lock")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    pid = int(proc.stdout.readline())
+    text = record(pid, tmp_path / "lock") if callable(record) else (record or "")
+    proc.stdin.write(text + "\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def _puller(tmp_path: Path) -> subprocess.Popen:
+    """A process that takes the lock as edgeq-pull does (recording itself in it), then never lets go."""
+    code = ("import sys, time\n"
+            "from pathlib import Path\n"
+            "from edge.lock import exclusive_lock\n"
+            "with exclusive_lock(Path(sys.argv[1])):\n"
+            "    print('locked', flush=True)\n"
+            "    time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "lock")], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
 
 def test_a_puller_that_overran_its_bound_is_stopped_and_its_lock_taken_over(tmp_path, caplog):
-    stuck = _holder(tmp_path, "edgeq-pull")
+    stuck = _puller(tmp_path)
     try:
         time.sleep(1.2)
         with caplog.at_level(logging.WARNING, logger="edgeq-pull"):
@@ -170,6 +194,46 @@ def test_a_puller_that_overran_its_bound_is_stopped_and_its_lock_taken_over(tmp_
         assert "taking over" in caplog.text
     finally:
         stuck.kill()
+
+
+def test_a_tail_of_the_pullers_log_named_in_the_lock_is_never_killed(tmp_path):
+    """The pid in the lock names a ``tail -f …/edgeq-pull.log`` (a reused pid, an older puller's bare pid)."""
+    (tmp_path / "edgeq-pull.log").write_text("")
+    tail = subprocess.Popen(["tail", "-f", str(tmp_path / "edgeq-pull.log")], stdout=subprocess.DEVNULL)
+    holder = _holder(tmp_path, "backup-tool", record=str(tail.pid))
+    try:
+        time.sleep(1.2)
+        with pytest.raises(LockBusy):
+            with exclusive_lock(tmp_path / "lock", wait_s=0.5, overrun_s=1):
+                pass
+        assert tail.poll() is None and holder.poll() is None
+    finally:
+        tail.kill()
+        holder.kill()
+
+
+def _forged(field: str, value) -> str:
+    """The lock record a puller writes, with one field changed: a later process under the same pid, another state dir."""
+    def record(pid: int, lock: Path) -> str:
+        from edge.lock import _identity
+
+        start, cmdline = _identity(pid)
+        mine = {"pid": pid, "start_ticks": start, "state_dir": str(lock.resolve().parent), "cmdline_sha256": cmdline}
+        return json.dumps({**mine, field: value})
+    return record
+
+
+@pytest.mark.parametrize("field, value", [("start_ticks", 1), ("state_dir", "/elsewhere"), ("cmdline_sha256", "0" * 64)])
+def test_a_process_that_does_not_match_the_locks_record_in_every_point_is_never_killed(tmp_path, field, value):
+    holder = _holder(tmp_path, "edgeq-pull", record=_forged(field, value))
+    try:
+        time.sleep(1.2)
+        with pytest.raises(LockBusy, match=f"pid {holder.pid}"):
+            with exclusive_lock(tmp_path / "lock", wait_s=0.5, overrun_s=1):
+                pass
+        assert holder.poll() is None
+    finally:
+        holder.kill()
 
 
 def test_a_lock_held_by_something_that_is_not_a_puller_is_never_taken(tmp_path):

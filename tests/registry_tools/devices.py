@@ -24,9 +24,25 @@ def edgeq(server, *args: str) -> Result:
     return CliRunner().invoke(main, ["--tracking-uri", server.uri, *args], catch_exceptions=False)
 
 
-def new_model(client: MlflowClient, prefix: str = "edgeq-rt") -> str:
+def enroll(server, state_dir, device: str, *models: str) -> str:
+    """Enrol the key a puller with ``state_dir`` signs with (made now if it has none), as an operator would."""
+    from edge import identity
+
+    key = identity.load_or_create(state_dir).public_text()
+    args = [a for m in models for a in ("--model", m)]
+    result = edgeq(server, "device", "enroll", device, "--key", key, *args)
+    assert result.exit_code == 0, result.output
+    return key
+
+
+def new_model(client: MlflowClient, prefix: str = "edgeq-rt", accept_unsigned: bool = True) -> str:
+    """A fresh registered model; by default its operator counts unsigned reports (these helpers write them unsigned,
+    as pullers before signing did): tests of signed evidence pass ``accept_unsigned=False``."""
     name = f"{prefix}-{next(_names)}-{int(time.time() * 1000) % 100000}"
-    client.create_registered_model(name)
+    tags = {contract.TAG_FLEET_EXPERIMENT_ID: _experiment(client, contract.FLEET_EXPERIMENT)}  # as the operator's setup
+    if accept_unsigned:
+        tags[contract.TAG_ACCEPT_UNSIGNED] = "true"
+    client.create_registered_model(name, tags=tags)
     return name
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from edge import contract
-from registry_tools import canary
+from registry_tools import judge
 from registry_tools.device_reports import DeviceReport
 from tests.registry_tools.devices import edgeq, new_model, report, tiny_version
 
@@ -91,7 +91,7 @@ def test_force_promotes_without_evidence_and_history_records_it(server, client, 
     assert "promoting anyway (--force)" in result.output
     assert alias_of(client, model) == v2
 
-    events = json.loads(edgeq(server, "history", model, "--json").output)
+    events = json.loads(edgeq(server, "history", model, "--json").stdout)
     latest = events[0]
     assert (latest["kind"], latest["alias"], latest["from_version"], latest["to_version"], latest["forced"]) == \
         ("promote", contract.DEFAULT_ALIAS, v1, v2, True)
@@ -115,8 +115,8 @@ def test_reports_about_another_version_on_a_shared_run_are_ignored(server, clien
 @pytest.mark.parametrize("args, message", [
     (["--from", "canary"], "--from needs --require-devices N"),
     (["--from", "canary", "--require-devices", "0"], "--from needs --require-devices N"),
-    (["--from", "canary", "--require-devices", "2", "--max-p99-ms", "pi-a"], "expected DEVICE=MS or all=MS"),
-    (["--from", "canary", "--require-devices", "2", "--max-p99-ms", "all=-3"], "expected DEVICE=MS or all=MS"),
+    (["--from", "canary", "--require-devices", "2", "--max-p99-ms", "pi-a"], "expected MS, all=MS or DEVICE=MS"),
+    (["--from", "canary", "--require-devices", "2", "--max-p99-ms", "all=-3"], "expected MS, all=MS or DEVICE=MS"),
     (["--require-devices", "2"], "go with --from ALIAS"),
     (["1", "--from", "canary", "--require-devices", "2"], "drop VERSION"),
     (["--from", "canary", "--alias", "canary", "--require-devices", "2"], "are the same alias"),
@@ -131,25 +131,28 @@ def test_bad_input_is_one_line_and_exit_2(server, client, canary_model, args, me
 
 
 def _report(device: str, version: str = "7", status: str | None = contract.STATUS_HEALTHY, **metrics: float) -> DeviceReport:
-    tags = {contract.D_MODEL_VERSION: version} | ({contract.D_STATUS: status} if status else {})
+    tags = {contract.D_MODEL_VERSION: version, contract.D_ALIAS: contract.CANARY_ALIAS} | ({contract.D_STATUS: status} if status else {})
     return DeviceReport(device, {contract.D_P99: 2.0, contract.D_PEAK_RSS: 50.0, contract.D_SAMPLE_ACCURACY: 0.9, **metrics}, tags)
 
 
+def _votes(limits: judge.Limits, *reports: DeviceReport) -> dict[str, judge.Vote]:
+    window = judge.Window(contract.CANARY_ALIAS, "7", "", "")
+    return {r.device: judge.vote(r, window, limits, 0.9) for r in reports}
+
+
 def test_rules_a_device_limit_overrides_the_one_for_all_devices():
-    limits = canary.Limits(2, max_p99_ms=canary.parse_p99_limits(["all=3", "pi-slow=10"]))
-    decision = canary.decide("7", [_report("pi-slow", **{contract.D_P99: 8.0}), _report("pi-a", **{contract.D_P99: 4.0})],
-                             limits, 0.9)
-    assert [v.device for v in decision.counted] == ["pi-slow"]
-    assert decision.not_counted[0].why.startswith("p99 4.00 ms > limit 3 ms (all)")
-    assert not decision.approved
+    limits = judge.Limits(2, max_p99_ms=judge.parse_p99(["all=3", "pi-slow=10"]))
+    votes = _votes(limits, _report("pi-slow", **{contract.D_P99: 8.0}), _report("pi-a", **{contract.D_P99: 4.0}))
+    assert votes["pi-slow"].vote == judge.FOR
+    assert votes["pi-a"].vote == judge.AGAINST and votes["pi-a"].why.startswith("p99 4.00 ms > limit 3 ms (all)")
 
 
 def test_rules_a_report_without_status_or_without_the_limited_figure_does_not_count():
-    limits = canary.Limits(1, max_rss_mb=100)
+    limits = judge.Limits(1, max_rss_mb=100)
     no_status = _report("pi-old-puller", status=None)
-    no_rss = DeviceReport("pi-no-rss", {contract.D_P99: 1.0}, {contract.D_MODEL_VERSION: "7", contract.D_STATUS: contract.STATUS_HEALTHY})
-    decision = canary.decide("7", [no_status, no_rss], limits, 0.9)
-    assert not decision.counted
-    whys = {v.device: v.why for v in decision.verdicts}
-    assert whys["pi-old-puller"].startswith("no health status reported")
-    assert whys["pi-no-rss"].startswith("peak RSS limit 100 MB given but the device sent none")
+    no_rss = DeviceReport("pi-no-rss", {contract.D_P99: 1.0}, {contract.D_MODEL_VERSION: "7", contract.D_ALIAS: contract.CANARY_ALIAS,
+                                                              contract.D_STATUS: contract.STATUS_HEALTHY})
+    votes = _votes(limits, no_status, no_rss)
+    assert not any(v.vote == judge.FOR for v in votes.values())
+    assert votes["pi-old-puller"].why.startswith("no health status reported")
+    assert votes["pi-no-rss"].why.startswith("peak RSS limit 100 MB given but the device sent none")

@@ -40,17 +40,22 @@ def test_canary_devices_decide_the_promotion_and_the_fleet_shows_each_device(ser
     counted = [line.split()[1] for line in promoted.output.splitlines() if line.strip().startswith("counted")]
     assert counted == ["pi-a", "pi-b"]
     assert f"production → v{v2}" in promoted.output
+    # The same judge: the canary's reports judge the canary, never production, whose window starts now.
+    guarded = edgeq(server, "guard", model)  # before: 1 of the 3 canary reports against (33 %): rolled back
+    assert guarded.exit_code == contract.ExitCode.HELD, guarded.output
+    assert "too few devices in the window: 0 voted, 3 needed" in guarded.output
+    assert str(client.get_registered_model(model).aliases[contract.DEFAULT_ALIAS]) == v2
 
-    rows = {r["device"]: r for r in json.loads(edgeq(server, "fleet", model, "--json").output)}
+    rows = {r["device"]: r for r in json.loads(edgeq(server, "fleet", model, "--json").stdout)}
     assert rows["pi-a"]["status"] == "ok" and rows["pi-a"]["running_version"] == v2
     assert rows["pi-a"]["latency_p50_ms"] > 0 and rows["pi-a"]["sample_accuracy"] > 0.9
     assert rows["pi-c"]["flags"][0].startswith(f"rejected v{v2} (") and "p99" in rows["pi-c"]["flags"][0]
     assert rows["pi-prod"]["flags"] == [f"behind (v{v1} < v{v2})"], "production moved on; pi-prod has not pulled yet"
 
     assert device("pi-prod", contract.DEFAULT_ALIAS) == Exit.OK
-    rows = {r["device"]: r for r in json.loads(edgeq(server, "fleet", model, "--json").output)}
+    rows = {r["device"]: r for r in json.loads(edgeq(server, "fleet", model, "--json").stdout)}
     assert rows["pi-prod"]["status"] == "ok" and rows["pi-prod"]["running_version"] == v2
 
-    latest = json.loads(edgeq(server, "history", model, "--json").output)[0]
+    latest = json.loads(edgeq(server, "history", model, "--json").stdout)[0]
     assert (latest["alias"], latest["from_version"], latest["to_version"]) == (contract.DEFAULT_ALIAS, v1, v2)
     assert "pi-a (" in latest["reason"] and "pi-b (" in latest["reason"] and "not counted: pi-c rejected it" in latest["reason"]

@@ -17,7 +17,7 @@ from edge.puller import Exit, PullConfig, pull
 from edge.registry_client import RegistryClient
 from registry_tools.cli import main
 from tests.conftest import MODEL_NAME, copy_version, version_in_own_run
-from tests.registry_tools.devices import edgeq, new_model, report, tiny_version
+from tests.registry_tools.devices import edgeq, enroll, new_model, report, tiny_version
 from tests.servers import free_port
 
 
@@ -44,9 +44,10 @@ def test_versions_table_lists_every_variant(pipeline):
 def test_versions_json_carries_metrics_aliases_and_device_figures(pipeline, client, fresh_model, tmp_path):
     version = copy_version(client, pipeline, fresh_model, "int8")
     client.set_registered_model_alias(fresh_model, contract.DEFAULT_ALIAS, version)
+    enroll(pipeline, tmp_path, "pi-json", fresh_model)
     assert pull(PullConfig(fresh_model, tmp_path, "pi-json", runs=5, warmup=1), RegistryClient(pipeline.uri)).code == Exit.OK
 
-    rows = json.loads(edgeq(pipeline, "versions", fresh_model, "--json", "--devices").output)  # per device: --devices
+    rows = json.loads(edgeq(pipeline, "versions", fresh_model, "--json", "--devices").stdout)  # per device: --devices
 
     assert [r["version"] for r in rows] == [version]
     row = rows[0]
@@ -136,17 +137,20 @@ def test_best_picks_the_fastest_within_budget_on_that_device(pipeline, client, b
         for variant, (drop, best_ms, other_ms) in plan.items()
     }
 
-    result = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-best")
+    # The figures above are in the legacy layout, unsigned: the operator says they count.
+    result = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-best", "--accept-unsigned")
 
     assert result.exit_code == 0, result.output
     assert f"v{versions['int8']} (int8) is the fastest on pi-best at 1.20 ms" in result.output, result.output
     assert _alias(client, fresh_model) == versions["int8"]
-    wider = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-best", "--max-accuracy-drop", "3")
+    wider = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-best", "--max-accuracy-drop", "3",
+                  "--accept-unsigned")
     assert wider.exit_code == 0 and f"v{versions['dynamic']} (dynamic) is the fastest" in wider.output, wider.output
     assert _alias(client, fresh_model) == versions["dynamic"]
-    unknown = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-elsewhere")
+    unknown = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-elsewhere", "--accept-unsigned")
     assert unknown.exit_code == ExitCode.BAD_CONFIG and "devices with figures: pi-best, pi-other" in unknown.output
-    strict = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-best", "--max-accuracy-drop", "-100")
+    strict = edgeq(pipeline, "promote", fresh_model, "--best", "--device-id", "pi-best", "--max-accuracy-drop", "-100",
+                    "--accept-unsigned")
     assert strict.exit_code == ExitCode.REJECTED and "within -100.00 accuracy points" in strict.output
 
 
@@ -266,7 +270,7 @@ def test_model_and_version_as_options_as_edgeq_pull_spells_them(server, client):
     assert edgeq(server, "promote", model, v2).exit_code == 0 and _alias(client, model) == v2
     assert edgeq(server, "rollback", "--model", model).exit_code == 0 and _alias(client, model) == v1
     listed = edgeq(server, "versions", "--model", model, "--json")
-    assert listed.exit_code == 0 and sorted(r["version"] for r in json.loads(listed.output)) == sorted([v1, v2])
+    assert listed.exit_code == 0 and sorted(r["version"] for r in json.loads(listed.stdout)) == sorted([v1, v2])
     assert edgeq(server, "history", "--model", model).output == edgeq(server, "history", model).output
 
     from_env = CliRunner().invoke(main, ["--tracking-uri", server.uri, "promote"],

@@ -35,7 +35,7 @@ def test_fleet_json_tells_ok_stale_rejected_behind_and_throttled_apart(server, f
     model, v1, v2, v3 = fleet
     result = edgeq(server, "fleet", model, "--json")
     assert result.exit_code == 0, result.output
-    rows = {r["device"]: r for r in json.loads(result.output)}
+    rows = {r["device"]: r for r in json.loads(result.stdout)}
     assert sorted(rows) == ["pi-behind", "pi-cut-off", "pi-hot", "pi-ok", "pi-refuses", "pi-stale"]
 
     ok = rows["pi-ok"]
@@ -68,7 +68,7 @@ def test_fleet_table_marks_each_state_and_throttled_figures(server, fleet):
 
 def test_stale_after_counts_in_the_devices_own_intervals(server, fleet):
     model, *_ = fleet
-    rows = {r["device"]: r for r in json.loads(edgeq(server, "fleet", model, "--json", "--stale-after", "10").output)}
+    rows = {r["device"]: r for r in json.loads(edgeq(server, "fleet", model, "--json", "--stale-after", "10").stdout)}
     assert "stale" not in rows["pi-stale"]["flags"], "2 h is under 10 intervals of 15 min"
     bad = edgeq(server, "fleet", model, "--stale-after", "0")
     assert bad.exit_code == contract.ExitCode.BAD_CONFIG
@@ -78,7 +78,7 @@ def test_a_model_without_devices_says_so(server, client):
     model = new_model(client, "edgeq-fleet-empty")
     result = edgeq(server, "fleet", model)
     assert result.exit_code == 0 and "no device has reported" in result.output
-    assert json.loads(edgeq(server, "fleet", model, "--json").output) == []
+    assert json.loads(edgeq(server, "fleet", model, "--json").stdout) == []
 
 
 def test_versions_marks_figures_measured_while_throttled(server, fleet):
@@ -88,7 +88,7 @@ def test_versions_marks_figures_measured_while_throttled(server, fleet):
     v2_line = next(line for line in result.output.splitlines() if line.startswith(f"{v2} "))
     assert "4.000*" in v2_line and "1.250 " in v2_line + " "
     assert "* measured while the device was throttled" in result.output
-    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json", "--devices").output)}
+    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json", "--devices").stdout)}
     assert rows[v2]["device_throttled"] == ["pi-hot"] and rows[v1]["device_throttled"] == []
 
 
@@ -99,7 +99,7 @@ def test_versions_shows_which_devices_refused_a_version(server, fleet):
     assert "refused by" in result.output.splitlines()[0]
     v3_line = next(line for line in result.output.splitlines() if line.startswith(f"{v3} "))
     assert v3_line.rstrip().endswith("pi-refuses")
-    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json", "--devices").output)}
+    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json", "--devices").stdout)}
     assert rows[v3]["refused_by"] == ["pi-refuses"] and rows[v2]["refused_by"] == []
 
 
@@ -113,6 +113,27 @@ def test_versions_shows_one_row_per_version_with_fleet_aggregates_from_the_legac
     v3_line = next(line for line in result.output.splitlines() if line.startswith(f"{v3} "))
     assert " 2/0/1 " in v2_line and "2.625*" in v2_line, "2 healthy, pi-behind lags; median of 1.25 and 4.0, throttled"
     assert " 0/1/0 " in v3_line
-    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json").output)}
+    rows = {r["version"]: r for r in json.loads(edgeq(server, "versions", model, "--json").stdout)}
     assert rows[v2]["fleet"][contract.A_P99_WORST] == 9.0 and rows[v2]["fleet"][contract.A_THROTTLED] == 1
     assert rows[v2]["fleet_summary"].startswith("2 healthy, 0 rejected, 1 behind")
+
+
+def test_right_after_a_rollback_a_device_on_its_alias_version_is_ok_and_any_other_mismatch_is_flagged(server, client):
+    """The moment operators look: production went v3 → v2 (by number). A device that refused v3 and runs v2 is fine;
+    a device still on v3 runs a version its alias no longer points to, though v3 is the newer one."""
+    model = new_model(client, "edgeq-fleet-rollback")
+    v1, _ = tiny_version(client, model)
+    v2, _ = tiny_version(client, model)
+    v3, run3 = tiny_version(client, model, alias=contract.DEFAULT_ALIAS)
+    report(client, run3, "pi-refused", v3, status=contract.STATUS_REJECTED, reason="health gate: p99 too high",
+           alias=contract.DEFAULT_ALIAS)
+    fleet_device(client, model, "pi-refused", running_version=v2, status=contract.STATUS_REJECTED,
+                 reason="health gate: p99 too high")
+    fleet_device(client, model, "pi-still-v3", running_version=v3)
+    client.set_registered_model_alias(model, contract.DEFAULT_ALIAS, v2)  # the rollback, by number
+
+    rows = {r["device"]: r for r in json.loads(edgeq(server, "fleet", model, "--json").stdout)}
+
+    assert rows["pi-refused"]["status"] == "ok", rows["pi-refused"]
+    assert rows["pi-still-v3"]["flags"] == [f"not on its alias (runs v{v3}, production is v{v2})"], rows["pi-still-v3"]
+    assert v1  # an older version nobody runs

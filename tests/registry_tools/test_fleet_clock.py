@@ -40,7 +40,7 @@ def test_a_wrong_device_clock_is_flagged_and_neither_fresh_nor_stale(server, cli
 
     result = edgeq(server, "fleet", model, "--json")
     assert result.exit_code == 0, result.output
-    rows = {r["device"]: r for r in json.loads(result.output)}
+    rows = {r["device"]: r for r in json.loads(result.stdout)}
     now = datetime.now(timezone.utc)
     for device in rows:
         seen = datetime.fromisoformat(rows[device]["last_seen"])
@@ -73,6 +73,6 @@ def test_a_last_seen_in_the_future_never_shows_ok(server, client):
     """A run written by an older puller whose clock ran ahead: its heartbeat is stamped in the future."""
     model = new_model(client, "edgeq-clock-future")
     fleet_device(client, model, "pi-future", running_version=None, seen_s_ago=-10 * 86400)
-    row = json.loads(edgeq(server, "fleet", model, "--json").output)[0]
+    row = json.loads(edgeq(server, "fleet", model, "--json").stdout)[0]
     assert row["status"] != "ok" and any(f.startswith("clock: last seen in the future") for f in row["flags"])
     assert "in the future" in edgeq(server, "fleet", model).output

@@ -1,4 +1,4 @@
-"""Device evidence at fleet scale (issue 17), on a real server: the layout, the aggregates, the device's O(1) reads."""
+"""Device evidence at fleet scale, on a real server: the layout, the aggregates, the device's O(1) reads."""
 from __future__ import annotations
 
 import json
@@ -6,15 +6,18 @@ import time
 
 import requests
 
-from bench.fleet_scale import device_bodies, register, write_devices
+from bench.fleet_scale import _Config, device_bodies, enrol, fleet_experiment, register, sim_key, write_devices
 from edge import clock, contract
 from edge.contract import ExitCode as Exit
+from edge.heartbeat import status_params
 from edge.puller import PullConfig, pull
 from edge.registry_client import RegistryClient
 from edge.report import ReportContext, build_report
 from edge.runtime import Runtime
 from tests.edge.fault_proxy import FaultProxy
 from tests.edge.registry_rest import MlflowRest, register_fixture
+from registry_tools import enrolment
+from registry_tools.rest_client import RestClient
 from tests.registry_tools.devices import edgeq, new_model
 
 HEALTHY = 24
@@ -27,25 +30,32 @@ def _rest(server, method: str, endpoint: str, **kw) -> dict:
     return r.json()
 
 
-def _rejecting_device(server, model: str, mv, device: str) -> None:
-    """A device whose gate refused ``mv``: the report edge/report.py builds, on its own run."""
+def _rejecting_device(server, model: str, mv, device: str, state_root) -> None:
+    """An enrolled device whose gate refused ``mv``: the signed report edge/report.py builds, on its own run."""
     client = RegistryClient(server.uri)
+    key = sim_key(device)
+    enrolment.enroll(RestClient(server.uri), device, key.public_text(), [model])
     identity = {contract.TAG_ROLE: contract.ROLE_DEVICE, contract.TAG_MODEL: model, contract.TAG_DEVICE_ID: device,
                 contract.TAG_ALIAS: contract.CANARY_ALIAS, contract.TAG_LAST_STATUS: contract.STATUS_REJECTED}
-    run_id = client.start_run(client.experiment_id(contract.FLEET_EXPERIMENT), device, identity, clock.now_ms())
+    run_id = client.start_run(fleet_experiment(server.uri, model), device, identity, clock.now_ms())
+    client.log_batch(run_id, {}, {}, params={contract.P_DEVICE_ID: device, contract.P_MODEL: model})
+    reason = "health gate: sample accuracy 0.094 below bound 0.810"
     report = build_report(ReportContext(device, contract.CANARY_ALIAS, None, None,
-                                        Runtime("ai-edge-litert", "2.3.0", "2.19", object), run_id),
-                          mv, None, None, None, reason="health gate: sample accuracy 0.094 below bound 0.810")
-    client.log_batch(report.run_id, report.metrics, report.tags, report.timestamp_ms, report.step)
+                                        Runtime("ai-edge-litert", "2.3.0", "2.19", object), run_id, key, state_root),
+                          mv, None, None, None, reason=reason)
+    status = status_params(key, state_root, _Config(model), device, None, Exit.REJECTED, reason)
+    client.log_batch(report.run_id, report.metrics, report.tags, report.timestamp_ms, report.step,
+                     params={**report.params, **status})
     client.finish_run(run_id, clock.now_ms())
 
 
-def test_aggregates_reach_the_version_run_and_the_logged_model_and_stay_put(server, client):
+def test_aggregates_reach_the_version_run_and_the_logged_model_and_stay_put(server, client, tmp_path):
     model = new_model(client, "edgeq-scale")
     mv = register(server.uri, model)
+    enrol(server.uri, model, 0, HEALTHY)
     write_devices(server.uri, model, mv, 0, HEALTHY, threads=2)
     for i in range(2):
-        _rejecting_device(server, model, mv, f"pi-refuses-{i}")
+        _rejecting_device(server, model, mv, f"pi-refuses-{i}", tmp_path)
 
     result = edgeq(server, "aggregate", model)
     assert result.exit_code == 0, result.output
@@ -84,10 +94,10 @@ def test_aggregates_reach_the_version_run_and_the_logged_model_and_stay_put(serv
     # edgeq fleet: the server filters; a cap is said out loud.
     capped = edgeq(server, "fleet", model, "--limit", "5")
     assert capped.exit_code == 0 and "showing the first 5 devices (--limit 5); more exist" in capped.output
-    refused = json.loads(edgeq(server, "fleet", model, "--json", "--last-status", "rejected").output)
+    refused = json.loads(edgeq(server, "fleet", model, "--json", "--last-status", "rejected").stdout)
     assert sorted(r["device"] for r in refused) == ["pi-refuses-0", "pi-refuses-1"]
     assert all(r["flags"][0].startswith(f"rejected v{mv.version} (health gate") for r in refused)
-    one = json.loads(edgeq(server, "fleet", model, "--json", "--device-id", "sim-000004").output)
+    one = json.loads(edgeq(server, "fleet", model, "--json", "--device-id", "sim-000004").stdout)
     assert [(r["device"], r["running_version"], r["status"]) for r in one] == [("sim-000004", mv.version, "ok")]
     assert one[0]["latency_p50_ms"] == device_bodies(4, model, mv, "x")[0][f"v{mv.version}.latency_p50_ms"]
 

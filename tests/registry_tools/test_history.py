@@ -22,7 +22,7 @@ def test_history_lists_promotions_and_rollbacks_newest_first_and_rollback_still_
     assert rolled.exit_code == 0 and f"rolled back from v{v2} to v{v1}" in rolled.output
     assert str(client.get_registered_model(model).aliases[contract.DEFAULT_ALIAS]) == v1
 
-    events = json.loads(edgeq(server, "history", model, "--json").output)
+    events = json.loads(edgeq(server, "history", model, "--json").stdout)
     summary = [(e["kind"], e["alias"], e["from_version"], e["to_version"], e["forced"]) for e in events]
     assert summary == [
         ("rollback", contract.DEFAULT_ALIAS, v2, v1, False),
@@ -35,7 +35,7 @@ def test_history_lists_promotions_and_rollbacks_newest_first_and_rollback_still_
     assert events[3]["reason"] == "first release; gate passed: drop +0.20 points ≤ 1.00"
     assert all(e["by"] and e["at"].endswith("+00:00") for e in events)
 
-    only_canary = json.loads(edgeq(server, "history", model, "--alias", "canary", "--json").output)
+    only_canary = json.loads(edgeq(server, "history", model, "--alias", "canary", "--json").stdout)
     assert [e["alias"] for e in only_canary] == [contract.CANARY_ALIAS]
 
     table = edgeq(server, "history", model).output.splitlines()
@@ -124,18 +124,18 @@ def test_an_alias_set_with_a_plain_client_shows_as_outside_edgeq_and_promote_rec
     v1, _ = tiny_version(client, model, alias=contract.DEFAULT_ALIAS)  # a plain set_registered_model_alias
     v2, _ = tiny_version(client, model)
 
-    shown = json.loads(edgeq(server, "history", model, "--json").output)
+    shown = json.loads(edgeq(server, "history", model, "--json").stdout)
     assert [(e["kind"], e["alias"], e["from_version"], e["to_version"], e["by"], e["at"]) for e in shown] == [
         (contract.HISTORY_OUTSIDE, "production", None, v1, "unknown", "")]
     assert "not recorded yet" in edgeq(server, "history", model).output
     assert contract.TAG_HISTORY not in client.get_registered_model(model).tags, "reading never writes"
 
     assert edgeq(server, "promote", model, v2).exit_code == 0
-    kept = json.loads(edgeq(server, "history", model, "--json").output)
+    kept = json.loads(edgeq(server, "history", model, "--json").stdout)
     assert [(e["kind"], e["from_version"], e["to_version"]) for e in kept] == [
         ("promote", v1, v2), (contract.HISTORY_OUTSIDE, None, v1)]
     assert kept[1]["at"] and "noticed by edgeq promote" in kept[1]["reason"]
     client.delete_registered_model_alias(model, contract.DEFAULT_ALIAS)
-    gone = json.loads(edgeq(server, "history", model, "--json").output)[0]
+    gone = json.loads(edgeq(server, "history", model, "--json").stdout)[0]
     assert (gone["kind"], gone["from_version"], gone["to_version"]) == (contract.HISTORY_OUTSIDE, v2, "")
     assert edgeq(server, "rollback", model).exit_code == contract.ExitCode.BAD_CONFIG

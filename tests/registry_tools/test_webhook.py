@@ -69,7 +69,7 @@ def test_an_alias_moved_with_a_plain_client_is_recorded_from_the_webhook(hook_se
         last = events[-1]
         assert (last.kind, last.alias, last.from_version, last.to_version) == (contract.HISTORY_OUTSIDE, "production", v1, v2)
         assert last.at and "noticed by MLflow webhook (production created at" in last.reason
-        shown = json.loads(edgeq(hook_server, "history", model, "--json").output)[0]
+        shown = json.loads(edgeq(hook_server, "history", model, "--json").stdout)[0]
         assert (shown["kind"], shown["to_version"]) == (contract.HISTORY_OUTSIDE, v2) and shown["at"]
 
         # Only signed, fresh deliveries count.

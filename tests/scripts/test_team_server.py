@@ -25,6 +25,7 @@ from tests.conftest import PIPELINE_ARGS, REPO, at_session_end, background_job, 
 from tests.servers import free_port
 
 MODEL = "edgeq-team-digits"
+MALLORY = "mallory"  # a second device account, used as an attacker would
 EXPERIMENT = "edgeq-team"
 DEVICE_ID = "pi-team"
 BIN = Path(sys.executable).parent
@@ -71,8 +72,8 @@ class Team:
         prefix = contract.version_key(version, "")
         return {m["key"][len(prefix):]: m["value"] for m in metrics if m["key"].startswith(prefix)}
 
-    def pull(self, creds: Path, state: Path, *args: str) -> subprocess.CompletedProcess:
-        return _run([str(BIN / "edgeq-pull"), "--tracking-uri", self.uri, "--model", MODEL, "--device-id", DEVICE_ID,
+    def pull(self, creds: Path, state: Path, *args: str, device: str = DEVICE_ID) -> subprocess.CompletedProcess:
+        return _run([str(BIN / "edgeq-pull"), "--tracking-uri", self.uri, "--model", MODEL, "--device-id", device,
                      "--state-dir", str(state), "--credentials-file", str(creds), "--runs", "10", "--warmup", "1", *args],
                     _env(), timeout=300)
 
@@ -115,7 +116,8 @@ def _start_team(_, work: Path) -> Team:
         uri = f"http://127.0.0.1:{port}"
         setup = _run([sys.executable, "-m", "registry_tools.users", "setup", "--tracking-uri", uri, "--model", MODEL,
                       "--experiment", EXPERIMENT, "--admin-password-file", str(root / "admin.password"),
-                      "--credentials-dir", str(root / "credentials")], _env())
+                      "--credentials-dir", str(root / "credentials"), "--device-user", "device",
+                      "--device-user", MALLORY], _env())
         assert setup.returncode == 0, setup.stdout + setup.stderr
         creds = root / "credentials"
         key = root / "keys" / "signing.key"
@@ -271,3 +273,109 @@ def test_a_device_cannot_write_the_pipelines_runs(team):
     assert write("edgeq.test.after") == 403
     again = team.pull(team.device, team.state)  # the current puller needs none of it
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def _as(creds: Path):
+    """requests against the team server as the account in ``creds``: (method, path, json) → response."""
+    c = Credentials.from_file(creds)
+    return lambda method, uri, path, body: requests.request(method, uri + path, json=body, timeout=60,
+                                                           auth=(c.username, c.password))
+
+
+def _decisions(team: Team) -> tuple[int, str, str, dict]:
+    """guard --dry-run's exit and verdict line, aggregate --dry-run's line for int8, and each device's fleet status."""
+    guard = team.edgeq(team.pipeline, "guard", MODEL, "--min-devices", "3", "--dry-run")
+    verdict = next((l for l in guard.stdout.splitlines() if "devices against" in l or "not enough" in l), guard.stdout)
+    agg = team.edgeq(team.pipeline, "aggregate", MODEL, "--dry-run")
+    line = next((l for l in agg.stdout.splitlines() if l.startswith(f"v{team.versions['int8']}:")), agg.stdout + agg.stderr)
+    fleet = team.edgeq(team.pipeline, "fleet", MODEL, "--json")
+    # Runs claiming a device without its signed status are flagged: what the honest runs say is the view.
+    rows = json.loads(fleet.stdout)
+    status = {r["device"]: (r["running_version"], r["status"]) for r in rows
+              if not any(f.startswith(("unsigned", "unverified")) for f in r["flags"])}
+    status["flagged"] = sum(1 for r in rows if any(f.startswith(("unsigned", "unverified")) for f in r["flags"]))
+    return guard.returncode, verdict.split(": ", 1)[-1], line.split("; ")[0], status
+
+
+def test_one_device_account_cannot_change_a_decision(team, tmp_path):
+    """Every forgery a device account can make through MLflow, replayed on the team server: guard, aggregate and the
+    fleet view decide the same before and after; only the attacker's own enrolled device has its one vote."""
+    from edge import evidence, identity
+
+    int8 = team.versions["int8"]
+    honest = ("pi-h1", "pi-h2", "pi-h3")
+    for device in honest:
+        key = identity.load_or_create(tmp_path / device).public_text()
+        enrolled = team.edgeq(team.pipeline, "device", "enroll", device, "--key", key, "--model", MODEL)
+        assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
+        pulled = team.pull(team.device, tmp_path / device, device=device)
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    mallory_creds = team.dir / "credentials" / f"{MALLORY}.env"
+    mallory_key = identity.load_or_create(tmp_path / "pi-mallory")
+    assert team.edgeq(team.pipeline, "device", "enroll", "pi-mallory", "--key", mallory_key.public_text(),
+                      "--model", MODEL).returncode == 0
+    before = _decisions(team)
+    assert before[0] == 0 and all(before[3][d] == (int8, "ok") for d in honest), before
+
+    as_mallory = _as(mallory_creds)
+    fleet_id = team.get("/api/2.0/mlflow/registered-models/get", name=MODEL)["registered_model"]
+    fleet_id = {t["key"]: t["value"] for t in fleet_id["tags"]}[contract.TAG_FLEET_EXPERIMENT_ID]
+    runs = requests.post(team.uri + "/api/2.0/mlflow/runs/search", json={"experiment_ids": [fleet_id]}, auth=team.admin,
+                         timeout=60).json()["runs"]
+    h1 = next(r["info"]["run_id"] for r in runs if {t["key"]: t["value"] for t in r["data"]["tags"]}.get(contract.TAG_DEVICE_ID) == "pi-h1")
+
+    # 1. flip an honest device's verdict and last status in its own run, delete what else it said
+    flipped = as_mallory("POST", team.uri, "/api/2.0/mlflow/runs/log-batch", {"run_id": h1, "tags": [
+        {"key": contract.version_key(int8, contract.D_STATUS), "value": contract.STATUS_REJECTED},
+        {"key": contract.TAG_LAST_STATUS, "value": contract.STATUS_REJECTED},
+        {"key": contract.TAG_RUNNING_VERSION, "value": team.versions["fp32"]}]})
+    assert flipped.status_code == 200, flipped.text  # MLflow allows it: EDIT on the experiment is EDIT on its runs
+    assert as_mallory("POST", team.uri, "/api/2.0/mlflow/runs/delete-tag",
+                      {"run_id": h1, "key": contract.TAG_HOSTNAME}).status_code == 200
+    # ... and its params, which MLflow does not let anyone change
+    blocked = as_mallory("POST", team.uri, "/api/2.0/mlflow/runs/log-batch", {"run_id": h1, "params": [
+        {"key": contract.version_key(int8, contract.D_EVIDENCE), "value": "0"}]})
+    assert blocked.status_code == 400, blocked.text
+
+    # 2. runs claiming other devices, signed with the attacker's key, and unsigned ones; 3. another model
+    def forged_run(claimed: str, model: str = MODEL, verdict: str = contract.STATUS_REJECTED) -> None:
+        payload = evidence.Payload(evidence.KIND_REPORT, claimed, model, 10**15, 0, int8, "0" * 64, "production", "",
+                                   verdict, "forged", "no", {contract.D_P50: 1.0})
+        value = evidence.encode(payload, mallory_key.sign)
+        run = as_mallory("POST", team.uri, "/api/2.0/mlflow/runs/create", {"experiment_id": fleet_id}).json()
+        run_id = run["run"]["info"]["run_id"]
+        tags = {contract.TAG_ROLE: contract.ROLE_DEVICE, contract.TAG_DEVICE_ID: claimed, contract.TAG_MODEL: MODEL,
+                contract.version_key(int8, contract.D_STATUS): verdict, contract.TAG_RUNNING_VERSION: int8,
+                contract.TAG_LAST_STATUS: verdict}
+        params = {contract.P_DEVICE_ID: claimed, contract.P_MODEL: MODEL, evidence.param_key(value): value,
+                  contract.version_key(int8, contract.D_EVIDENCE): contract.EVIDENCE_MARK}
+        done = as_mallory("POST", team.uri, "/api/2.0/mlflow/runs/log-batch", {
+            "run_id": run_id, "tags": [{"key": k, "value": v} for k, v in tags.items()],
+            "params": [{"key": k, "value": v} for k, v in params.items()]})
+        assert done.status_code == 200, done.text
+
+    for claimed in ("pi-h2", "pi-h3", "pi-x1", "pi-x2"):
+        forged_run(claimed)
+    forged_run("pi-mallory", model="edgeq-other-model")  # its own key, a model it is not enrolled for
+    # 4. rename the fleet experiment, and a new "edgeq-fleet" full of rejections
+    renamed = as_mallory("POST", team.uri, "/api/2.0/mlflow/experiments/update",
+                         {"experiment_id": fleet_id, "new_name": "edgeq-fleet-renamed-by-mallory"})
+    assert renamed.status_code == 200, renamed.text
+    decoy = as_mallory("POST", team.uri, "/api/2.0/mlflow/experiments/create", {"name": contract.FLEET_EXPERIMENT})
+    assert decoy.status_code == 200, decoy.text  # MLflow lets any account create experiments; nothing reads it by name
+
+    after = _decisions(team)
+    assert after[:3] == before[:3], (before, after)  # the verdict, and healthy / rejected / behind
+    assert all(after[3][d] == (int8, "ok") for d in honest), after
+    assert after[3]["flagged"] >= before[3]["flagged"] + 5, (before, after)  # the forged runs, shown as such
+    # The attacker's own enrolled device has one vote, and only that.
+    own = evidence.Payload(evidence.KIND_REPORT, "pi-mallory", MODEL, identity.next_seq(tmp_path / "pi-mallory"), 0, int8,
+                           "0" * 64, "production", "", contract.STATUS_REJECTED, "its own vote", "no", {})
+    forged_run_id = as_mallory("POST", team.uri, "/api/2.0/mlflow/runs/create", {"experiment_id": fleet_id}).json()["run"]["info"]["run_id"]
+    value = evidence.encode(own, mallory_key.sign)
+    assert as_mallory("POST", team.uri, "/api/2.0/mlflow/runs/log-batch", {"run_id": forged_run_id, "params": [
+        {"key": contract.P_MODEL, "value": MODEL}, {"key": evidence.param_key(value), "value": value},
+        {"key": contract.version_key(int8, contract.D_EVIDENCE), "value": "1"}]}).status_code == 200
+    guard = team.edgeq(team.pipeline, "guard", MODEL, "--min-devices", "3", "--dry-run")
+    assert guard.returncode == 0 and "1 of 4 devices against" in guard.stdout, guard.stdout + guard.stderr
+    assert "unverified report(s) not counted" in guard.stdout, guard.stdout

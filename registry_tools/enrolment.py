@@ -1,0 +1,181 @@
+"""Which device keys the operator vouches for, and for which models: the enrolment register, kept in the registry.
+
+The register is the registered model ``edgeq-devices`` (contract.ENROLMENT_MODEL): one tag per
+device holding its public key, the models it may speak about, when and by whom it was enrolled,
+and when it was revoked. Only accounts with EDIT on that entry (the operator, the pipeline user)
+can change it; device accounts get no grant on it. Each model the fleet pulls records the
+fleet experiment's id (contract.TAG_FLEET_EXPERIMENT_ID), so neither the readers nor the devices
+find it by a name that anyone with EDIT on the experiment can change. A revocation counts from
+the next read: every decision reads the register afresh.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from edge import contract, evidence
+from registry_tools.rest_client import error_code
+from registry_tools.lookup import RegistryToolError, registered_model
+
+_DESCRIPTION = ("edgeq's device enrolment register: one tag per device (its Ed25519 public key and the models it may "
+                "report on). Written by `edgeq device enroll / revoke`; devices must not be granted EDIT here.")
+TAG_ACCEPT_UNSIGNED = contract.TAG_ACCEPT_UNSIGNED
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    device: str
+    key: str  # ed25519:<base64>
+    models: tuple[str, ...]
+    enrolled_at: str
+    by: str
+    revoked_at: str = ""
+
+    @property
+    def active(self) -> bool:
+        return not self.revoked_at
+
+    def to_json(self) -> str:
+        return json.dumps({"key": self.key, "models": list(self.models), "enrolled_at": self.enrolled_at, "by": self.by,
+                           "revoked_at": self.revoked_at}, sort_keys=True)
+
+    @classmethod
+    def from_tag(cls, device: str, value: str) -> "Enrolment | None":
+        try:
+            body = json.loads(value)
+            models = tuple(str(m) for m in body["models"])
+            return cls(device, str(body["key"]), models, str(body.get("enrolled_at", "")), str(body.get("by", "")),
+                       str(body.get("revoked_at") or ""))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class Register:
+    devices: dict[str, Enrolment]
+
+    def key_for(self, device: str, model: str) -> tuple[bytes | None, str]:
+        """(raw public key, "") when ``device`` may speak about ``model``; else (None, why not)."""
+        found = self.devices.get(device)
+        if found is None:
+            return None, f"device {device!r} is not enrolled"
+        if not found.active:
+            return None, f"device {device!r} was revoked on {found.revoked_at}"
+        if model not in found.models:
+            return None, f"device {device!r} is not enrolled for {model!r}"
+        try:
+            return evidence.public_key_raw(found.key), ""
+        except evidence.EvidenceError as exc:
+            return None, f"device {device!r} has an unusable enrolled key ({exc})"
+
+    def for_model(self, model: str) -> list[Enrolment]:
+        return [e for e in self.devices.values() if model in e.models]
+
+
+def who() -> str:
+    """The person (or account) an enrolment is recorded for."""
+    return os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read(client: Any) -> Register:
+    """Every enrolment (an empty register when none was ever made)."""
+    try:
+        tags = client.get_registered_model(contract.ENROLMENT_MODEL).tags or {}
+    except Exception as exc:  # MlflowException or rest_client.ApiError
+        if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            return Register({})
+        raise
+    found = {}
+    for key, value in tags.items():
+        if key.startswith(contract.ENROLMENT_TAG_PREFIX):
+            device = key[len(contract.ENROLMENT_TAG_PREFIX):]
+            enrolment = Enrolment.from_tag(device, value)
+            if enrolment is not None:
+                found[device] = enrolment
+    return Register(dict(sorted(found.items())))
+
+
+def _ensure_register(client: Any) -> None:
+    try:
+        client.get_registered_model(contract.ENROLMENT_MODEL)
+    except Exception as exc:
+        if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        try:
+            client.create_registered_model(contract.ENROLMENT_MODEL, description=_DESCRIPTION)
+        except Exception as again:
+            if error_code(again) != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+
+def fleet_experiment_id(client: Any, model: str) -> str | None:
+    """The fleet experiment's id recorded on ``model`` at setup, or None when nobody recorded one."""
+    value = (registered_model(client, model).tags or {}).get(contract.TAG_FLEET_EXPERIMENT_ID, "")
+    return value if value.isdigit() else None
+
+
+def record_fleet_experiment(client: Any, model: str) -> str:
+    """Record on ``model`` the id of the fleet experiment (created when missing); the id already recorded wins."""
+    recorded = fleet_experiment_id(client, model)
+    if recorded:
+        return recorded
+    found = client.get_experiment_by_name(contract.FLEET_EXPERIMENT)
+    experiment_id = found.experiment_id if found else client.create_experiment(
+        contract.FLEET_EXPERIMENT, tags={contract.TAG_EXPERIMENT_KIND: contract.EXPERIMENT_KIND_TRAINING})
+    client.set_registered_model_tag(model, contract.TAG_FLEET_EXPERIMENT_ID, str(experiment_id))
+    return str(experiment_id)
+
+
+def enroll(client: Any, device: str, key: str, models: list[str] | tuple[str, ...]) -> Enrolment:
+    """Vouch for ``key`` as ``device``'s for ``models`` (replacing an earlier enrolment of the device)."""
+    device = contract.sanitize_device_id(device)
+    try:
+        evidence.public_key_raw(key)
+    except evidence.EvidenceError as exc:
+        raise RegistryToolError(f"--key: {exc}") from None
+    if not models:
+        raise RegistryToolError("give the models the device may report on: --model NAME (repeatable)")
+    for model in models:
+        record_fleet_experiment(client, model)  # unknown model: RegistryToolError
+    _ensure_register(client)
+    enrolment = Enrolment(device, key.strip(), tuple(sorted(set(models))), _now(), who())
+    client.set_registered_model_tag(contract.ENROLMENT_MODEL, contract.enrolment_tag(device), enrolment.to_json())
+    return enrolment
+
+
+def revoke(client: Any, device: str) -> Enrolment:
+    """Stop counting ``device``'s evidence from the next read on; the record stays, marked revoked."""
+    device = contract.sanitize_device_id(device)
+    found = read(client).devices.get(device)
+    if found is None:
+        raise RegistryToolError(f"device {device!r} is not enrolled (edgeq device list shows who is)")
+    if not found.active:
+        return found
+    revoked = Enrolment(found.device, found.key, found.models, found.enrolled_at, found.by, _now())
+    client.set_registered_model_tag(contract.ENROLMENT_MODEL, contract.enrolment_tag(device), revoked.to_json())
+    return revoked
+
+
+def accepts_unsigned(client: Any, model: str) -> bool:
+    """Whether the operator said, on the model, that unsigned evidence counts for it."""
+    return (registered_model(client, model).tags or {}).get(TAG_ACCEPT_UNSIGNED) == "true"
+
+
+def set_accept_unsigned(client: Any, model: str, accept: bool) -> None:
+    registered_model(client, model)  # unknown model: RegistryToolError
+    if accept:
+        client.set_registered_model_tag(model, TAG_ACCEPT_UNSIGNED, "true")
+    else:
+        try:
+            client.delete_registered_model_tag(model, TAG_ACCEPT_UNSIGNED)
+        except Exception as exc:
+            if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                raise
