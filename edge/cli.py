@@ -17,7 +17,7 @@ from edge.device_info import stable_device_id
 from edge.gate import GateLimits
 from edge.puller import PullConfig, pull
 from edge.registry_client import Credentials, Deadline, RegistryClient, check_tracking_uri, tls_verify_from_env
-from edge.schedule import cron_line, install_cron_line, run_limit_s, schedule_key, systemd_units
+from edge.schedule import cron_line, install_cron_line, run_limit_s, schedule_key, slot_s, systemd_units
 from edge.runtime import RUNTIME_PACKAGES
 from edge.sandbox import DEFAULT_MAX_RSS_MB
 from edge.state import path_component
@@ -120,12 +120,14 @@ class _Group(click.Group):
 @click.option("--on-change", envvar="EDGEQ_ON_CHANGE", default=None, help="Shell command run after a new version became current; failing rolls back.")
 @click.option("--hook-timeout", envvar="EDGEQ_HOOK_TIMEOUT", type=click.FloatRange(1), default=120.0, show_default=True, help="Seconds the --on-change command may take.")
 @click.option("--every", "every_minutes", envvar="EDGEQ_EVERY", type=click.IntRange(1), default=contract.DEFAULT_INTERVAL_MINUTES, show_default=True, help="Minutes between runs (the fleet view calls a device stale after a few missed runs).")
+@click.option("--heartbeat-every", "heartbeat_minutes", envvar="EDGEQ_HEARTBEAT_EVERY", type=click.IntRange(0), default=contract.DEFAULT_HEARTBEAT_MINUTES, show_default=True, help="Minutes between heartbeats (runs/update, the fleet's last seen) while nothing changes; a run in between sends only its resolve. A change always reports at once. 0: every run.")
 @click.pass_context
 def main(ctx: click.Context, tracking_uri: str | None, model: str | None, alias: str, model_version: str | None,
          device_id: str | None, state_dir: Path | None, runs: int, warmup: int, threads: int | None,
          runtime: str | None, lock_wait: float, deadline: float, credentials_file: Path | None, trust_key: Path | None,
          min_sample_accuracy: float | None, max_p99_ms: tuple[str, ...], max_rss_mb: float, check_timeout: float,
-         max_slowdown: float | None, on_change: str | None, hook_timeout: float, every_minutes: int) -> None:
+         max_slowdown: float | None, on_change: str | None, hook_timeout: float, every_minutes: int,
+         heartbeat_minutes: int) -> None:
     """Pull the model behind ALIAS, verify, check its health on this device, benchmark and report back to its run."""
     if ctx.invoked_subcommand is not None:
         return  # a subcommand checks what it needs itself, after its own --help: `schedule --help` needs no server
@@ -150,6 +152,7 @@ def main(ctx: click.Context, tracking_uri: str | None, model: str | None, alias:
         gate=GateLimits(None if min_sample_accuracy is None else min_sample_accuracy / 100, checked.max_p99_ms,
                         max_rss_mb, max_slowdown),
         on_change=on_change, hook_timeout_s=hook_timeout, interval_s=every_minutes * 60,
+        heartbeat_s=heartbeat_minutes * 60,
         trust_key=trust_key.resolve() if trust_key else None, check_timeout_s=check_timeout,
         run_limit_s=run_limit_s(deadline, check_timeout, hook_timeout),
     )
@@ -166,9 +169,10 @@ def main(ctx: click.Context, tracking_uri: str | None, model: str | None, alias:
 @click.option("--log-file", default=None, help="Append output here instead of syslog (cron only).")
 @click.pass_context
 def schedule(ctx: click.Context, every_minutes: int | None, systemd: bool, install: bool, log_file: str | None) -> None:
-    """Print (or install) how to run this exact command on an interval.
+    """Print (or install) how to run this exact command on an interval, in this device's own slot of it.
 
-    One line per (model, alias, state dir): installing again replaces that line only.
+    The slot is a hash of the device id: a fleet spreads over the interval instead of firing in the same second,
+    and a device keeps its slot. One line per (model, alias, state dir): installing again replaces that line only.
     """
     group = ctx.parent
     checked = _checked(group)
@@ -180,14 +184,19 @@ def schedule(ctx: click.Context, every_minutes: int | None, systemd: bool, insta
         command[command.index("--every") + 1] = str(every)
     p = group.params
     limit = run_limit_s(p["deadline"], p["check_timeout"], p["hook_timeout"])
+    try:
+        offset = slot_s(checked.device_id, every)
+        units = systemd_units(command, every, limit_s=limit, offset_s=offset) if systemd else {}
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
     if systemd:
-        for name, text in systemd_units(command, every, limit_s=limit).items():
+        for name, text in units.items():
             click.echo(f"# /etc/systemd/system/{name}\n{text}")
         click.echo("# then: sudo systemctl daemon-reload && sudo systemctl enable --now edgeq-pull.timer")
         return
     key = schedule_key(group.params["model"], group.params["alias"], str(checked.state_dir))
     try:
-        line = cron_line(command, every, key, log_file, limit)
+        line = cron_line(command, every, key, log_file, limit, offset)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     click.echo(line)

@@ -215,6 +215,13 @@ TAG_LAST_STATUS = "edgeq.last_status"
 TAG_LAST_REASON = "edgeq.last_reason"
 TAG_INTERVAL_S = "edgeq.interval_s"  # how often the device runs, so the fleet view can call it stale
 DEFAULT_INTERVAL_MINUTES = 15  # edgeq-pull's --every, and what the fleet view assumes of a device that does not say
+TAG_HEARTBEAT_S = "edgeq.heartbeat_s"  # how often a quiet device moves its last seen (runs/update): staleness uses it
+DEFAULT_HEARTBEAT_MINUTES = 60  # edgeq-pull's --heartbeat-every: a quiet run in between sends only its resolve
+# Registered-model tags of `edgeq aggregate`: its watermark (JSON: when the last pass started, in ms, the aliases it
+# saw and its timer's interval; the next pass reads only device runs that ended later) and when that pass ran (UTC).
+TAG_AGGREGATE_WATERMARK = "edgeq.aggregate.watermark"
+TAG_AGGREGATE_PASS_AT = "edgeq.aggregate.pass_at"
+DEFAULT_AGGREGATE_EVERY_MINUTES = 10  # the timer docs/fleet.md gives `edgeq aggregate`: older aggregates read as stale
 
 
 def last_status(code: ExitCode) -> str:

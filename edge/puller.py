@@ -70,6 +70,7 @@ class PullConfig:
     on_change: str | None = None
     hook_timeout_s: float = 120.0
     interval_s: int = contract.DEFAULT_INTERVAL_MINUTES * 60
+    heartbeat_s: int = contract.DEFAULT_HEARTBEAT_MINUTES * 60  # a quiet run's runs/update goes at most this often
     trust_key: Path | None = None  # Ed25519 public key: accept only versions whose manifest it signed
     check_timeout_s: float = 300.0  # a candidate's load + sample check + benchmark, in its child process
     run_limit_s: float | None = None  # a run holding the lock longer than this has overrun: the next one takes over

@@ -5,12 +5,14 @@ tags to a run, keep a fleet run. Plain ``requests``, so a device needs neither
 TensorFlow nor mlflow. Credentials follow MLflow's own environment variables.
 
 Every body is streamed and capped: nothing the server sends can make the device
-read more than the caps below into memory or onto its disk.
+read more than the caps below into memory or onto its disk. A busy server's answer (429, 503)
+is tried again after a jittered, growing wait, within the run's deadline.
 """
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import stat
 import threading
@@ -29,6 +31,12 @@ _TIMEOUT_S = 15
 _JSON_CAP_BYTES = 4 << 20  # an API answer larger than this is not one a device asked for
 _ERROR_CAP_BYTES = 64 << 10
 _CHUNK = 1 << 16
+# A server that says it is busy (or a store that is locked) did not do the request: send it again, spread out.
+_BUSY = (429, 503)
+_BUSY_TRIES = 5
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_CAP_S = 8.0
+_LAST_TRY_S = 1.0  # no wait that would leave the try after it less than this of the deadline
 
 
 class RegistryError(RuntimeError):
@@ -219,15 +227,17 @@ class RegistryClient:
             self.session.auth = (creds.username, creds.password)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send; raise the matching error for any status but 2xx, before the body is read."""
-        try:
-            response = self.session.request(method, self.base_uri + path, timeout=self.deadline.timeout(),
-                                            stream=True, **kwargs)
-        except requests.exceptions.SSLError as exc:
-            raise RegistryError(f"TLS verification failed for {self.base_uri}: {exc}") from exc
-        except requests.exceptions.RequestException as exc:
-            raise ServerUnreachable(f"cannot reach {self.base_uri} ({type(exc).__name__})") from exc
-        clock.observe_date(response.headers.get("Date"))  # the server's time, for the device's clock
+        """Send (again while the server says it is busy); raise the matching error for any status but 2xx,
+        before the body is read."""
+        for attempt in range(_BUSY_TRIES):
+            response = self._send(method, path, **kwargs)
+            wait = backoff_s(attempt, response.headers.get("Retry-After"))
+            left = self.deadline.remaining()
+            if (response.status_code not in _BUSY or attempt == _BUSY_TRIES - 1
+                    or (left is not None and wait + _LAST_TRY_S >= left)):
+                break
+            response.close()
+            time.sleep(wait)
         code = response.status_code
         if code < 400:
             return response
@@ -241,6 +251,17 @@ class RegistryClient:
         if code == 404 or "RESOURCE_DOES_NOT_EXIST" in message:
             raise NotFound(message, error_code, detail)
         raise Refused(message, error_code, detail)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = self.session.request(method, self.base_uri + path, timeout=self.deadline.timeout(),
+                                            stream=True, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise RegistryError(f"TLS verification failed for {self.base_uri}: {exc}") from exc
+        except requests.exceptions.RequestException as exc:
+            raise ServerUnreachable(f"cannot reach {self.base_uri} ({type(exc).__name__})") from exc
+        clock.observe_date(response.headers.get("Date"))  # the server's time, for the device's clock
+        return response
 
     def _error_parts(self, response: requests.Response) -> tuple[str | None, str]:
         """(error code, message) of an error answer, whatever its body: MLflow's JSON object gives both (its
@@ -425,6 +446,15 @@ class RegistryClient:
         """Mark a run FINISHED at ``end_time_ms``: a device run's end time is its "last seen", no history row."""
         self._json("POST", "/api/2.0/mlflow/runs/update",
                    json={"run_id": run_id, "status": "FINISHED", "end_time": int(end_time_ms)})
+
+
+def backoff_s(attempt: int, retry_after: str | None = None) -> float:
+    """Seconds before try ``attempt + 2`` after a busy answer: a random share of a doubling cap (devices that
+    failed together do not come back together), at least the server's Retry-After (in seconds) up to the cap."""
+    wait = random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2 ** (attempt + 1)))
+    if retry_after and retry_after.strip().isdigit():
+        wait = max(wait, min(_BACKOFF_CAP_S, float(retry_after)))
+    return wait
 
 
 def _field(data: Any, *path: str) -> str:

@@ -1,4 +1,4 @@
-"""Crontab line and systemd service+timer that run the puller on an interval."""
+"""Crontab line and systemd service+timer that run the puller on an interval, each device in its own slot of it."""
 from __future__ import annotations
 
 import hashlib
@@ -25,21 +25,51 @@ def schedule_key(model: str, alias: str, state_dir: str) -> str:
     return MARK + hashlib.sha256(f"{model}\0{alias}\0{state_dir}".encode()).hexdigest()[:12]
 
 
+def slot_s(device_id: str, every_minutes: int) -> int:
+    """The device's offset into its interval, in seconds: a hash of its id, so a device keeps its slot.
+
+    A fleet on one crontab line would fire in the same second; its slots spread it over the interval.
+    """
+    period = min(every_minutes, 24 * 60) * 60  # cron and systemd calendars repeat daily at most
+    return int.from_bytes(hashlib.sha256(device_id.encode()).digest()[:8], "big") % period
+
+
+def _check_every(every_minutes: int) -> None:
+    if not (1 <= every_minutes <= 59 or (every_minutes % 60 == 0 and 24 * 60 % every_minutes == 0)):
+        raise ValueError("--every must be 1..59 minutes or a number of hours that divides a day")
+
+
 def cron_line(command: list[str], every_minutes: int, key: str, log_file: str | None = None,
-              limit_s: int | None = None) -> str:
-    if not 1 <= every_minutes <= 59 and every_minutes % 60:
-        raise ValueError("--every must be 1..59 minutes or a whole number of hours")
+              limit_s: int | None = None, offset_s: int = 0) -> str:
+    """The crontab line; ``offset_s`` (slot_s) picks the minute(s) and a sleep of the remaining seconds."""
+    _check_every(every_minutes)
+    minute, second = divmod(offset_s % (min(every_minutes, 24 * 60) * 60), 60)
     if every_minutes < 60:
-        when = f"*/{every_minutes} * * * *"
+        when = f"{','.join(str(m) for m in range(minute, 60, every_minutes))} * * * *"
     else:
-        when = f"0 */{every_minutes // 60} * * *"
+        hours = every_minutes // 60
+        hour, minute = divmod(minute, 60)
+        when = f"{minute} {hour if hours == 24 else f'{hour}-23/{hours}' if hours > 1 else '*'} * * *"
     redirect = f" >> {shlex.quote(log_file)} 2>&1" if log_file else " 2>&1 | logger -t edgeq-pull"
     bounded = ["timeout", "-k", f"{_KILL_AFTER_S}s", f"{limit_s}s", *command] if limit_s else command
-    return f"{when} {shlex.join(bounded)}{redirect} {key}"
+    wait = f"sleep {second}; " if second else ""
+    return f"{when} {wait}{shlex.join(bounded)}{redirect} {key}"
+
+
+def on_calendar(every_minutes: int, offset_s: int = 0) -> str:
+    """systemd's OnCalendar= for the interval starting at ``offset_s`` (slot_s) into it."""
+    _check_every(every_minutes)
+    minute, second = divmod(offset_s % (min(every_minutes, 24 * 60) * 60), 60)
+    if every_minutes < 60:
+        return f"*-*-* *:{minute:02d}/{every_minutes}:{second:02d}"
+    hour, minute = divmod(minute, 60)
+    hours = every_minutes // 60
+    when = f"{hour:02d}" if hours == 24 else f"{hour:02d}/{hours}" if hours > 1 else "*"
+    return f"*-*-* {when}:{minute:02d}:{second:02d}"
 
 
 def systemd_units(command: list[str], every_minutes: int, user: str | None = None,
-                  limit_s: int | None = None) -> dict[str, str]:
+                  limit_s: int | None = None, offset_s: int = 0) -> dict[str, str]:
     """{'edgeq-pull.service': …, 'edgeq-pull.timer': …}"""
     user_line = f"User={user}\n" if user else ""
     service = (
@@ -49,9 +79,11 @@ def systemd_units(command: list[str], every_minutes: int, user: str | None = Non
         f"ExecStart={shlex.join(command)}\nSuccessExitStatus=3 4 5\n"
         + (f"TimeoutStartSec={limit_s}\nTimeoutStopSec={_KILL_AFTER_S}\n" if limit_s else "")
     )
+    # A calendar slot, not OnUnitActiveSec: the device's slot stays where its id puts it, whenever it booted.
+    # AccuracySec=1s: systemd's default of a minute would bunch the slots again.
     timer = (
         "[Unit]\nDescription=Run edgeq-pull periodically\n\n"
-        f"[Timer]\nOnBootSec=2min\nOnUnitActiveSec={every_minutes}min\nRandomizedDelaySec=30\nPersistent=true\n\n"
+        f"[Timer]\nOnCalendar={on_calendar(every_minutes, offset_s)}\nAccuracySec=1s\nPersistent=true\n\n"
         "[Install]\nWantedBy=timers.target\n"
     )
     return {"edgeq-pull.service": service, "edgeq-pull.timer": timer}

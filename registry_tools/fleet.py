@@ -212,10 +212,9 @@ def _row(run, aliases: dict[str, str], found: evidence.Read, trust: evidence.Tru
     tags, metrics = run.data.tags, run.data.metrics
     state = _state(run, found)
     running, target = state.running, aliases.get(state.alias)
-    try:
-        interval = float(tags.get(contract.TAG_INTERVAL_S) or DEFAULT_INTERVAL_S)
-    except ValueError:
-        interval = DEFAULT_INTERVAL_S
+    interval = _seconds(tags, contract.TAG_INTERVAL_S, DEFAULT_INTERVAL_S)
+    # A quiet device moves its last seen once per heartbeat interval, not every run.
+    beat = max(interval, _seconds(tags, contract.TAG_HEARTBEAT_S, 0.0))
     seen, skew = _last_seen(run), _skew(run)
 
     def report_on(version: str | None) -> DeviceReport | None:
@@ -231,7 +230,7 @@ def _row(run, aliases: dict[str, str], found: evidence.Read, trust: evidence.Tru
         flags.append(f"{UNVERIFIED_FLAG} ({len(bad)}: {bad[0]})")
     elif not state.signed and trust.enrolled:
         flags.append(UNSIGNED_FLAG)
-    if seen is None or (now - seen).total_seconds() > stale_after * interval:
+    if seen is None or (now - seen).total_seconds() > stale_after * beat:
         flags.append(STALE)
     on_target = running is not None and target is not None and running == target
     if state.last == contract.STATUS_REJECTED and not on_target:
@@ -252,6 +251,13 @@ def _row(run, aliases: dict[str, str], found: evidence.Read, trust: evidence.Tru
     acc = figures.get(contract.D_SAMPLE_ACCURACY, None if state.signed else metrics.get(contract.D_SAMPLE_ACCURACY))
     return DeviceRow(state.device, tags.get(contract.TAG_HOSTNAME, ""), state.alias, running, target, seen, interval,
                      p50, p99, acc, throttled, tuple(flags), run.info.run_id, skew)
+
+
+def _seconds(tags: dict[str, str], key: str, default: float) -> float:
+    try:
+        return float(tags.get(key) or default)
+    except ValueError:
+        return default
 
 
 def _ago(seen: datetime | None, now: datetime) -> str:

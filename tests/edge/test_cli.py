@@ -11,6 +11,7 @@ import pytest
 
 from edge import contract
 from edge.lock import exclusive_lock
+from edge.schedule import slot_s
 from tests.conftest import REPO
 from tests.edge.registry_rest import disagreeing_bundle
 from tests.servers import free_port
@@ -184,11 +185,13 @@ def test_schedule_prints_cron_and_systemd_lines_without_credentials(server, tmp_
     env = {"MLFLOW_TRACKING_URI": server.uri, "MLFLOW_TRACKING_TOKEN": "tok-s3cret-123"}
     cron = _run(["--model", "m", "--device-id", "pi4", "schedule", "--every", "10"], env)
     assert cron.returncode == 0, cron.stderr
-    assert cron.stdout.startswith("*/10 * * * * ")
+    minute, second = divmod(slot_s("pi4", 10), 60)
+    wait = f"sleep {second}; " if second else ""
+    assert cron.stdout.startswith(f"{','.join(str(m) for m in range(minute, 60, 10))} * * * * {wait}"), cron.stdout
     for pair in (f"--tracking-uri {server.uri}", "--model m", "--device-id pi4"):
         assert pair in cron.stdout
-    systemd = _run(["--model", "m", "schedule", "--systemd", "--every", "10"], env)
-    assert "OnUnitActiveSec=10min" in systemd.stdout and "ExecStart=" in systemd.stdout
+    systemd = _run(["--model", "m", "--device-id", "pi4", "schedule", "--systemd", "--every", "10"], env)
+    assert f"OnCalendar=*-*-* *:{minute:02d}/10:{second:02d}" in systemd.stdout and "ExecStart=" in systemd.stdout
     assert "tok-s3cret-123" not in cron.stdout + systemd.stdout
 
 

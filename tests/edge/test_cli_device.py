@@ -66,8 +66,11 @@ def test_schedule_install_keeps_other_pullers_and_replaces_its_own_line(tmp_path
     lines = Path(env["TABLE"]).read_text().splitlines()
     assert lines[0] == "0 3 * * * /usr/local/bin/backup-edgeq-pull-logs.sh"
     assert len(lines) == 3
-    assert lines[1].startswith("*/5 ") and "--model model-a" in lines[1] and "--every 5" in lines[1]
-    assert lines[2].startswith("*/10 ") and "--model model-b" in lines[2]
+    # A minute list 5 (or 10) minutes apart: the device's slot in its interval.
+    minutes = [[int(m) for m in line.split()[0].split(",")] for line in lines[1:]]
+    assert len(minutes[0]) == 12 and {b - a for a, b in zip(minutes[0], minutes[0][1:])} == {5}
+    assert len(minutes[1]) == 6 and {b - a for a, b in zip(minutes[1], minutes[1][1:])} == {10}
+    assert "--model model-a" in lines[1] and "--every 5" in lines[1] and "--model model-b" in lines[2]
 
 
 def test_credentials_inside_the_tracking_uri_are_refused_and_never_printed(tmp_path):

@@ -55,16 +55,16 @@ def _device_run(rest, model: str, device: str = "pi-hook") -> dict:
     return runs[0]
 
 
-def test_every_run_sends_a_heartbeat_that_adds_no_history_and_a_no_change_run_costs_two_requests(
+def test_a_heartbeat_every_run_adds_no_history_and_a_no_change_run_costs_two_requests(
         server, register, rest, fresh_model, tmp_path):
     version = register(fresh_model, "int8")
     proxy = FaultProxy(server.uri)
     try:
-        assert pull(_config(tmp_path, fresh_model), RegistryClient(proxy.uri)).code == Exit.OK
+        assert pull(_config(tmp_path, fresh_model, heartbeat_s=0), RegistryClient(proxy.uri)).code == Exit.OK
         first = _device_run(rest, fresh_model)["info"]
         before = len(proxy.requests_seen)
         for _ in range(3):
-            assert pull(_config(tmp_path, fresh_model), RegistryClient(proxy.uri)).code == Exit.OK
+            assert pull(_config(tmp_path, fresh_model, heartbeat_s=0), RegistryClient(proxy.uri)).code == Exit.OK
         no_change = proxy.requests_seen[before:]
     finally:
         proxy.close()
@@ -91,6 +91,6 @@ def test_a_deleted_fleet_run_is_made_again_by_the_next_heartbeat(server, registe
     register(fresh_model, "int8")
     assert pull(_config(tmp_path, fresh_model), registry).code == Exit.OK
     rest.delete_run(_device_run(rest, fresh_model)["info"]["run_id"])
-    assert pull(_config(tmp_path, fresh_model), registry).code == Exit.OK
+    assert pull(_config(tmp_path, fresh_model, heartbeat_s=0), registry).code == Exit.OK
     run = _device_run(rest, fresh_model)
     assert run["info"]["status"] == "FINISHED" and rest.run_tags(run["info"]["run_id"])[contract.TAG_LAST_STATUS] == "healthy"

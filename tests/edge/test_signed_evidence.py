@@ -143,10 +143,10 @@ def test_a_changed_running_version_sends_a_signed_status_and_a_quiet_run_costs_t
     proxy = FaultProxy(server.uri)
     try:
         client = RegistryClient(proxy.uri)
-        assert pull(_config(tmp_path, fresh_model), client).code == Exit.OK
+        assert pull(_config(tmp_path, fresh_model, heartbeat_s=0), client).code == Exit.OK
         signed = len(_signed(rest, tmp_path))
         before = len(proxy.requests_seen)
-        assert pull(_config(tmp_path, fresh_model), client).code == Exit.OK
+        assert pull(_config(tmp_path, fresh_model, heartbeat_s=0), client).code == Exit.OK
         quiet = proxy.requests_seen[before:]
         after_quiet = len(_signed(rest, tmp_path))
         second = register(fresh_model, "int8")

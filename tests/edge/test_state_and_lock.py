@@ -105,10 +105,11 @@ def test_outbox_keeps_reports_until_sent_newest_first(tmp_path):
 def test_cron_line_quotes_the_command_and_ends_with_its_key():
     key = schedule.schedule_key("m", "production", "/s")
     line = schedule.cron_line(["/opt/edgeq bin/edgeq-pull", "--model", "m"], 15, key)
-    assert line.startswith("*/15 * * * * '/opt/edgeq bin/edgeq-pull' --model m") and line.endswith(key)
-    assert schedule.cron_line(["p"], 120, key).startswith("0 */2 * * * p")
-    with pytest.raises(ValueError):
-        schedule.cron_line(["p"], 90, key)
+    assert line.startswith("0,15,30,45 * * * * '/opt/edgeq bin/edgeq-pull' --model m") and line.endswith(key)
+    assert schedule.cron_line(["p"], 120, key).startswith("0 0-23/2 * * * p")
+    for every in (90, 7 * 60):
+        with pytest.raises(ValueError):
+            schedule.cron_line(["p"], every, key)
 
 
 def test_installing_a_second_model_keeps_the_first_and_reinstalling_replaces_in_place():
@@ -124,7 +125,7 @@ def test_installing_a_second_model_keeps_the_first_and_reinstalling_replaces_in_
 def test_systemd_units_run_the_command_on_a_timer():
     units = schedule.systemd_units(["/usr/bin/edgeq-pull", "--model", "m"], 30)
     assert "ExecStart=/usr/bin/edgeq-pull --model m" in units["edgeq-pull.service"]
-    assert "OnUnitActiveSec=30min" in units["edgeq-pull.timer"]
+    assert "OnCalendar=*-*-* *:00/30:00" in units["edgeq-pull.timer"]
 
 
 def test_credentials_file_must_be_private(tmp_path):
