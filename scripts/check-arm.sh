@@ -3,7 +3,8 @@
 # side installed in each the README's way (arm64: venv + ".[edge]", LiteRT; armhf: Debian's
 # python3-numpy + venv --system-site-packages + ".[tflite-runtime]"; arm64 also gets tflite-runtime),
 # the edge tests inside, a real pull + benchmark + report against an mlflow server on this host's
-# loopback, and every fixture bundle's predictions compared with x86 LiteRT's. Prints a table.
+# loopback (its signed report verified inside the root with the device's own key), and every fixture
+# bundle's predictions compared with x86 LiteRT's. Prints a table.
 #
 #   scripts/check-arm.sh                  # as root; roots cached in $EDGEQ_ARM_CACHE (/var/cache/edgeq-arm)
 #   EDGEQ_ARM_ARCHES=armhf scripts/check-arm.sh    # one root only; EDGEQ_ARM_CHECK=0 skips it all
@@ -247,6 +248,26 @@ except Exception:  # noqa: BLE001 - any failure to read it back means: not repor
 print("-" if value is None else f"{value:.3f}")' "$URI" "$1"
 }
 
+signed_report() {  # signed_report ARCH VENV STATE_DIR: inside the root, the device's report on v1 verifies with its own key
+    inroot "$1" 600 "$2/bin/python - $URI $3" <<'PY'
+import json, sys
+import requests
+from edge import contract, evidence, identity
+from edge.heartbeat import FLEET_FILE
+uri, state = sys.argv[1], sys.argv[2]
+key = identity.load_or_create(state)  # made by the pull; made now would mean the pull signed nothing
+run_id = json.load(open(f"{state}/{FLEET_FILE}"))["run_id"]
+run = requests.get(f"{uri}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=120).json()["run"]
+params = {p["key"]: p["value"] for p in run["data"].get("params", [])}
+signed = [evidence.verify(v, key.public_raw()) for k, v in params.items() if k.startswith(evidence.PARAM_PREFIX)]
+reports = [p for p in signed if p.kind == evidence.KIND_REPORT and p.version == "1"]
+marker = params.get(contract.version_key("1", contract.D_EVIDENCE))
+if key.created or len(reports) != 1 or marker != contract.EVIDENCE_MARK:
+    sys.exit(f"no verified report on v1 (key made now: {key.created}, reports: {len(reports)}, marker: {marker})")
+print(f"verified: the {reports[0].verdict} report on v1 and {len(signed) - 1} more signed param(s), key {key.public_text()}")
+PY
+}
+
 # The fixture bundles registry.json lists (other directories there, e.g. hostile/, are not bundles to compare).
 FIXTURE_VARIANTS=$("$HOST_PY" -c 'import json; print(" ".join(sorted(json.load(open("tests/edge/fixtures/registry.json"))["variants"])))')
 bundle_args() { local v; for v in $FIXTURE_VARIANTS; do printf '%s=%s/tests/edge/fixtures/%s ' "$v" "$1" "$v"; done; }
@@ -289,6 +310,8 @@ check_one() {  # check_one ARCH VENV EXTRA RUN_TESTS [--system-site-packages]
     CHECKS+=("PULL $label: $(tail -1 "$WORK/$arch-$extra-pull.txt")")
     accuracy=$(reported_accuracy "$root/tmp/edgeq-state-$extra")
     [ "$code" = 0 ] && [ "$accuracy" != - ] || FAILED=1
+    signed_report "$arch" "$venv" "/tmp/edgeq-state-$extra" >"$WORK/$arch-$extra-evidence.txt" 2>&1 || FAILED=1
+    CHECKS+=("EVIDENCE $label: $(tail -1 "$WORK/$arch-$extra-evidence.txt")")
 
     inroot "$arch" 900 "$venv/bin/python /opt/edgeq/tests/edge/predictions.py predict $(bundle_args /opt/edgeq)" \
         >"$WORK/$arch-$extra-pred.json" 2>"$WORK/$arch-$extra-pred.err" || true
