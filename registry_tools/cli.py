@@ -440,29 +440,39 @@ def fleet_command(client: MlflowClient, model: str, as_json: bool, stale_after: 
 @main.command("aggregate")
 @model_arguments()
 @click.option("--max-devices", type=click.IntRange(min=1), default=aggregate.DEFAULT_MAX_DEVICES, show_default=True,
-              help="Read at most this many device runs; past it nothing is written and the command says so.")
-@click.option("--dry-run", is_flag=True, help="Print the aggregates without writing them.")
+              help="Read at most this many device runs in one pass; past it nothing is written and the command says so.")
+@click.option("--full", is_flag=True, help="Recompute every version from all device runs, not only what changed since "
+              "the last pass (a first pass is full by itself).")
+@click.option("--every", "every_minutes", type=click.FloatRange(min=0, min_open=True),
+              default=contract.DEFAULT_AGGREGATE_EVERY_MINUTES, show_default=True,
+              help="Minutes between passes on this timer: `edgeq versions` marks the aggregates stale past it.")
+@click.option("--dry-run", is_flag=True, help="Print the aggregates without writing them (nor the watermark).")
 @accept_unsigned_option
 @click.pass_obj
-def aggregate_command(client: MlflowClient, model: str, max_devices: int, dry_run: bool, accept_unsigned: bool = False) -> None:
-    """Write each version's fleet aggregates (devices healthy/rejected/behind, latency, sample accuracy) on its run
-    and logged model, from the device runs. Meant for a timer beside the server; writes only what changed."""
+def aggregate_command(client: MlflowClient, model: str, max_devices: int, full: bool, every_minutes: float,
+                      dry_run: bool, accept_unsigned: bool = False) -> None:
+    """Write the fleet aggregates (devices healthy/rejected/behind, latency, sample accuracy) of the versions whose
+    evidence changed since the last pass, on their runs and logged models. Meant for a timer beside the server:
+    reads only device runs whose end time moved (the watermark is a tag on the model), a page at a time."""
+    from registry_tools import aggregate_pass
     from registry_tools.lookup import all_versions, registered_model
     from registry_tools.runs import runs_by_id
 
     rm = registered_model(client, model)
     found = all_versions(client, model)
-    result = aggregate.refresh(client, model, found, runs_by_id(client, [mv.run_id for mv in found]),
-                               {a: str(v) for a, v in (rm.aliases or {}).items()}, limit=max_devices, write=not dry_run,
-                               trust=evidence.trust_for(client, model, accept_unsigned))
+    result = aggregate_pass.run(client, model, found, runs_by_id(client, [mv.run_id for mv in found]),
+                                {a: str(v) for a, v in (rm.aliases or {}).items()},
+                                evidence.trust_for(client, model, accept_unsigned), dict(rm.tags or {}),
+                                write=not dry_run, full=full, every_s=every_minutes * 60, limit=max_devices)
     if result.truncated:
-        raise Refused(result.note())
+        raise Refused(f"aggregates not written: more than {max_devices} device runs to read in one pass (--max-devices)")
     for note in result.trust_notes:
         click.echo(f"note: {note}")
     for version, agg in sorted(result.aggregates.items(), key=lambda kv: int(kv[0]), reverse=True):
         click.echo(f"v{version}: {agg.summary()}" + (" (written)" if version in result.written else ""))
-    click.echo(f"{model}: {result.devices} device run(s) read, {len(result.written)} version(s) updated"
-               + (" (dry run: nothing written)" if dry_run else ""))
+    what = ("full pass" if result.full else f"{result.changed_runs} device run(s) changed since the last pass")
+    click.echo(f"{model}: {what}, {result.runs_read} run(s) read, {len(result.aggregates)} version(s) recomputed, "
+               f"{len(result.written)} version(s) updated" + (" (dry run: nothing written)" if dry_run else ""))
 
 
 @main.command("keygen", cls=click.Command)  # no server needed

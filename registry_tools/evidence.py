@@ -16,7 +16,7 @@ Every reader — ``guard``, ``promote --from``, ``aggregate``, ``versions`` and 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -112,15 +112,30 @@ def _search(client: Any, experiment_id: str, query: str, limit: int, order_by: l
             return Scan(runs, False)
 
 
-def device_runs(client: Any, trust: Trust, *clauses: str, version: str | None = None, limit: int = DEFAULT_CAP,
-                order_by: list[str] | None = None) -> Scan:
-    """Device runs of the model (that reported on ``version`` when given), narrowed by tag ``clauses``, at most ``limit``.
+def device_run_pages(client: Any, trust: Trust, *clauses: str, version: str | None = None,
+                     order_by: list[str] | None = None) -> Iterator[list[Run]]:
+    """The runs ``device_runs`` finds, a page at a time (a pass over the whole fleet in bounded memory).
 
-    Found by their write-once params; runs that carry only tags (pullers from before signing) are added where
-    unsigned evidence counts, or when nothing is enrolled for the model (so the fleet view still lists them).
+    The tag query keeps only runs without the identity params, so no run comes twice and no run id is remembered.
     """
-    if trust.experiment_id is None or limit <= 0:
-        return Scan([], False)
+    queries = _queries(trust, clauses, version)
+    if len(queries) > 1:
+        queries[1] += f" and params.`{contract.P_MODEL}` IS NULL"
+    for query in queries:
+        token = None
+        while True:
+            page = client.search_runs([trust.experiment_id], query, ViewType.ACTIVE_ONLY, PAGE, order_by=order_by,
+                                      page_token=token)
+            if len(page):
+                yield list(page)
+            token = page.token
+            if not token:
+                break
+
+
+def _queries(trust: Trust, clauses: Iterable[str], version: str | None) -> list[str]:
+    if trust.experiment_id is None:
+        return []
     model = quote(trust.model)
     by_params = [f"params.`{contract.P_MODEL}` = {model}"]
     by_tags = [f"tags.`{contract.TAG_ROLE}` = '{contract.ROLE_DEVICE}'", f"tags.`{contract.TAG_MODEL}` = {model}"]
@@ -130,6 +145,19 @@ def device_runs(client: Any, trust: Trust, *clauses: str, version: str | None = 
     queries = [" and ".join(by_params + list(clauses))]
     if trust.accept_unsigned or not trust.enrolled:
         queries.append(" and ".join(by_tags + list(clauses)))
+    return queries
+
+
+def device_runs(client: Any, trust: Trust, *clauses: str, version: str | None = None, limit: int = DEFAULT_CAP,
+                order_by: list[str] | None = None) -> Scan:
+    """Device runs of the model (that reported on ``version`` when given), narrowed by tag ``clauses``, at most ``limit``.
+
+    Found by their write-once params; runs that carry only tags (pullers from before signing) are added where
+    unsigned evidence counts, or when nothing is enrolled for the model (so the fleet view still lists them).
+    """
+    if trust.experiment_id is None or limit <= 0:
+        return Scan([], False)
+    queries = _queries(trust, clauses, version)
     seen: dict[str, Run] = {}
     truncated = False
     for query in queries:

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from edge import contract
-from registry_tools import aggregate, evidence, runs
+from registry_tools import aggregate, aggregate_pass, evidence, runs
 from registry_tools.device_reports import DeviceReport
 from registry_tools.lookup import all_versions, registered_model  # registered_model: also what history.py imports from here
 from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
@@ -92,8 +92,9 @@ def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_
     fetched = fetch_runs(client, [mv.run_id for mv in versions])
     fresh = aggregate.refresh(client, name, versions, fetched, {a: str(v) for a, v in (rm.aliases or {}).items()},
                               limit=refresh_limit, trust=trust) if refresh_limit > 0 else aggregate.Refresh({}, 0, True)
-    if fresh.truncated and refresh_limit > 0:
-        notes.append("fleet aggregates as last stored by `edgeq aggregate` (more devices than a quick refresh reads)")
+    if fresh.truncated:  # the stored aggregates are shown: say how old they are
+        notes.append(aggregate_pass.age_note(rm.tags or {})
+                     + (" (more devices than a quick refresh reads)" if refresh_limit > 0 else ""))
     elif fresh.note():
         notes.append(fresh.note())
     detail = _per_device(client, name, devices, notes, trust) if devices else evidence.Read()
