@@ -185,6 +185,10 @@ def _puller(tmp_path: Path) -> subprocess.Popen:
     return proc
 
 
+# Under QEMU's user emulation a process's own /proc/self/stat and cmdline are emulated, so what a puller records of
+# itself never matches what another process reads: the takeover then never kills (the safe way to fail: the next run
+# exits 5 and cron's timeout stops the overrun). On a real device both read the kernel's values.
+@pytest.mark.skipif(bool(os.environ.get("QEMU_CPU")), reason="QEMU user emulation fakes /proc/self (scripts/check-arm.sh)")
 def test_a_puller_that_overran_its_bound_is_stopped_and_its_lock_taken_over(tmp_path, caplog):
     stuck = _puller(tmp_path)
     try:
