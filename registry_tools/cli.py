@@ -617,7 +617,7 @@ def device_enroll(client: MlflowClient, device_id: str, key_text: str, models: t
     from registry_tools import enrolment
 
     done = enrolment.enroll(client, device_id, key_text, models)
-    click.echo(f"enrolled {done.device} for {', '.join(done.models)} (key {done.key[:20]}…, by {done.by})")
+    click.echo(f"enrolled {done.device} for {', '.join(models)} (key {key_text.strip()[:20]}…, by {done.by})")
 
 
 @device_group.command("revoke")
@@ -641,15 +641,17 @@ def device_list(client: MlflowClient, model: str | None, as_json: bool) -> None:
     from registry_tools.table import render
 
     found = [e for e in enrolment.read(client).devices.values() if model is None or model in e.models]
+    model_filter = model
     if as_json:
-        click.echo(json.dumps([{"device": e.device, "key": e.key, "models": list(e.models), "enrolled_at": e.enrolled_at,
+        click.echo(json.dumps([{"device": e.device, "keys": e.keys, "models": list(e.models), "enrolled_at": e.enrolled_at,
                                 "by": e.by, "revoked_at": e.revoked_at or None} for e in found], indent=2))
         return
     if not found:
         click.echo("no device enrolled (on the device: edgeq-pull identity; then: edgeq device enroll ID --key … --model …)")
         return
-    rows = [[e.device, e.key[:20] + "…", ", ".join(e.models), e.enrolled_at, e.by, e.revoked_at or "—"] for e in found]
-    click.echo("\n".join(render(["device", "key", "models", "enrolled", "by", "revoked"], rows)))
+    rows = [[e.device, model, key[:20] + "…", e.enrolled_at, e.by, e.revoked_at or "—"]
+            for e in found for model, key in sorted(e.keys.items()) if model_filter in (None, model)]
+    click.echo("\n".join(render(["device", "model", "key", "enrolled", "by", "revoked"], rows)))
 
 
 @device_group.command("accept-unsigned")

@@ -28,9 +28,11 @@ TAG_ACCEPT_UNSIGNED = contract.TAG_ACCEPT_UNSIGNED
 
 @dataclass(frozen=True)
 class Enrolment:
+    """One device: the public key it signs with for each model it may speak about (a device pulling two models from
+    two state directories has a key in each), when and by whom, and when it was revoked."""
+
     device: str
-    key: str  # ed25519:<base64>
-    models: tuple[str, ...]
+    keys: dict[str, str]  # model → ed25519:<base64>
     enrolled_at: str
     by: str
     revoked_at: str = ""
@@ -39,18 +41,24 @@ class Enrolment:
     def active(self) -> bool:
         return not self.revoked_at
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(sorted(self.keys))
+
     def to_json(self) -> str:
-        return json.dumps({"key": self.key, "models": list(self.models), "enrolled_at": self.enrolled_at, "by": self.by,
+        return json.dumps({"keys": dict(sorted(self.keys.items())), "enrolled_at": self.enrolled_at, "by": self.by,
                            "revoked_at": self.revoked_at}, sort_keys=True)
 
     @classmethod
     def from_tag(cls, device: str, value: str) -> "Enrolment | None":
         try:
             body = json.loads(value)
-            models = tuple(str(m) for m in body["models"])
-            return cls(device, str(body["key"]), models, str(body.get("enrolled_at", "")), str(body.get("by", "")),
+            if "keys" not in body:  # one key for all its models: {"key": …, "models": […]}
+                body["keys"] = {m: body["key"] for m in body["models"]}
+            keys = {str(m): str(k) for m, k in body["keys"].items()}
+            return cls(device, keys, str(body.get("enrolled_at", "")), str(body.get("by", "")),
                        str(body.get("revoked_at") or ""))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
 
@@ -65,15 +73,15 @@ class Register:
             return None, f"device {device!r} is not enrolled"
         if not found.active:
             return None, f"device {device!r} was revoked on {found.revoked_at}"
-        if model not in found.models:
+        if model not in found.keys:
             return None, f"device {device!r} is not enrolled for {model!r}"
         try:
-            return evidence.public_key_raw(found.key), ""
+            return evidence.public_key_raw(found.keys[model]), ""
         except evidence.EvidenceError as exc:
             return None, f"device {device!r} has an unusable enrolled key ({exc})"
 
     def for_model(self, model: str) -> list[Enrolment]:
-        return [e for e in self.devices.values() if model in e.models]
+        return [e for e in self.devices.values() if model in e.keys]
 
 
 def who() -> str:
@@ -135,7 +143,7 @@ def record_fleet_experiment(client: Any, model: str) -> str:
 
 
 def enroll(client: Any, device: str, key: str, models: list[str] | tuple[str, ...]) -> Enrolment:
-    """Vouch for ``key`` as ``device``'s for ``models`` (replacing an earlier enrolment of the device)."""
+    """Vouch for ``key`` as ``device``'s for ``models`` (its keys for other models stay; a revoked device starts over)."""
     device = contract.sanitize_device_id(device)
     try:
         evidence.public_key_raw(key)
@@ -146,7 +154,10 @@ def enroll(client: Any, device: str, key: str, models: list[str] | tuple[str, ..
     for model in models:
         record_fleet_experiment(client, model)  # unknown model: RegistryToolError
     _ensure_register(client)
-    enrolment = Enrolment(device, key.strip(), tuple(sorted(set(models))), _now(), who())
+    earlier = read(client).devices.get(device)
+    keys = dict(earlier.keys) if earlier is not None and earlier.active else {}  # its keys for other models stay
+    keys.update({model: key.strip() for model in models})
+    enrolment = Enrolment(device, keys, _now(), who())
     client.set_registered_model_tag(contract.ENROLMENT_MODEL, contract.enrolment_tag(device), enrolment.to_json())
     return enrolment
 
@@ -159,7 +170,7 @@ def revoke(client: Any, device: str) -> Enrolment:
         raise RegistryToolError(f"device {device!r} is not enrolled (edgeq device list shows who is)")
     if not found.active:
         return found
-    revoked = Enrolment(found.device, found.key, found.models, found.enrolled_at, found.by, _now())
+    revoked = Enrolment(found.device, found.keys, found.enrolled_at, found.by, _now())
     client.set_registered_model_tag(contract.ENROLMENT_MODEL, contract.enrolment_tag(device), revoked.to_json())
     return revoked
 

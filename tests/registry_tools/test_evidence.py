@@ -112,3 +112,17 @@ def test_enrolment_errors_are_one_line(server, client, tmp_path):
     _enroll(server, "pi-z", _key(tmp_path, "pi-z"), model)
     listed = edgeq(server, "device", "list", "--model", model)
     assert "pi-z" in listed.output and model in listed.output
+
+
+def test_a_device_with_a_key_per_model_keeps_both(server, client, tmp_path):
+    """One device pulling two models from two state directories signs with two keys: enrolling the second keeps the first."""
+    first, second = (new_model(client, f"edgeq-evidence-two-{i}", accept_unsigned=False) for i in (1, 2))
+    keys = {m: identity.load_or_create(tmp_path / m) for m in (first, second)}
+    for model, key in keys.items():
+        version, _ = tiny_version(client, model, alias=contract.DEFAULT_ALIAS)
+        _enroll(server, "pi-two", key, model)
+        _fleet_run(client, model, "pi-two", _statement(key, "pi-two", model, version), version=version)
+    for model in (first, second):
+        assert set(evidence.for_alias(client, model, contract.DEFAULT_ALIAS).reports) == {"pi-two"}, model
+    listed = edgeq(server, "device", "list", "--model", second)
+    assert "pi-two" in listed.output and first not in listed.output
