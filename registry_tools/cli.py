@@ -547,6 +547,7 @@ def guard_command(client: MlflowClient, model: str, alias: str, min_devices: int
                     f"no device voted on v{verdict.version} in the window yet")
         if verdict.excluded:
             click.echo(f"  ({len(verdict.excluded)} report(s) outside the window or without a vote: --explain lists them)")
+    _echo_notes(outcome.notes)
     click.echo(f"{model}: {outcome.message}")
     if outcome.exit_code != contract.ExitCode.OK:
         raise SystemExit(int(outcome.exit_code))

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 _RUN_TAG_CHARS = 4000
+TABLE_LATEST = "guard/latest.txt"  # on V's run: the table of the newest verdict on it; a rollback's is kept beside it
 _HISTORY_DEVICE_CHARS = 110  # of the reason kept on the version's run and model version
 
 Limits = judge.Limits
@@ -87,6 +88,7 @@ class Outcome:
     message: str  # what was done, one line
     noticed: tuple[alias_history.Event, ...] = ()  # alias moves made outside edgeq, found on the way
     raced: bool = False
+    notes: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> contract.ExitCode:
@@ -133,7 +135,24 @@ def guard(client: MlflowClient, name: str, alias: str, limits: Limits, policy: P
             state = replace(state, breaches=0, last_rollback_ms=now, restored=verdict.replaced or "")
     if not dry_run:
         _write_state(client, name, alias, state)
+        note = _write_table(client, verdict, outcome)
+        if note:
+            outcome = replace(outcome, notes=outcome.notes + (note,))
     return outcome
+
+
+def _write_table(client: MlflowClient, verdict: judge.Verdict, outcome: Outcome) -> str:
+    """The per-device table as an artifact on V's run, so its MLflow page answers "why?"; a note when it cannot."""
+    if not verdict.run_id or not hasattr(client, "log_text"):
+        return ""
+    text = f"{_iso(verdict.now_ms)} edgeq guard: {outcome.message}\n{judge.table(verdict)}\n"
+    paths = [TABLE_LATEST] + ([f"guard/rollback-{_iso(verdict.now_ms).replace(':', '')}.txt"] if outcome.moved else [])
+    try:
+        for path in paths:
+            client.log_text(verdict.run_id, text, path)
+    except Exception as exc:  # the artifact store's own error types (mlflow's, REST, cloud SDKs): the verdict stands
+        return f"the table was not written to v{verdict.version}'s run: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return ""
 
 
 def _persist(verdict: judge.Verdict, state: State, policy: Policy, now: int) -> tuple[str, str, State]:

@@ -11,8 +11,8 @@ For the version V behind alias A (P is the version it replaced):
 2. **The whole window.** Every device that reported on V is read (paged, up to ``MAX_DEVICES``); a read that
    stopped at that cap is never judged as if it were the fleet: the verdict holds and says so.
 3. **Each device's vote.** *Against* when it rejected V, or its report breaches a limit (sample accuracy more than
-   ``max_accuracy_drop`` points below the registered accuracy, p99, peak RSS; a limited figure the device did not
-   send counts against); else *for*. A throttled measurement is no vote on latency: a refusal on latency alone
+   ``max_accuracy_drop`` points below the registered accuracy, p99, peak RSS); else *for*. A limited figure the
+   device did not send is no vote (neither a pass nor a rollback; too few votes hold). A throttled measurement is no vote on latency: a refusal on latency alone
    from a throttled device does not vote, its p99 is not judged and it is not paired for the slowdown; its
    crashes and accuracy still count.
 4. **Slowdown** is judged per device, V against P on the same device: the median of the per-device p50 ratios
@@ -40,6 +40,7 @@ AGAINST, FOR, EXCLUDED = "against", "for", "excluded"
 MAX_DEVICES = 200_000  # device runs read for one decision (as `edgeq aggregate`); past it the verdict holds
 _TOLERANCE_MS = int(contract.CLOCK_TOLERANCE_S * 1000)  # the device's server time vs. the promoting machine's clock
 _LATENCY_REFUSALS = ("p99 latency", "p50 ")  # what edge/gate.py's latency rules start with
+_MISSING = "\0missing: "  # marks a check that could not be made: the figure it needs was not sent
 
 
 @dataclass(frozen=True)
@@ -179,10 +180,12 @@ class Vote:
 
 
 def report_ms(report: DeviceReport) -> int | None:
-    """When the report was made: the signed server time, else (unsigned) its reported_at tag."""
+    """When the report was made: the signed server time, else (unsigned) its reported_at tag, read as the end of
+    its whole second (a report in the same second as a move or an evaluation is not taken for an older one)."""
     if report.trust == SIGNED and report.at_ms:
         return report.at_ms
-    return to_ms(report.tags.get(contract.D_REPORTED_AT))
+    stated = to_ms(report.tags.get(contract.D_REPORTED_AT))
+    return None if stated is None else stated + 999
 
 
 def outside(report: DeviceReport, window: Window, at_ms: int | None) -> str:
@@ -226,10 +229,14 @@ def vote(report: DeviceReport, window: Window, limits: Limits, registered_accura
         if report.throttled and latency_only(report.reason):
             return make(EXCLUDED, f"throttled: a refusal on latency alone is no vote ({report.reason})")
         return make(AGAINST, f"rejected it: {report.reason or 'no reason given'}")
-    failures = [f for f in (_accuracy(report, limits, registered_accuracy), _rss(report, limits),
-                            None if report.throttled else _p99(report, limits)) if f]
+    checks = [_accuracy(report, limits, registered_accuracy), _rss(report, limits),
+              None if report.throttled else _p99(report, limits)]
+    failures = [c for c in checks if c and not c.startswith(_MISSING)]
+    missing = [c.removeprefix(_MISSING) for c in checks if c and c.startswith(_MISSING)]
     if failures:
-        return make(AGAINST, "; ".join(failures) + f" [{report.figures()}]")
+        return make(AGAINST, "; ".join(failures + missing) + f" [{report.figures()}]")
+    if missing:  # a figure the limits need and nobody sent is neither a pass nor a reason to roll back
+        return make(EXCLUDED, "no vote: " + "; ".join(missing) + f" [{report.figures()}]")
     ratio = None if report.throttled else _ratio(report, replaced)
     text = report.figures()
     if ratio is not None:
@@ -240,11 +247,25 @@ def vote(report: DeviceReport, window: Window, limits: Limits, registered_accura
 
 
 def _accuracy(report: DeviceReport, limits: Limits, registered: float | None) -> str | None:
+    """With the sample's size, the binomial bound the devices' gate uses (edge/gate.py), around the registered
+    accuracy less the limit: a small sample is refused only when a model at that floor would almost never score so."""
     if limits.max_accuracy_drop is None:
         return None
     measured = report.metrics.get(contract.D_SAMPLE_ACCURACY)
     if measured is None or registered is None:
-        return "sample accuracy limit given but " + ("the device sent none" if measured is None else "the version has no registered accuracy")
+        return _MISSING + "sample accuracy limit given but " + ("the device sent none" if measured is None else
+                                                                "the version has no registered accuracy")
+    floor = registered - limits.max_accuracy_drop / 100
+    n = int(report.metrics.get(contract.D_SAMPLE_SIZE) or 0)
+    if n > 0:
+        from edge.gate import FALSE_REJECTION_RATE, min_hits  # numpy: only when an accuracy limit is given
+
+        hits, needed = round(measured * n), min_hits(floor, n)
+        if hits < needed:
+            return (f"sample accuracy {measured:.3f} ({hits}/{n}) is below {needed / n:.3f}, the least a model at "
+                    f"{floor:.3f} (registered {registered:.3f} less {limits.max_accuracy_drop:g} points) scores on {n} "
+                    f"images (false alarm < {FALSE_REJECTION_RATE:.1%})")
+        return None
     drop = 100 * (registered - measured)
     if drop > limits.max_accuracy_drop:
         return f"sample accuracy {measured:.3f} is {drop:.2f} points below registered {registered:.3f} (limit {limits.max_accuracy_drop:g})"
@@ -258,7 +279,7 @@ def _p99(report: DeviceReport, limits: Limits) -> str | None:
     ms, who = limit
     p99 = report.metrics.get(contract.D_P99)
     if p99 is None:
-        return f"p99 limit {ms:g} ms ({who}) given but the device sent no p99"
+        return f"{_MISSING}p99 limit {ms:g} ms ({who}) given but the device sent no p99"
     return f"p99 {p99:.2f} ms > limit {ms:g} ms ({who})" if p99 > ms else None
 
 
@@ -267,7 +288,7 @@ def _rss(report: DeviceReport, limits: Limits) -> str | None:
         return None
     rss = report.metrics.get(contract.D_PEAK_RSS)
     if rss is None:
-        return f"peak RSS limit {limits.max_rss_mb:g} MB given but the device sent none"
+        return f"{_MISSING}peak RSS limit {limits.max_rss_mb:g} MB given but the device sent none"
     return f"peak RSS {rss:.1f} MB > limit {limits.max_rss_mb:g} MB" if rss > limits.max_rss_mb else None
 
 

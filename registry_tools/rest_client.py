@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
+from urllib.parse import quote, urlparse
 
 from edge.registry_client import Credentials, Deadline, NotFound, Refused, RegistryClient, tls_verify_from_env
 
@@ -74,6 +75,7 @@ class RunInfo:
     end_time: int | None
     run_name: str
     lifecycle_stage: str
+    artifact_uri: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def _run(data: dict) -> Run:
     return Run(
         RunInfo(info.get("run_id") or info.get("run_uuid", ""), str(info.get("experiment_id", "")),
                 info.get("status", ""), info.get("start_time"), info.get("end_time"), info.get("run_name", ""),
-                info.get("lifecycle_stage", "")),
+                info.get("lifecycle_stage", ""), info.get("artifact_uri", "")),
         RunData({m.key: m.value for m in points}, _pairs(body.get("tags")), _pairs(body.get("params")), points),
     )
 
@@ -190,6 +192,18 @@ class RestClient(RegistryClient):
     # tracking
     def get_run(self, run_id: str) -> Run:
         return _run(self._get("runs/get", run_id=run_id).get("run") or {})
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """``text`` as the run's artifact ``artifact_file``, on a server that serves artifacts (mlflow-artifacts:/)."""
+        uri = self.get_run(run_id).info.artifact_uri
+        parsed = urlparse(uri)
+        if parsed.scheme != "mlflow-artifacts":
+            raise ApiError("INVALID_PARAMETER_VALUE", f"the run's artifacts live at {uri or '?'}: only artifacts the "
+                                                      "server serves (mlflow-artifacts:/) are written without mlflow")
+        path = quote(f"{parsed.path.strip('/')}/{artifact_file}")
+        with self.deadline.enforced(), self._request("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{path}",
+                                                     data=text.encode("utf-8")):
+            pass
 
     def search_runs(self, experiment_ids: list[str], filter_string: str = "", run_view_type: int = ViewType.ACTIVE_ONLY,
                     max_results: int = 1000, order_by: list[str] | None = None, page_token: str | None = None) -> Page:

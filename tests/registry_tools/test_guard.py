@@ -14,9 +14,9 @@ from edge.state import DeviceState
 from registry_tools import judge
 from registry_tools.device_reports import DeviceReport
 from tests.edge.registry_rest import MlflowRest, disagreeing_bundle, register_fixture
-from tests.registry_tools.devices import edgeq, new_model, report, tiny_version
+from tests.registry_tools.devices import edgeq, enroll, new_model, report, tiny_version
 
-DEVICES = ("pi-a", "pi-b", "pi-c")
+DEVICES = ("pi-ga", "pi-gb", "pi-gc")  # enrolled here only: other tests' devices are enrolled for their own models
 
 
 def _pull(server, model: str, root: Path, device: str, gate: GateLimits = GateLimits()) -> Exit:
@@ -33,7 +33,9 @@ def _history(server, model: str) -> list[dict]:
 
 
 def test_devices_reject_a_worse_version_and_the_guard_moves_production_back(server, client, tmp_path):
-    model = new_model(client, "edgeq-guard")
+    model = new_model(client, "edgeq-guard", accept_unsigned=False)
+    for device in DEVICES:
+        enroll(server, tmp_path / device, device, model)
     rest = MlflowRest(server.uri)
     good = register_fixture(rest, model, "int8", alias=None).version
     assert edgeq(server, "promote", model, good, "--reason", "first release").exit_code == 0
@@ -66,7 +68,7 @@ def test_devices_reject_a_worse_version_and_the_guard_moves_production_back(serv
     run_tags = client.get_run(worse.run_id).data.tags
     assert run_tags[contract.TAG_GUARD_VERDICT] == contract.GUARD_ROLLED_BACK
     assert run_tags[contract.TAG_GUARD_RESTORED] == good
-    assert "pi-c rejected it: health gate: sample accuracy 0.000 (0/32)" in run_tags[contract.TAG_GUARD_REASON]
+    assert "pi-gc rejected it: health gate: sample accuracy 0.000 (0/32)" in run_tags[contract.TAG_GUARD_REASON]
     assert client.get_model_version(model, worse.version).tags[contract.TAG_GUARD_VERDICT] == contract.GUARD_ROLLED_BACK
 
     cooling = edgeq(server, "guard", model)  # the guard does not judge what it just restored
@@ -120,7 +122,9 @@ def worse_sha(client: MlflowClient, model: str, version: str) -> str:
 
 
 def test_a_fleet_that_accepts_the_new_version_is_left_alone(server, client, tmp_path):
-    model = new_model(client, "edgeq-guard-ok")
+    model = new_model(client, "edgeq-guard-ok", accept_unsigned=False)
+    for device in DEVICES + ("pi-gstrict",):
+        enroll(server, tmp_path / device, device, model)
     rest = MlflowRest(server.uri)
     first = register_fixture(rest, model, "int8", alias=None).version
     assert edgeq(server, "promote", model, first).exit_code == 0
@@ -128,7 +132,7 @@ def test_a_fleet_that_accepts_the_new_version_is_left_alone(server, client, tmp_
     assert edgeq(server, "promote", model, second.version).exit_code == 0
     assert [_pull(server, model, tmp_path, d) for d in DEVICES] == [Exit.OK] * 3
     # One device of four refuses it on a limit of its own: 25 % is not above the default 25 %.
-    assert _pull(server, model, tmp_path, "pi-strict", GateLimits(max_p99_ms=0.000001)) == Exit.REJECTED
+    assert _pull(server, model, tmp_path, "pi-gstrict", GateLimits(max_p99_ms=0.000001)) == Exit.REJECTED
     before = _history(server, model)
 
     result = edgeq(server, "guard", model)

@@ -98,8 +98,8 @@ def test_reports_from_before_the_move_and_other_windows_do_not_count(server, cli
 def test_a_throttled_device_is_no_vote_on_latency(server, client, tmp_path):
     model, v1, v2 = _production_model(server, client, "edgeq-judge-throttled")
     fleet = Fleet(server, client, model, tmp_path)
-    fleet.report("pi-a", v2)
-    fleet.report("pi-b", v2)
+    fleet.report("pi-j1", v2)
+    fleet.report("pi-j2", v2)
     fleet.report("pi-hot", v2, verdict=contract.STATUS_REJECTED, reason=LATENCY_REFUSAL, throttled="yes", p99=9.1)
     fleet.report("pi-warm", v2, throttled="yes", p99=50.0)
 
@@ -119,17 +119,17 @@ def test_a_throttled_device_is_no_vote_on_latency(server, client, tmp_path):
 def test_slowdown_is_the_median_of_per_device_ratios(server, client, tmp_path):
     model, v1, v2 = _production_model(server, client, "edgeq-judge-slow")
     fleet = Fleet(server, client, model, tmp_path)
-    for device in ("pi-a", "pi-b", "pi-c"):
+    for device in ("pi-j1", "pi-j2", "pi-j3"):
         fleet.report(device, v1, since="", at_ms=_now_ms() - 60_000, p50=1.0)
-    fleet.report("pi-a", v2, p50=3.0)  # one device slower: its own trouble, not the version's
-    fleet.report("pi-b", v2, p50=1.05)
-    fleet.report("pi-c", v2, p50=0.95)
+    fleet.report("pi-j1", v2, p50=3.0)  # one device slower: its own trouble, not the version's
+    fleet.report("pi-j2", v2, p50=1.05)
+    fleet.report("pi-j3", v2, p50=0.95)
 
     one = edgeq(server, "guard", model, "--max-slowdown", "2", "--dry-run")  # before: 1 of 3 against (33 %)
     assert one.exit_code == 0, one.output
     assert "median p50 ratio 1.05× over 3 paired devices ≤ 2×" in one.output
 
-    fleet.report("pi-b", v2, p50=2.5)  # now most devices are slower
+    fleet.report("pi-j2", v2, p50=2.5)  # now most devices are slower
     most = edgeq(server, "guard", model, "--max-slowdown", "2", "--dry-run", "--consecutive", "1")
     assert most.exit_code == contract.ExitCode.REJECTED, most.output
     assert "median p50 ratio 2.50× over 3 paired devices > 2×" in most.output
@@ -138,9 +138,9 @@ def test_slowdown_is_the_median_of_per_device_ratios(server, client, tmp_path):
 def test_a_breach_must_persist_and_a_rollback_is_followed_by_a_cooldown(server, client, tmp_path):
     model, v1, v2 = _production_model(server, client, "edgeq-judge-persist")
     fleet = Fleet(server, client, model, tmp_path)
-    fleet.report("pi-a", v2)
-    fleet.report("pi-b", v2)
-    fleet.report("pi-c", v2, verdict=contract.STATUS_REJECTED, reason="health gate: the candidate crashed")
+    fleet.report("pi-j1", v2)
+    fleet.report("pi-j2", v2)
+    fleet.report("pi-j3", v2, verdict=contract.STATUS_REJECTED, reason="health gate: the candidate crashed")
 
     first = edgeq(server, "guard", model)  # before: rolled back at once on one report
     assert first.exit_code == contract.ExitCode.HELD, first.output
@@ -151,6 +151,13 @@ def test_a_breach_must_persist_and_a_rollback_is_followed_by_a_cooldown(server, 
     second = edgeq(server, "guard", model)
     assert second.exit_code == contract.ExitCode.REJECTED, second.output
     assert f"production moved from v{v2} back to v{v1}" in second.output and _alias(client, model) == v1
+    # "Why did it roll back?" answered on v2's run in MLflow: the table --explain prints.
+    run_id = client.get_model_version(model, v2).run_id
+    table = Path(client.download_artifacts(run_id, "guard/latest.txt", str(tmp_path))).read_text()
+    assert f"edgeq guard: production moved from v{v2} back to v{v1}" in table
+    row = next(line for line in table.splitlines() if line.startswith("pi-j3 "))
+    assert row.split()[2:4] == ["production", "against"] and "rejected it: health gate: the candidate crashed" in row
+    assert [a.path for a in client.list_artifacts(run_id, "guard") if a.path.startswith("guard/rollback-")]
 
     cooling = edgeq(server, "guard", model)
     assert cooling.exit_code == contract.ExitCode.HELD and "judges production again after" in cooling.output
@@ -170,7 +177,7 @@ def test_a_move_that_races_the_guard_is_not_overwritten(server, client, tmp_path
     model, v1, v2 = _production_model(server, client, "edgeq-judge-race")
     v3, _ = tiny_version(client, model)
     fleet = Fleet(server, client, model, tmp_path)
-    for device in ("pi-a", "pi-b", "pi-c"):
+    for device in ("pi-j1", "pi-j2", "pi-j3"):
         fleet.report(device, v2, verdict=contract.STATUS_REJECTED, reason="health gate: the candidate crashed")
     real = promotion.model_version
 
@@ -222,3 +229,29 @@ def test_the_whole_window_is_counted_not_a_capped_page(server, client, monkeypat
     capped = edgeq(server, "guard", model, "--dry-run")
     assert capped.exit_code == contract.ExitCode.HELD, capped.output
     assert "a capped page is not the fleet" in capped.output
+
+
+def test_a_move_right_after_the_guards_is_reported_and_recorded(server, client, tmp_path, monkeypatch):
+    from registry_tools.rest_client import RestClient
+
+    model, v1, v2 = _production_model(server, client, "edgeq-judge-race-after")
+    v3, _ = tiny_version(client, model)
+    fleet = Fleet(server, client, model, tmp_path)
+    for device in ("pi-j1", "pi-j2", "pi-j3"):
+        fleet.report(device, v2, verdict=contract.STATUS_REJECTED, reason="health gate: the candidate crashed")
+    real = RestClient.set_registered_model_alias
+
+    def someone_lands_right_after(self, name, alias, version):  # the same instant: MLflow has no compare-and-set
+        real(self, name, alias, version)
+        monkeypatch.setattr(RestClient, "set_registered_model_alias", real)
+        MlflowClient(server.uri, registry_uri=server.uri).set_registered_model_alias(name, alias, v3)
+
+    monkeypatch.setattr(RestClient, "set_registered_model_alias", someone_lands_right_after)
+    result = edgeq(server, "guard", model)
+
+    assert result.exit_code == contract.ExitCode.RACED, result.output
+    assert f"was moved to v{v3} right after edgeq moved it to v{v1}" in result.output
+    assert _alias(client, model) == v3, "edgeq does not move it again"
+    events = json.loads(edgeq(server, "history", model, "--json").stdout)
+    assert [(e["kind"], e["from_version"], e["to_version"]) for e in events[:2]] == \
+        [("outside edgeq", v1, v3), ("rollback", v2, v1)]
