@@ -4,6 +4,7 @@
 #
 #   scripts/server.sh start [--backend sqlite|postgres] [--auth] [--host 127.0.0.1] [--port 5000]
 #                           [--db-uri postgresql://…] [--allowed-hosts LIST] [--workers N] [--dir DIR]
+#                           [--devices N]   # the fleet it serves: warns past what the store measured
 #   scripts/server.sh stop   [--dir DIR]
 #   scripts/server.sh status [--dir DIR]
 #   scripts/server.sh db     [--dir DIR]   # only the PostgreSQL cluster; prints its backend store URI
@@ -22,7 +23,9 @@ usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 CMD=${1:-}; [ -n "$CMD" ] || usage; shift
 DIR=${EDGEQ_SERVER_DIR:-.edgeq/server}
-BACKEND=sqlite AUTH=0 HOST=127.0.0.1 PORT=5000 DB_URI="" ALLOWED_HOSTS="" WORKERS=""
+BACKEND=sqlite AUTH=0 HOST=127.0.0.1 PORT=5000 DB_URI="" ALLOWED_HOSTS="" WORKERS="" DEVICES=${EDGEQ_FLEET_DEVICES:-}
+# Devices on 15-minute runs one server held with 30 % headroom on 2 cores (BENCHMARKS.md "Server capacity").
+SQLITE_DEVICES=45000 POSTGRES_DEVICES=84000
 while [ $# -gt 0 ]; do
     case "$1" in
         --backend) BACKEND=${2:?--backend needs sqlite or postgres}; shift 2 ;;
@@ -32,6 +35,7 @@ while [ $# -gt 0 ]; do
         --db-uri) DB_URI=${2:?}; BACKEND=postgres; shift 2 ;;
         --allowed-hosts) ALLOWED_HOSTS=${2:?}; shift 2 ;;
         --workers) WORKERS=${2:?}; shift 2 ;;
+        --devices) DEVICES=${2:?--devices needs a number}; shift 2 ;;
         --dir) DIR=${2:?}; shift 2 ;;
         -h|--help) usage ;;
         *) die "unknown option $1 (see: scripts/server.sh --help)" ;;
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
 done
 case "$BACKEND" in sqlite|postgres) ;; *) die "--backend must be sqlite or postgres, got '$BACKEND'" ;; esac
 case "$PORT" in ''|*[!0-9]*) die "--port must be a number, got '$PORT'" ;; esac
+case "$DEVICES" in *[!0-9]*) die "--devices must be a number, got '$DEVICES'" ;; esac
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 umask 077  # passwords, DB URIs and logs stay the owner's; $DIR itself only searchable by others (for the cluster's owner)
@@ -137,11 +142,21 @@ auth_cache_ttl_seconds = ${EDGEQ_AUTH_CACHE_TTL:-60}
 EOF
 }
 
+warn_capacity() {
+    [ -n "$DEVICES" ] || return 0
+    if [ "$BACKEND" = sqlite ] && [ "$DEVICES" -gt "$SQLITE_DEVICES" ]; then
+        echo "WARNING: $DEVICES devices on SQLite: one SQLite server held $SQLITE_DEVICES on 15-minute runs with 30 % headroom (BENCHMARKS.md, bench/capacity.py); use --backend postgres (docs/scale.md)" >&2
+    elif [ "$BACKEND" = postgres ] && [ "$DEVICES" -gt "$POSTGRES_DEVICES" ]; then
+        echo "WARNING: $DEVICES devices: one PostgreSQL server on 2 cores held $POSTGRES_DEVICES with 30 % headroom (BENCHMARKS.md); give it more cores, or run several servers behind a load balancer (docs/scale.md)" >&2
+    fi
+}
+
 start() {
     if [ -f "$STATE" ] && pid=$(server_pid) && healthy "$(. "$STATE"; echo "$PORT")"; then
         echo "already running (pid $pid): MLFLOW_TRACKING_URI=$(. "$STATE"; echo "$URI")"; return 0
     fi
     [ -n "$MLFLOW" ] || die "mlflow not found: run scripts/setup.sh (or pip install 'edgeq[server]')"
+    warn_capacity
     if healthy "$PORT"; then die "port $PORT is already serving something else; choose another --port"; fi
     local store auth_store
     if [ "$BACKEND" = postgres ] && [ -z "$DB_URI" ]; then

@@ -19,8 +19,9 @@ def _sh(*args: str) -> subprocess.CompletedProcess:
 def test_sqlite_server_starts_once_reports_its_status_and_stops(tmp_path):
     port = free_port()
     try:
-        started = _sh("start", "--dir", str(tmp_path), "--port", str(port))
+        started = _sh("start", "--dir", str(tmp_path), "--port", str(port), "--devices", "60000")
         assert started.returncode == 0, started.stderr + (tmp_path / "server.log").read_text()[-2000:]
+        assert "WARNING: 60000 devices on SQLite: one SQLite server held 45000" in started.stderr
         assert started.stdout.splitlines()[0] == f"MLFLOW_TRACKING_URI=http://127.0.0.1:{port}"
         assert requests.get(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=30).ok
         assert (tmp_path / "mlflow.db").is_file()
@@ -40,6 +41,7 @@ def test_sqlite_server_starts_once_reports_its_status_and_stops(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["start", "--backend", "mysql"], "--backend must be sqlite or postgres, got 'mysql'"),
     (["start", "--port", "http"], "--port must be a number, got 'http'"),
+    (["start", "--devices", "many"], "--devices must be a number, got 'many'"),
     (["start", "--frobnicate"], "unknown option --frobnicate"),
     (["restart"], "unknown command 'restart'"),
 ])
