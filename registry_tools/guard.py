@@ -34,10 +34,6 @@ _RUN_TAG_CHARS = 4000
 TABLE_LATEST = "guard/latest.txt"  # on V's run: the table of the newest verdict on it; a rollback's is kept beside it
 _HISTORY_DEVICE_CHARS = 110  # of the reason kept on the version's run and model version
 
-Limits = judge.Limits
-parse_p99 = judge.parse_p99
-
-
 @dataclass(frozen=True)
 class Policy:
     """How the guard turns verdicts into moves: persistence and cooldown."""
@@ -112,8 +108,8 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
 
 
-def guard(client: MlflowClient, name: str, alias: str, limits: Limits, policy: Policy = Policy(), dry_run: bool = False,
-          accept_unsigned: bool = False, now_ms: int | None = None) -> Outcome:
+def guard(client: MlflowClient, name: str, alias: str, limits: judge.Limits, policy: Policy = Policy(),
+          dry_run: bool = False, accept_unsigned: bool = False, now_ms: int | None = None) -> Outcome:
     """Judge the version behind ``alias`` and act on the verdict (rules 1–5)."""
     if dry_run:  # writes nothing, not even the moves it notices
         noticed = tuple(e for e in alias_history.read(client, name) if e.kind == alias_history.OUTSIDE and not e.at)
