@@ -12,6 +12,8 @@ from edge import contract, evidence as signed, identity
 from registry_tools import evidence
 from tests.registry_tools.devices import edgeq, new_model, tiny_version
 
+# Device ids here are ev-*: the enrolment register is the whole server's, and no other test's device may be enrolled here.
+
 
 def _key(tmp_path: Path, device: str) -> identity.DeviceKey:
     return identity.load_or_create(tmp_path / device)
@@ -49,52 +51,52 @@ def _enroll(server, device: str, key: identity.DeviceKey, *models: str) -> None:
 def test_only_verified_statements_of_enrolled_devices_vote(server, client, tmp_path):
     model = new_model(client, "edgeq-evidence", accept_unsigned=False)
     version, _ = tiny_version(client, model, alias=contract.DEFAULT_ALIAS)
-    keys = {d: _key(tmp_path, d) for d in ("pi-a", "pi-b", "pi-evil")}
+    keys = {d: _key(tmp_path, d) for d in ("ev-a", "ev-b", "ev-evil")}
     for device, key in keys.items():
         _enroll(server, device, key, model)
-    _fleet_run(client, model, "pi-a", _statement(keys["pi-a"], "pi-a", model, version), version=version)
-    _fleet_run(client, model, "pi-b", _statement(keys["pi-b"], "pi-b", model, version, seq=5,
+    _fleet_run(client, model, "ev-a", _statement(keys["ev-a"], "ev-a", model, version), version=version)
+    _fleet_run(client, model, "ev-b", _statement(keys["ev-b"], "ev-b", model, version, seq=5,
                                                  verdict=contract.STATUS_REJECTED),
-               _statement(keys["pi-b"], "pi-b", model, version, seq=9), version=version)  # newest: healthy
+               _statement(keys["ev-b"], "ev-b", model, version, seq=9), version=version)  # newest: healthy
     # pi-evil: claims pi-a with its own key, speaks about another model, and writes an unsigned rejection as pi-c
-    _fleet_run(client, model, "pi-a", _statement(keys["pi-evil"], "pi-a", model, version, verdict=contract.STATUS_REJECTED),
-               _statement(keys["pi-evil"], "pi-evil", "other-model", version), version=version)
-    _fleet_run(client, model, "pi-c", version=version,
+    _fleet_run(client, model, "ev-a", _statement(keys["ev-evil"], "ev-a", model, version, verdict=contract.STATUS_REJECTED),
+               _statement(keys["ev-evil"], "ev-evil", "other-model", version), version=version)
+    _fleet_run(client, model, "ev-c", version=version,
                tags={contract.version_key(version, contract.D_STATUS): contract.STATUS_REJECTED})
     # a copy of pi-b's old rejection, posted again elsewhere, is the same statement and the older one
-    _fleet_run(client, model, "pi-evil", _statement(keys["pi-b"], "pi-b", model, version, seq=5,
+    _fleet_run(client, model, "ev-evil", _statement(keys["ev-b"], "ev-b", model, version, seq=5,
                                                    verdict=contract.STATUS_REJECTED), version=version)
 
     found = evidence.for_alias(client, model, contract.DEFAULT_ALIAS)
 
-    assert {d: r.status for d, r in found.reports.items()} == {"pi-a": contract.STATUS_HEALTHY,
-                                                              "pi-b": contract.STATUS_HEALTHY}
+    assert {d: r.status for d, r in found.reports.items()} == {"ev-a": contract.STATUS_HEALTHY,
+                                                              "ev-b": contract.STATUS_HEALTHY}
     assert all(r.trust == "signed" for r in found.reports.values())
-    assert [u.device for u in found.unverified] == ["pi-a"] and "bad signature" in found.unverified[0].why
+    assert [u.device for u in found.unverified] == ["ev-a"] and "bad signature" in found.unverified[0].why
     assert found.unsigned == 1 and any("1 unsigned report(s) not counted" in n for n in found.notes())
 
     counted = evidence.for_alias(client, model, contract.DEFAULT_ALIAS, accept_unsigned=True)
-    assert counted.reports["pi-c"].trust == "unsigned" and counted.reports["pi-c"].status == contract.STATUS_REJECTED
+    assert counted.reports["ev-c"].trust == "unsigned" and counted.reports["ev-c"].status == contract.STATUS_REJECTED
     assert any("COUNTED (--accept-unsigned)" in n for n in counted.notes())
 
-    assert edgeq(server, "device", "revoke", "pi-a").exit_code == 0  # counts from the next read
+    assert edgeq(server, "device", "revoke", "ev-a").exit_code == 0  # counts from the next read
     after = evidence.for_alias(client, model, contract.DEFAULT_ALIAS)
-    assert set(after.reports) == {"pi-b"} and any("revoked" in u.why for u in after.unverified)
+    assert set(after.reports) == {"ev-b"} and any("revoked" in u.why for u in after.unverified)
 
 
 def test_a_renamed_fleet_experiment_and_a_decoy_change_nothing(server, client, tmp_path):
     model = new_model(client, "edgeq-evidence-rename", accept_unsigned=False)
     version, _ = tiny_version(client, model, alias=contract.DEFAULT_ALIAS)
-    key = _key(tmp_path, "pi-r")
-    _enroll(server, "pi-r", key, model)
-    _fleet_run(client, model, "pi-r", _statement(key, "pi-r", model, version, verdict=contract.STATUS_REJECTED),
+    key = _key(tmp_path, "ev-r")
+    _enroll(server, "ev-r", key, model)
+    _fleet_run(client, model, "ev-r", _statement(key, "ev-r", model, version, verdict=contract.STATUS_REJECTED),
                version=version)
     experiment = client.get_registered_model(model).tags[contract.TAG_FLEET_EXPERIMENT_ID]
     client.rename_experiment(experiment, f"renamed-{model}")
     decoy = client.create_experiment(contract.FLEET_EXPERIMENT)  # what the next new device used to create
     try:
         found = evidence.for_alias(client, model, contract.DEFAULT_ALIAS)
-        assert found.reports["pi-r"].status == contract.STATUS_REJECTED and found.trust.experiment_recorded
+        assert found.reports["ev-r"].status == contract.STATUS_REJECTED and found.trust.experiment_recorded
     finally:  # the session's other tests share the fleet experiment
         client.rename_experiment(decoy, f"decoy-{model}")
         client.delete_experiment(decoy)
@@ -103,15 +105,15 @@ def test_a_renamed_fleet_experiment_and_a_decoy_change_nothing(server, client, t
 
 def test_enrolment_errors_are_one_line(server, client, tmp_path):
     model = new_model(client, "edgeq-evidence-cli", accept_unsigned=False)
-    bad = edgeq(server, "device", "enroll", "pi-z", "--key", "ssh-ed25519 AAAA", "--model", model)
+    bad = edgeq(server, "device", "enroll", "ev-z", "--key", "ssh-ed25519 AAAA", "--model", model)
     assert bad.exit_code == contract.ExitCode.BAD_CONFIG and len(bad.output.strip().splitlines()) == 1, bad.output
     assert "ed25519:" in bad.output
-    unknown = edgeq(server, "device", "enroll", "pi-z", "--key", _key(tmp_path, "pi-z").public_text(), "--model", "no-such-model")
+    unknown = edgeq(server, "device", "enroll", "ev-z", "--key", _key(tmp_path, "ev-z").public_text(), "--model", "no-such-model")
     assert unknown.exit_code == contract.ExitCode.BAD_CONFIG and "unknown model" in unknown.output
-    assert edgeq(server, "device", "revoke", "pi-never").exit_code == contract.ExitCode.BAD_CONFIG
-    _enroll(server, "pi-z", _key(tmp_path, "pi-z"), model)
+    assert edgeq(server, "device", "revoke", "ev-never").exit_code == contract.ExitCode.BAD_CONFIG
+    _enroll(server, "ev-z", _key(tmp_path, "ev-z"), model)
     listed = edgeq(server, "device", "list", "--model", model)
-    assert "pi-z" in listed.output and model in listed.output
+    assert "ev-z" in listed.output and model in listed.output
 
 
 def test_a_device_with_a_key_per_model_keeps_both(server, client, tmp_path):
@@ -120,9 +122,9 @@ def test_a_device_with_a_key_per_model_keeps_both(server, client, tmp_path):
     keys = {m: identity.load_or_create(tmp_path / m) for m in (first, second)}
     for model, key in keys.items():
         version, _ = tiny_version(client, model, alias=contract.DEFAULT_ALIAS)
-        _enroll(server, "pi-two", key, model)
-        _fleet_run(client, model, "pi-two", _statement(key, "pi-two", model, version), version=version)
+        _enroll(server, "ev-two", key, model)
+        _fleet_run(client, model, "ev-two", _statement(key, "ev-two", model, version), version=version)
     for model in (first, second):
-        assert set(evidence.for_alias(client, model, contract.DEFAULT_ALIAS).reports) == {"pi-two"}, model
+        assert set(evidence.for_alias(client, model, contract.DEFAULT_ALIAS).reports) == {"ev-two"}, model
     listed = edgeq(server, "device", "list", "--model", second)
-    assert "pi-two" in listed.output and first not in listed.output
+    assert "ev-two" in listed.output and first not in listed.output

@@ -11,6 +11,7 @@ from bench.fleet_scale import register, write_devices
 from edge import contract
 from registry_tools import aggregate, evidence, fleet, versions
 from registry_tools.cli import registry_client, uses_rest
+from registry_tools.lookup import RegistryToolError
 from registry_tools.rest_client import ApiError, RestClient, ViewType
 from tests.registry_tools.devices import new_model, tiny_version
 
@@ -98,7 +99,7 @@ def test_errors_carry_mlflows_error_code(server, rest):
     with pytest.raises(ApiError) as missing:
         rest.get_registered_model("edgeq-no-such-model")
     assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
-    with pytest.raises(versions.RegistryToolError, match="unknown model"):
+    with pytest.raises(RegistryToolError, match="unknown model"):
         versions.registered_model(rest, "edgeq-no-such-model")
     with pytest.raises(ApiError) as bad:
         rest.search_runs(["0"], "this is not a filter")
