@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import click
 
 from edge import contract
+from edge.limits import p99_for, parse_p99
 from edge.contract import ExitCode
 from edge.device_info import stable_device_id
 from edge.gate import GateLimits
@@ -60,29 +60,16 @@ def _percent(ctx: click.Context, param: click.Parameter, value: float | None) ->
 
 
 def p99_limit(specs: tuple[str, ...] | list[str], device_id: str) -> float | None:
-    """``--max-p99-ms [DEVICE=]MS`` for this device: its own entry, else a plain number or ``all=MS``.
-
-    The same spelling as ``edgeq promote --from``, so one list of limits can serve a whole fleet:
-    entries for other devices are ignored here, with a notice.
-    """
-    every = mine = None
+    """``--max-p99-ms [DEVICE=]MS`` for this device (edge/limits.py, the spelling ``edgeq guard`` and
+    ``promote --from`` take too, so one list of limits serves a whole fleet): entries for other devices are
+    ignored here, with a notice."""
+    parsed = parse_p99(specs)  # ValueError names a bad one
     for spec in specs:
-        who, sep, ms_text = spec.rpartition("=")
-        try:
-            ms = float(ms_text)
-        except ValueError:
-            ms = math.nan
-        if not ms > 0 or (sep and not who.strip()):
-            raise ValueError(f"--max-p99-ms {spec!r}: expected MS, {contract.ALL_DEVICES}=MS or DEVICE=MS with MS > 0, "
-                             f"e.g. 50 or {device_id}=50")
-        who = who.strip()
-        if not sep or who == contract.ALL_DEVICES:
-            every = ms
-        elif contract.sanitize_device_id(who) == device_id:
-            mine = ms
-        else:
+        who = spec.rpartition("=")[0].strip()
+        if who and who != contract.ALL_DEVICES and contract.sanitize_device_id(who) != device_id:
             click.echo(f"edgeq-pull: --max-p99-ms {spec} is for device {who}, not this one ({device_id}): ignored", err=True)
-    return mine if mine is not None else every
+    found = p99_for(parsed, device_id)
+    return found[0] if found else None
 
 
 class _Group(click.Group):

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from edge import contract
+from edge.limits import p99_for, parse_p99  # noqa: F401  (parse_p99: the one spelling, edgeq-pull's too)
 from registry_tools import evidence
 from registry_tools import history as alias_history
 from registry_tools.device_reports import SIGNED, DeviceReport
@@ -72,11 +73,7 @@ class Limits:
 
     def p99_limit(self, device: str) -> tuple[float, str] | None:
         """(ms, whose limit it is) for ``device``: its own, else the one for all devices."""
-        limits = dict(self.max_p99_ms)
-        for who in (device, contract.ALL_DEVICES):
-            if who in limits:
-                return limits[who], who
-        return None
+        return p99_for(self.max_p99_ms, device)
 
     def describe_device(self) -> list[str]:
         parts = []
@@ -94,23 +91,6 @@ class Limits:
         if self.max_slowdown is not None:
             parts.append(f"median p50 ratio to the replaced version ≤ {self.max_slowdown:g}× on ≥ {self.min_devices} paired devices")
         return ", ".join(parts)
-
-
-def parse_p99(specs: tuple[str, ...] | list[str]) -> tuple[tuple[str, float], ...]:
-    """``--max-p99-ms`` everywhere: ``MS`` or ``all=MS`` for every device, ``DEVICE=MS`` for one (wins over all)."""
-    out: dict[str, float] = {}
-    for spec in specs:
-        who, sep, value = spec.rpartition("=") if "=" in spec else (contract.ALL_DEVICES, "=", spec)
-        try:
-            ms = float(value)
-        except ValueError:
-            ms = float("nan")
-        if not sep or not who.strip() or not ms > 0:
-            raise ValueError(f"--max-p99-ms {spec!r}: expected MS, {contract.ALL_DEVICES}=MS or DEVICE=MS with MS > 0, "
-                             f"e.g. {contract.ALL_DEVICES}=50")
-        who = who.strip()
-        out[who if who == contract.ALL_DEVICES else contract.sanitize_device_id(who)] = ms
-    return tuple(out.items())
 
 
 # -- the window --------------------------------------------------------------------------------------------------------
