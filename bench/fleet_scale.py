@@ -6,10 +6,14 @@
     python -m bench.fleet_scale --devices 50000 --direct --store DIR --build-only   # write now, time the reads later
 
 Each simulated device does what ``edgeq-pull`` does on its first install, in the layout of
-docs/fleet.md: creates its run in ``edgeq-fleet`` (edge/heartbeat.py's identity tags), logs the
-report edge/report.py builds (``v<N>.*`` keys, ``ReportContext.device_run_id``) together with the
-heartbeat's tags (edge/heartbeat.py), and finishes the run (its end time is "last seen").
-Bodies are built by the device's own code; only the figures are synthetic. Each fleet size gets its own
+docs/fleet.md: creates its run in the fleet experiment recorded on the model (edge/heartbeat.py's
+identity tags, and its identity params), logs the report edge/report.py builds (``v<N>.*`` keys,
+``ReportContext.device_run_id``, signed with the device's own Ed25519 key: the ``edgeq.ev.*`` param
+and the ``v<N>.evidence`` marker) together with the heartbeat's tags and signed status
+(edge/heartbeat.py), and finishes the run (its end time is "last seen"). Every device's key is
+enrolled in the register (``edgeq-devices``) as ``edgeq device enroll`` stores it, and the fleet
+experiment's id is recorded on the model as the operator's setup does, so the readers verify
+every report. Bodies are built by the device's own code; only the figures are synthetic. Each fleet size gets its own
 store (a SQLite file, or a PostgreSQL database ``edgeq_fleet_<N>`` beside ``--postgres``'s), kept with
 ``--store DIR`` so that the long writes and the timed reads can run at different times. Then, per fleet size:
 `edgeq versions`, `edgeq fleet`, `edgeq promote --from canary` (each a fresh process, as a user
@@ -19,6 +23,7 @@ version run's answer), a no-change run (resolve + runs/update) and the rows a no
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -30,13 +35,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
-from edge import clock, contract
+from edge import clock, contract, identity
 from edge.benchmark import BenchmarkResult, LatencyStats
 from edge.contract import ExitCode
 from edge.gate import Verdict
-from edge.heartbeat import heartbeat_tags
+from edge.heartbeat import heartbeat_tags, status_params
 from edge.provenance import Provenance
 from edge.registry_client import ModelVersion, RegistryClient
 from edge.report import ReportContext, build_report
@@ -62,8 +68,22 @@ def device_id(i: int) -> str:
     return f"sim-{i:06d}"
 
 
+def sim_key(device: str) -> identity.DeviceKey:
+    """A simulated device's Ed25519 key, derived from its id: a kept store's keys can be made again, none is stored."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    raw = hashlib.sha256(f"edgeq bench device key {device}".encode()).digest()
+    return identity.DeviceKey(Ed25519PrivateKey.from_private_bytes(raw), Path("/nonexistent") / device)
+
+
 def device_bodies(i: int, model: str, mv: ModelVersion, run_id: str) -> tuple[dict[str, float], dict[str, str], int, int]:
-    """(metrics, tags, timestamp_ms, step) of device ``i``'s first report plus its heartbeat tags: one log-batch."""
+    """(metrics, tags, timestamp_ms, step) of device ``i``'s first report plus its heartbeat tags, unsigned."""
+    metrics, tags, _, stamp, step = device_batch(i, model, mv, run_id)
+    return metrics, tags, stamp, step
+
+
+def bench_inputs(i: int) -> tuple[BenchmarkResult, Verdict, Provenance]:
+    """Device ``i``'s synthetic measurement, verdict and provenance: what build_report is given."""
     p50 = 20.0 + (i % 17) * 0.5 + CLASSES.index(CLASSES[i % 3]) * 10
     result = BenchmarkResult(LatencyStats(p50, p50 * 1.2, p50 * 1.6, p50 * 1.05, 0.8, 100),
                              0.90 + (i % 7) * 0.01, 64, 60.0 + i % 5, 4)
@@ -72,31 +92,100 @@ def device_bodies(i: int, model: str, mv: ModelVersion, run_id: str) -> tuple[di
                        contract.D_RUNTIME_VERSION: RUNTIME.version, contract.D_DELEGATE: "xnnpack (runtime default)",
                        contract.D_GOVERNOR: "ondemand", contract.D_THROTTLED: contract.THROTTLED_NO,
                        contract.D_THROTTLE_FLAGS: "0x0: none now"})
-    ctx = ReportContext(device_id(i), contract.CANARY_ALIAS, None, 4, RUNTIME, run_id)
-    report = build_report(ctx, mv, result, Verdict((), 0.85), prov)
-    installed = Installed(model, mv.version, "0" * 64, "/nonexistent", True)
+    return result, Verdict((), 0.85), prov
+
+
+def device_batch(i: int, model: str, mv: ModelVersion, run_id: str, state_root: Path | None = None
+                 ) -> tuple[dict[str, float], dict[str, str], dict[str, str], int, int]:
+    """(metrics, tags, params, timestamp_ms, step) of device ``i``'s first report plus its heartbeat: one log-batch.
+
+    With ``state_root`` (the device's state dir, where its sequence file lives) the report and the
+    status are signed with the device's key as edgeq-pull signs them, and the params hold the run's identity,
+    the signed report, its ``v<N>.evidence`` marker and the signed status; without, the params are empty."""
+    result, verdict, prov = bench_inputs(i)
+    key = sim_key(device_id(i)) if state_root is not None else None
+    ctx = ReportContext(device_id(i), contract.CANARY_ALIAS, None, 4, RUNTIME, run_id, key, state_root)
+    report = build_report(ctx, mv, result, verdict, prov)
+    installed = Installed(model, mv.version, mv.tags.get(contract.TAG_SHA256, "0" * 64), "/nonexistent", True)
     tags = {**report.tags, **heartbeat_tags(_Config(model), installed, ExitCode.OK, "ok", result, contract.THROTTLED_NO)}
     tags[contract.TAG_DEVICE_CLASS] = CLASSES[i % 3]
     tags[contract.TAG_HOSTNAME] = "raspberrypi"
-    return report.metrics, tags, report.timestamp_ms, report.step
+    params: dict[str, str] = {}
+    if key is not None and state_root is not None:
+        params = {contract.P_DEVICE_ID: device_id(i), contract.P_MODEL: model, **report.params,
+                  **status_params(key, state_root, _Config(model), device_id(i), installed, ExitCode.OK, "ok")}
+    return report.metrics, tags, params, report.timestamp_ms, report.step
+
+
+def fleet_experiment(uri: str, model: str) -> str:
+    """The fleet experiment's id recorded on ``model`` (recorded now, as ``edgeq device enroll`` does, when missing)."""
+    from registry_tools import enrolment
+    from registry_tools.rest_client import RestClient
+
+    return enrolment.record_fleet_experiment(RestClient(uri), model)
+
+
+def enrolments(model: str, first: int, count: int) -> dict[str, str]:
+    """The register's tags for devices ``first`` … ``first + count - 1``, in the JSON ``edgeq device enroll`` stores."""
+    from registry_tools import enrolment
+
+    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return {contract.enrolment_tag(device_id(i)):
+            enrolment.Enrolment(device_id(i), {model: sim_key(device_id(i)).public_text()}, at, "bench").to_json()
+            for i in range(first, first + count)}
+
+
+def enrol(uri: str, model: str, first: int, count: int, db_uri: str | None = None) -> float:
+    """Enrol the devices' keys for ``model``: over REST (a tag per request, as ``edgeq device enroll``), or with
+    ``db_uri`` through MLflow's own model-registry SQL store (what the server does per request, without HTTP)."""
+    from registry_tools import enrolment
+    from registry_tools.rest_client import RestClient
+
+    client = RestClient(uri)
+    fleet_experiment(uri, model)
+    enrolment._ensure_register(client)
+    tags = enrolments(model, first, count)
+    start = time.perf_counter()
+    if db_uri is None:
+        for key, value in tags.items():
+            client.set_registered_model_tag(contract.ENROLMENT_MODEL, key, value)
+    else:
+        from mlflow.entities.model_registry import RegisteredModelTag
+        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+
+        store = RegistryStore(db_uri)
+        for key, value in tags.items():
+            store.set_registered_model_tag(contract.ENROLMENT_MODEL, RegisteredModelTag(key, value))
+    return time.perf_counter() - start
+
+
+def _state_root() -> Path:
+    """Where the simulated devices keep their state dirs (``<root>/<device id>/identity/seq``: fsync'd per
+    signature, as on a device); removed after the write."""
+    return Path(tempfile.mkdtemp(prefix="edgeq-bench-devices-"))
 
 
 def write_devices(uri: str, model: str, mv: ModelVersion, first: int, count: int, threads: int = 4) -> float:
-    """Devices ``first`` … ``first + count - 1`` report on ``mv``: three requests each; returns seconds."""
+    """Devices ``first`` … ``first + count - 1`` report on ``mv``, signed: three requests each; returns seconds.
+    The fleet experiment is the one recorded on ``model`` (recorded here when missing); enrol the keys with `enrol`."""
     clients = [RegistryClient(uri) for _ in range(threads)]
-    experiment = clients[0].experiment_id(contract.FLEET_EXPERIMENT)
+    experiment = fleet_experiment(uri, model)
+    state_root = _state_root()
 
     def one(i: int) -> None:
         client = clients[i % threads]
-        identity = {contract.TAG_ROLE: contract.ROLE_DEVICE, contract.TAG_MODEL: model, contract.TAG_DEVICE_ID: device_id(i)}
-        run_id = client.start_run(experiment, f"{device_id(i)} · {model}", identity, clock.now_ms())
-        metrics, tags, stamp, step = device_bodies(i, model, mv, run_id)
-        client.log_batch(run_id, metrics, tags, stamp, step)
+        ident = {contract.TAG_ROLE: contract.ROLE_DEVICE, contract.TAG_MODEL: model, contract.TAG_DEVICE_ID: device_id(i)}
+        run_id = client.start_run(experiment, f"{device_id(i)} · {model}", ident, clock.now_ms())
+        metrics, tags, params, stamp, step = device_batch(i, model, mv, run_id, state_root / device_id(i))
+        client.log_batch(run_id, metrics, tags, stamp, step, params=params)
         client.finish_run(run_id, clock.now_ms())
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(one, range(first, first + count)))
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, range(first, first + count)))
+    finally:
+        shutil.rmtree(state_root, ignore_errors=True)
     return time.perf_counter() - start
 
 
@@ -104,21 +193,25 @@ def write_devices_direct(uri: str, db_uri: str, artifact_root: str, model: str, 
                          count: int) -> float:
     """The same bodies, written straight into the server's store with MLflow's own SQL store (``--direct``):
     what the server would do on each request, without HTTP — to reach 10,000+ devices in bounded time."""
-    from mlflow.entities import Metric, RunStatus, RunTag
+    from mlflow.entities import Metric, Param, RunStatus, RunTag
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     store = SqlAlchemyStore(db_uri, artifact_root)
-    experiment = RegistryClient(uri).experiment_id(contract.FLEET_EXPERIMENT)
+    experiment = fleet_experiment(uri, model)
+    state_root = _state_root()
     start = time.perf_counter()
-    for i in range(first, first + count):
-        identity = {contract.TAG_ROLE: contract.ROLE_DEVICE, contract.TAG_MODEL: model, contract.TAG_DEVICE_ID: device_id(i)}
-        run = store.create_run(experiment, "device", clock.now_ms(), [RunTag(k, v) for k, v in identity.items()],
-                               f"{device_id(i)} · {model}")
-        run_id = run.info.run_id
-        metrics, tags, stamp, step = device_bodies(i, model, mv, run_id)
-        store.log_batch(run_id, [Metric(k, v, stamp, step) for k, v in metrics.items()], [],
-                        [RunTag(k, v) for k, v in tags.items()])
-        store.update_run_info(run_id, RunStatus.from_string("FINISHED"), clock.now_ms(), None)
+    try:
+        for i in range(first, first + count):
+            ident = {contract.TAG_ROLE: contract.ROLE_DEVICE, contract.TAG_MODEL: model, contract.TAG_DEVICE_ID: device_id(i)}
+            run = store.create_run(experiment, "device", clock.now_ms(), [RunTag(k, v) for k, v in ident.items()],
+                                   f"{device_id(i)} · {model}")
+            run_id = run.info.run_id
+            metrics, tags, params, stamp, step = device_batch(i, model, mv, run_id, state_root / device_id(i))
+            store.log_batch(run_id, [Metric(k, v, stamp, step) for k, v in metrics.items()],
+                            [Param(k, v) for k, v in params.items()], [RunTag(k, v) for k, v in tags.items()])
+            store.update_run_info(run_id, RunStatus.from_string("FINISHED"), clock.now_ms(), None)
+    finally:
+        shutil.rmtree(state_root, ignore_errors=True)
     return time.perf_counter() - start
 
 
@@ -346,6 +439,8 @@ def build(store: Store, workers: int, threads: int, direct: bool) -> float:
     server = MlflowServer(store.root, backend_store_uri=store.backend_uri, workers=workers).start(300)
     try:
         mv = register(server.uri, MODEL)
+        enrol_s = enrol(server.uri, MODEL, 0, store.devices, server.backend_store_uri if direct else None)
+        print(f"{store.devices:,} device keys enrolled in {enrol_s:.0f} s", flush=True)
         if direct and store.backend_uri:
             write_s = write_direct_in_parallel(server.uri, server.backend_store_uri, str(server.root / "artifacts"),
                                                MODEL, mv, store.devices, threads)
