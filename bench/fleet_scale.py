@@ -125,18 +125,19 @@ def fleet_experiment(uri: str, model: str) -> str:
     return enrolment.record_fleet_experiment(RestClient(uri), model)
 
 
-def enrolments(model: str, first: int, count: int) -> dict[str, str]:
-    """The register's tags for devices ``first`` … ``first + count - 1``, in the JSON ``edgeq device enroll`` stores."""
+def enrolments(client, model: str, first: int, count: int) -> dict[str, str]:
+    """The register's bucket tags with devices ``first`` … ``first + count - 1`` added, as ``edgeq device enroll``
+    stores them."""
     from registry_tools import enrolment
 
     at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return {contract.enrolment_tag(device_id(i)):
-            enrolment.Enrolment(device_id(i), {model: sim_key(device_id(i)).public_text()}, at, "bench").to_json()
-            for i in range(first, first + count)}
+    added = [enrolment.Enrolment(device_id(i), {model: sim_key(device_id(i)).public_text()}, at, "bench")
+             for i in range(first, first + count)]
+    return enrolment.bucket_tags(enrolment.read(client), added)
 
 
 def enrol(uri: str, model: str, first: int, count: int, db_uri: str | None = None) -> float:
-    """Enrol the devices' keys for ``model``: over REST (a tag per request, as ``edgeq device enroll``), or with
+    """Enrol the devices' keys for ``model``: over REST (a bucket tag per request), or with
     ``db_uri`` through MLflow's own model-registry SQL store (what the server does per request, without HTTP)."""
     from registry_tools import enrolment
     from registry_tools.rest_client import RestClient
@@ -144,7 +145,8 @@ def enrol(uri: str, model: str, first: int, count: int, db_uri: str | None = Non
     client = RestClient(uri)
     fleet_experiment(uri, model)
     enrolment._ensure_register(client)
-    tags = enrolments(model, first, count)
+    client.set_registered_model_tag(model, contract.TAG_DEVICES_ENROLLED, "true")
+    tags = enrolments(client, model, first, count)
     start = time.perf_counter()
     if db_uri is None:
         for key, value in tags.items():

@@ -6,6 +6,7 @@ device all agree on them without importing each other.
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 
 FP32, FP16, DYNAMIC, INT8, QAT = "fp32", "fp16", "dynamic", "int8", "qat"
@@ -345,18 +346,21 @@ P_MODEL = TAG_MODEL
 D_EVIDENCE = "evidence"  # version_key(N, D_EVIDENCE): the search marker
 EVIDENCE_MARK = "1"
 # The operator's records, where device accounts can read but not write: the registered model ENROLMENT_MODEL holds
-# one tag per enrolled device (enrolment_tag), and every model the fleet pulls records the fleet experiment's id.
+# the enrolments in ENROLMENT_BUCKETS tags (enrolment_bucket_tag: a stable hash of the device id picks one; each holds
+# a JSON object device → record), so a reader fetches a 10,000-device register as ~1,000 rows, not 10,000; every model
+# the fleet pulls records the fleet experiment's id, and TAG_DEVICES_ENROLLED once a device was enrolled for it.
 ENROLMENT_MODEL = "edgeq-devices"
+ENROLMENT_BUCKETS = 1024  # a bucket tag holds up to 100,000 characters: ≈ 580 devices, so the register ≈ 590,000
+ENROLMENT_BUCKET_PREFIX = "edgeq.devices."
 TAG_FLEET_EXPERIMENT_ID = "edgeq.fleet_experiment_id"  # on each registered model: readers and devices use the id
+TAG_DEVICES_ENROLLED = "edgeq.devices_enrolled"  # on a model, "true": signed evidence is what counts for it
 TAG_ACCEPT_UNSIGNED = "edgeq.accept_unsigned"  # on a model, "true": the operator counts unsigned evidence for it
 
 
-def enrolment_tag(device_id: str) -> str:
-    """Tag on ENROLMENT_MODEL holding one device's enrolment (JSON: key, models, enrolled_at, by, revoked_at)."""
-    return f"edgeq.device.{sanitize_device_id(device_id)}"
-
-
-ENROLMENT_TAG_PREFIX = "edgeq.device."
+def enrolment_bucket_tag(device_id: str) -> str:
+    """The tag on ENROLMENT_MODEL that holds ``device_id``'s enrolment (with those of the devices sharing its bucket)."""
+    digest = hashlib.sha256(sanitize_device_id(device_id).encode("utf-8")).hexdigest()
+    return f"{ENROLMENT_BUCKET_PREFIX}{int(digest[:8], 16) % ENROLMENT_BUCKETS:03x}"
 
 
 def alias_since_tag(alias: str) -> str:

@@ -129,17 +129,19 @@ def public_key_raw(text: str) -> bytes:
     return raw
 
 
-def verify(value: str, public_key_raw_bytes: bytes) -> Payload:
-    """The payload of ``value`` when the key signed it; EvidenceError otherwise."""
+def verify(value: str, public_key: bytes | Any, payload: Payload | None = None) -> Payload:
+    """The payload of ``value`` when the key (raw bytes, or a loaded Ed25519PublicKey) signed it; EvidenceError
+    otherwise. ``payload``: what `claimed` already parsed from the same value, so it is not parsed twice."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     signature, text = split(value)
+    key = Ed25519PublicKey.from_public_bytes(public_key) if isinstance(public_key, bytes) else public_key
     try:
-        Ed25519PublicKey.from_public_bytes(public_key_raw_bytes).verify(signature, text.encode("ascii"))
+        key.verify(signature, text.encode("ascii"))
     except (InvalidSignature, UnicodeEncodeError):
         raise EvidenceError("bad signature: the enrolled key of the device it names did not sign it") from None
-    return Payload.from_json(text)
+    return payload if payload is not None else Payload.from_json(text)
 
 
 def claimed(value: str) -> Payload:

@@ -641,8 +641,8 @@ def device_list(client: MlflowClient, model: str | None, as_json: bool) -> None:
     from registry_tools import enrolment
     from registry_tools.table import render
 
-    found = [e for e in enrolment.read(client).devices.values() if model is None or model in e.models]
     model_filter = model
+    found = [e for e in enrolment.read(client).devices.values() if model is None or model in e.models]
     if as_json:
         click.echo(json.dumps([{"device": e.device, "keys": e.keys, "models": list(e.models), "enrolled_at": e.enrolled_at,
                                 "by": e.by, "revoked_at": e.revoked_at or None} for e in found], indent=2))

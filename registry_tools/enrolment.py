@@ -1,8 +1,8 @@
 """Which device keys the operator vouches for, and for which models: the enrolment register, kept in the registry.
 
-The register is the registered model ``edgeq-devices`` (contract.ENROLMENT_MODEL): one tag per
-device holding its public key, the models it may speak about, when and by whom it was enrolled,
-and when it was revoked. Only accounts with EDIT on that entry (the operator, the pipeline user)
+The register is the registered model ``edgeq-devices`` (contract.ENROLMENT_MODEL): each device's
+record — its public key for each model it may speak about, when and by whom it was enrolled, and
+when it was revoked — sits in one of ``contract.ENROLMENT_BUCKETS`` tags picked by a hash of its id. Only accounts with EDIT on that entry (the operator, the pipeline user)
 can change it; device accounts get no grant on it. Each model the fleet pulls records the
 fleet experiment's id (contract.TAG_FLEET_EXPERIMENT_ID), so neither the readers nor the devices
 find it by a name that anyone with EDIT on the experiment can change. A revocation counts from
@@ -45,43 +45,79 @@ class Enrolment:
     def models(self) -> tuple[str, ...]:
         return tuple(sorted(self.keys))
 
-    def to_json(self) -> str:
-        return json.dumps({"keys": dict(sorted(self.keys.items())), "enrolled_at": self.enrolled_at, "by": self.by,
-                           "revoked_at": self.revoked_at}, sort_keys=True)
+    def record(self) -> dict:
+        return {"keys": dict(sorted(self.keys.items())), "enrolled_at": self.enrolled_at, "by": self.by,
+                "revoked_at": self.revoked_at}
 
     @classmethod
-    def from_tag(cls, device: str, value: str) -> "Enrolment | None":
+    def from_record(cls, device: str, body: Any) -> "Enrolment | None":
         try:
-            body = json.loads(value)
-            if "keys" not in body:  # one key for all its models: {"key": …, "models": […]}
-                body["keys"] = {m: body["key"] for m in body["models"]}
             keys = {str(m): str(k) for m, k in body["keys"].items()}
             return cls(device, keys, str(body.get("enrolled_at", "")), str(body.get("by", "")),
                        str(body.get("revoked_at") or ""))
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, AttributeError):
             return None
 
 
-@dataclass(frozen=True)
 class Register:
-    devices: dict[str, Enrolment]
+    """The register as read: bucket tags kept as text and parsed only when a device in them is looked up, so a
+    decision about a few hundred devices does not parse a fleet's worth of enrolments."""
 
-    def key_for(self, device: str, model: str) -> tuple[bytes | None, str]:
-        """(raw public key, "") when ``device`` may speak about ``model``; else (None, why not)."""
-        found = self.devices.get(device)
+    def __init__(self, buckets: dict[str, str]):
+        self.buckets = buckets  # bucket tag → JSON {device: record}
+        self._parsed: dict[str, dict] = {}
+        self._keys: dict[tuple[str, str], Any] = {}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Register) and self.buckets == other.buckets
+
+    __hash__ = None  # mutable caches inside; compared by content
+
+    def _bucket(self, device: str) -> dict:
+        tag = contract.enrolment_bucket_tag(device)
+        if tag not in self._parsed:
+            try:
+                body = json.loads(self.buckets.get(tag, "{}"))
+            except ValueError:
+                body = {}
+            self._parsed[tag] = body if isinstance(body, dict) else {}
+        return self._parsed[tag]
+
+    def get(self, device: str) -> Enrolment | None:
+        return Enrolment.from_record(device, self._bucket(device).get(device))
+
+    @property
+    def devices(self) -> dict[str, Enrolment]:
+        """Every enrolment, parsed (edgeq device list)."""
+        found = {}
+        for text in self.buckets.values():
+            try:
+                body = json.loads(text)
+            except ValueError:
+                continue
+            for device, record in (body.items() if isinstance(body, dict) else ()):
+                enrolment = Enrolment.from_record(device, record)
+                if enrolment is not None:
+                    found[device] = enrolment
+        return dict(sorted(found.items()))
+
+    def key_for(self, device: str, model: str) -> tuple[Any, str]:
+        """(the loaded public key, "") when ``device`` may speak about ``model``; else (None, why not)."""
+        found = self.get(device)
         if found is None:
             return None, f"device {device!r} is not enrolled"
         if not found.active:
             return None, f"device {device!r} was revoked on {found.revoked_at}"
         if model not in found.keys:
             return None, f"device {device!r} is not enrolled for {model!r}"
-        try:
-            return evidence.public_key_raw(found.keys[model]), ""
-        except evidence.EvidenceError as exc:
-            return None, f"device {device!r} has an unusable enrolled key ({exc})"
+        if (device, model) not in self._keys:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    def for_model(self, model: str) -> list[Enrolment]:
-        return [e for e in self.devices.values() if model in e.keys]
+            try:
+                self._keys[device, model] = Ed25519PublicKey.from_public_bytes(evidence.public_key_raw(found.keys[model]))
+            except (evidence.EvidenceError, ValueError) as exc:
+                return None, f"device {device!r} has an unusable enrolled key ({exc})"
+        return self._keys[device, model], ""
 
 
 def who() -> str:
@@ -94,21 +130,39 @@ def _now() -> str:
 
 
 def read(client: Any) -> Register:
-    """Every enrolment (an empty register when none was ever made)."""
+    """Every enrolment (an empty register when none was ever made): one request, however many devices."""
     try:
         tags = client.get_registered_model(contract.ENROLMENT_MODEL).tags or {}
     except Exception as exc:  # MlflowException or rest_client.ApiError
         if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
             return Register({})
         raise
-    found = {}
-    for key, value in tags.items():
-        if key.startswith(contract.ENROLMENT_TAG_PREFIX):
-            device = key[len(contract.ENROLMENT_TAG_PREFIX):]
-            enrolment = Enrolment.from_tag(device, value)
-            if enrolment is not None:
-                found[device] = enrolment
-    return Register(dict(sorted(found.items())))
+    return Register({k: v for k, v in tags.items() if k.startswith(contract.ENROLMENT_BUCKET_PREFIX)})
+
+
+def bucket_tags(register: Register, enrolments: list[Enrolment]) -> dict[str, str]:
+    """The bucket tags that hold ``enrolments`` merged into what ``register`` holds (a bulk enrolment in one write
+    per bucket)."""
+    changed: dict[str, dict] = {}
+    for enrolment in enrolments:
+        tag = contract.enrolment_bucket_tag(enrolment.device)
+        bucket = changed.setdefault(tag, dict(register._bucket(enrolment.device)))
+        bucket[enrolment.device] = enrolment.record()
+    return {tag: json.dumps(bucket, sort_keys=True) for tag, bucket in changed.items()}
+
+
+def _write(client: Any, enrolment: Enrolment) -> None:
+    """Put one device's record into its bucket; read back, and written again when another enrolment of the same
+    bucket landed in between (two operators at once), so neither is lost."""
+    tag = contract.enrolment_bucket_tag(enrolment.device)
+    for _ in range(5):
+        bucket = dict(read(client)._bucket(enrolment.device))
+        bucket[enrolment.device] = enrolment.record()
+        client.set_registered_model_tag(contract.ENROLMENT_MODEL, tag, json.dumps(bucket, sort_keys=True))
+        if read(client)._bucket(enrolment.device).get(enrolment.device) == enrolment.record():
+            return
+    raise RegistryToolError(f"the enrolment of {enrolment.device!r} kept being overwritten by concurrent enrolments; "
+                            "run the command again")
 
 
 def _ensure_register(client: Any) -> None:
@@ -154,24 +208,26 @@ def enroll(client: Any, device: str, key: str, models: list[str] | tuple[str, ..
     for model in models:
         record_fleet_experiment(client, model)  # unknown model: RegistryToolError
     _ensure_register(client)
-    earlier = read(client).devices.get(device)
+    earlier = read(client).get(device)
     keys = dict(earlier.keys) if earlier is not None and earlier.active else {}  # its keys for other models stay
     keys.update({model: key.strip() for model in models})
     enrolment = Enrolment(device, keys, _now(), who())
-    client.set_registered_model_tag(contract.ENROLMENT_MODEL, contract.enrolment_tag(device), enrolment.to_json())
+    _write(client, enrolment)
+    for model in models:  # from now on, signed evidence is what counts for the model
+        client.set_registered_model_tag(model, contract.TAG_DEVICES_ENROLLED, "true")
     return enrolment
 
 
 def revoke(client: Any, device: str) -> Enrolment:
     """Stop counting ``device``'s evidence from the next read on; the record stays, marked revoked."""
     device = contract.sanitize_device_id(device)
-    found = read(client).devices.get(device)
+    found = read(client).get(device)
     if found is None:
         raise RegistryToolError(f"device {device!r} is not enrolled (edgeq device list shows who is)")
     if not found.active:
         return found
     revoked = Enrolment(found.device, found.keys, found.enrolled_at, found.by, _now())
-    client.set_registered_model_tag(contract.ENROLMENT_MODEL, contract.enrolment_tag(device), revoked.to_json())
+    _write(client, revoked)
     return revoked
 
 

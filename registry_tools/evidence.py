@@ -50,10 +50,8 @@ class Trust:
     experiment_recorded: bool  # found by the id recorded at setup (else by name: a fleet that never enrolled)
     accept_unsigned: bool
     accept_unsigned_why: str = ""  # "--accept-unsigned" or the model's tag
+    enrolled: bool = False  # a device was enrolled for the model: signed evidence is what counts
 
-    @property
-    def enrolled(self) -> bool:
-        return bool(self.register.for_model(self.model))
 
     def notes(self, unsigned_seen: int = 0, unverified_seen: int = 0) -> list[str]:
         """What a person must know about what counted, one line each (empty when everything was signed and enrolled)."""
@@ -84,7 +82,7 @@ def trust_for(client: Any, model: str, accept_unsigned: bool = False) -> Trust:
     by_tag = tags.get(enrolment.TAG_ACCEPT_UNSIGNED) == "true"
     why = "--accept-unsigned" if accept_unsigned else (f"{model}'s {enrolment.TAG_ACCEPT_UNSIGNED} tag" if by_tag else "")
     return Trust(model, enrolment.read(client), experiment_id, experiment_id is not None and experiment_id == recorded,
-                 accept_unsigned or by_tag, why)
+                 accept_unsigned or by_tag, why, tags.get(contract.TAG_DEVICES_ENROLLED) == "true")
 
 
 # -- finding the runs --------------------------------------------------------------------------------------------------
@@ -225,7 +223,7 @@ def read_runs(runs: Iterable[Run], trust: Trust) -> Read:
             except signed.EvidenceError as exc:
                 out.unverified.append(Unverified(run.info.run_id, "?", "", f"not signed evidence ({exc})"))
                 continue
-            if claim.model != trust.model or claim.device not in trust.register.devices:
+            if claim.model != trust.model or trust.register.get(claim.device) is None:
                 continue  # another model's business; or nobody vouches for the device: its tags are unsigned evidence
             if claim.kind == signed.KIND_REPORT and not claim.version.isdigit():
                 continue
@@ -233,7 +231,7 @@ def read_runs(runs: Iterable[Run], trust: Trust) -> Read:
             claims.setdefault((claim.device, claim.kind, version), []).append((claim, value, run))
     signed_about: set[tuple[str, str]] = set()
     for (device, kind, version), group in claims.items():
-        key, why = trust.register.key_for(device, trust.model)
+        key, why = trust.register.key_for(device, trust.model)  # a loaded key, one per device
         seen: set[str] = set()
         for claim, value, run in sorted(group, key=lambda c: c[0].seq, reverse=True):
             if value in seen:
@@ -242,7 +240,7 @@ def read_runs(runs: Iterable[Run], trust: Trust) -> Read:
             try:
                 if key is None:
                     raise signed.EvidenceError(why)
-                payload = signed.verify(value, key)
+                payload = signed.verify(value, key, claim)
             except signed.EvidenceError as exc:
                 out.unverified.append(Unverified(run.info.run_id, device, version, str(exc)))
                 continue
