@@ -10,13 +10,14 @@ the few figures an aggregate needs. A version's figures are totals and medians o
 recomputed, not patched: the cost of a pass is the runs that changed plus the reporters of the versions they
 touched, never the whole fleet's runs at once. "Behind" (devices following an alias whose target they do not
 run yet) needs every device's status: it is recounted only when an alias target is touched. ``--full`` recomputes
-every version from all runs (a first pass does that by itself).
+every version in one scan of all runs (a first pass does that by itself).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -94,17 +95,25 @@ def run(client: Any, model: str, versions: list, version_runs: dict[str, Run], a
     known = {str(mv.version): mv for mv in versions}
     touched &= set(known)
     targets = touched & set(aliases.values())
-    behind, status_runs = _behind(client, trust, aliases, counter) if targets else ({}, 0)
-    aggregates, written, reporter_runs, not_counted_all = {}, [], 0, 0
+    if full:  # one scan of every device run: all versions' reporters and every device's status at once
+        tally = _scan(evidence.device_run_pages(client, trust), trust, touched, aliases, counter)
+        reporter_runs, status_runs = tally.read, 0
+    else:
+        tally = _scan(evidence.device_run_pages(client, trust), trust, set(), aliases, counter) if targets else _Tally()
+        status_runs, reporter_runs = tally.read, 0
+        for version in sorted(touched, key=int):
+            one = _scan(evidence.device_run_pages(client, trust, version=version), trust, {version}, None, counter)
+            tally.merge(one)
+            reporter_runs += one.read
+    aggregates, written, not_counted_all = {}, [], 0
     for version in sorted(touched, key=int):
         mv = known[version]
         run_ = version_runs.get(mv.run_id) if mv.run_id else None
-        reports, unsigned, unverified, read = _reporters(client, trust, version, run_, counter)
-        reporter_runs += read
+        reports, unsigned, unverified = tally.of(version, trust, run_)
         unsigned_seen += unsigned
         not_counted_all += unverified
         stored = run_.data.metrics if run_ is not None else {}
-        lagging = {d for d in behind.get(version, set())
+        lagging = {d for d in tally.behind.get(version, set())
                    if not (d in reports and reports[d].status == contract.STATUS_REJECTED)}
         not_counted = unverified + (0 if trust.accept_unsigned else unsigned)
         if not reports and not lagging and not not_counted and contract.A_REPORTING not in stored:
@@ -162,46 +171,68 @@ def _slim(report: DeviceReport) -> DeviceReport:
                         {k: report.tags[k] for k in _KEPT_TAGS if k in report.tags}, report.trust, report.seq)
 
 
-def _reporters(client: Any, trust: evidence.Trust, version: str, version_run: Run | None,
-               counter: _Counter) -> tuple[dict[str, DeviceReport], int, int, int]:
-    """(device → its vote on ``version``, unsigned reports, unverified reports, runs read), a page at a time."""
-    votes: dict[str, DeviceReport] = {}
-    unsigned: set[str] = set()
-    unverified = read = 0
-    for page in evidence.device_run_pages(client, trust, version=version):
-        read += len(page)
+@dataclass
+class _Tally:
+    """What a scan found, per version: each device's newest vote (slimmed), the unsigned and unverified reports;
+    and, when asked, the devices behind each alias target."""
+
+    votes: dict[str, dict[str, DeviceReport]] = field(default_factory=dict)
+    unsigned: dict[str, set[str]] = field(default_factory=dict)
+    unverified: dict[str, int] = field(default_factory=dict)
+    behind: dict[str, set[str]] = field(default_factory=dict)
+    read: int = 0
+
+    def vote(self, version: str, device: str, report: DeviceReport) -> None:
+        votes = self.votes.setdefault(version, {})
+        if device not in votes or report.seq > votes[device].seq:
+            votes[device] = _slim(report)
+
+    def merge(self, other: "_Tally") -> None:
+        for version, votes in other.votes.items():
+            for device, report in votes.items():
+                self.vote(version, device, report)
+        for version, devices in other.unsigned.items():
+            self.unsigned.setdefault(version, set()).update(devices)
+        for version, count in other.unverified.items():
+            self.unverified[version] = self.unverified.get(version, 0) + count
+
+    def of(self, version: str, trust: evidence.Trust, version_run: Run | None) -> tuple[dict[str, DeviceReport], int, int]:
+        """(device → its vote on ``version``, unsigned reports, unverified reports), the legacy layout on the
+        version's own run included."""
+        votes = dict(self.votes.get(version, {}))
+        unsigned = set(self.unsigned.get(version, set()))
+        if version_run is not None:
+            legacy = evidence.Read()
+            evidence.add_legacy(legacy, trust, version, version_run.data.metrics, version_run.data.tags)
+            for device, report in legacy.reports.get(version, {}).items():
+                votes.setdefault(device, _slim(report))
+            unsigned |= set(legacy.unsigned.get(version, {}))
+        unsigned -= {d for d, r in votes.items() if r.trust == SIGNED}
+        return dict(sorted(votes.items())), len(unsigned), self.unverified.get(version, 0)
+
+
+def _scan(pages: Iterable[list[Run]], trust: evidence.Trust, versions: set[str], aliases: dict[str, str] | None,
+          counter: _Counter) -> _Tally:
+    """Verify the runs a page at a time; keep the votes on ``versions`` and (with ``aliases``) who is behind."""
+    tally = _Tally()
+    for page in pages:
+        tally.read += len(page)
         counter.add(len(page))
         found = evidence.read_runs(page, trust)
-        for device, report in found.reports.get(version, {}).items():
-            if device not in votes or report.seq > votes[device].seq:
-                votes[device] = _slim(report)
-        unsigned |= set(found.unsigned.get(version, {}))
-        unverified += found.unverified_count(version)
+        for version in versions:
+            for device, report in found.reports.get(version, {}).items():
+                tally.vote(version, device, report)
+            if version in found.unsigned:
+                tally.unsigned.setdefault(version, set()).update(found.unsigned[version])
+            count = found.unverified_count(version)
+            if count:
+                tally.unverified[version] = tally.unverified.get(version, 0) + count
+        if aliases is not None:
+            for version, devices in behind_by_version(page, aliases, found, trust).items():
+                tally.behind.setdefault(version, set()).update(devices)
         if counter.over:
             break
-    if version_run is not None:  # the legacy layout on the version's own run
-        legacy = evidence.Read()
-        evidence.add_legacy(legacy, trust, version, version_run.data.metrics, version_run.data.tags)
-        for device, report in legacy.reports.get(version, {}).items():
-            votes.setdefault(device, _slim(report))
-        unsigned |= set(legacy.unsigned.get(version, {}))
-    unsigned -= {d for d, r in votes.items() if r.trust == SIGNED}
-    return dict(sorted(votes.items())), len(unsigned), unverified, read
-
-
-def _behind(client: Any, trust: evidence.Trust, aliases: dict[str, str],
-            counter: _Counter) -> tuple[dict[str, set[str]], int]:
-    """Devices per alias target that run an older version, from every device's status, a page at a time."""
-    out: dict[str, set[str]] = {}
-    read = 0
-    for page in evidence.device_run_pages(client, trust):
-        read += len(page)
-        counter.add(len(page))
-        for version, devices in behind_by_version(page, aliases, evidence.read_runs(page, trust), trust).items():
-            out.setdefault(version, set()).update(devices)
-        if counter.over:
-            break
-    return out, read
+    return tally
 
 
 def age_note(tags: dict[str, str], now_ms: int | None = None) -> str:
