@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -285,7 +286,7 @@ def _as(creds: Path):
 def _decisions(team: Team) -> tuple[int, str, str, dict]:
     """guard --dry-run's exit and verdict line, aggregate --dry-run's line for int8, and each device's fleet status."""
     guard = team.edgeq(team.pipeline, "guard", MODEL, "--min-devices", "3", "--dry-run")
-    verdict = next((l for l in guard.stdout.splitlines() if "devices against" in l or "not enough" in l), guard.stdout)
+    verdict = guard.stdout.strip().splitlines()[-1]  # what the guard decided, one line
     agg = team.edgeq(team.pipeline, "aggregate", MODEL, "--dry-run")
     line = next((l for l in agg.stdout.splitlines() if l.startswith(f"v{team.versions['int8']}:")), agg.stdout + agg.stderr)
     fleet = team.edgeq(team.pipeline, "fleet", MODEL, "--json")
@@ -304,6 +305,7 @@ def test_one_device_account_cannot_change_a_decision(team, tmp_path):
 
     int8 = team.versions["int8"]
     honest = ("pi-h1", "pi-h2", "pi-h3")
+    since_tag = contract.alias_since_tag(contract.DEFAULT_ALIAS)
     for device in honest:
         key = identity.load_or_create(tmp_path / device).public_text()
         enrolled = team.edgeq(team.pipeline, "device", "enroll", device, "--key", key, "--model", MODEL)
@@ -338,9 +340,14 @@ def test_one_device_account_cannot_change_a_decision(team, tmp_path):
     assert blocked.status_code == 400, blocked.text
 
     # 2. runs claiming other devices, signed with the attacker's key, and unsigned ones; 3. another model
+    version_tags = {t["key"]: t["value"] for t in
+                    team.get("/api/2.0/mlflow/model-versions/get", name=MODEL, version=int8)["model_version"]["tags"]}
+    since = version_tags.get(since_tag, "")
+
     def forged_run(claimed: str, model: str = MODEL, verdict: str = contract.STATUS_REJECTED) -> None:
-        payload = evidence.Payload(evidence.KIND_REPORT, claimed, model, 10**15, 0, int8, "0" * 64, "production", "",
-                                   verdict, "forged", "no", {contract.D_P50: 1.0})
+        # In the window (now, the alias's move): only the signature can keep these out.
+        payload = evidence.Payload(evidence.KIND_REPORT, claimed, model, 10**15, int(time.time() * 1000), int8, "0" * 64,
+                                   contract.DEFAULT_ALIAS, since, verdict, "forged", "no", {contract.D_P50: 1.0})
         value = evidence.encode(payload, mallory_key.sign)
         run = as_mallory("POST", team.uri, "/api/2.0/mlflow/runs/create", {"experiment_id": fleet_id}).json()
         run_id = run["run"]["info"]["run_id"]
@@ -369,13 +376,14 @@ def test_one_device_account_cannot_change_a_decision(team, tmp_path):
     assert all(after[3][d] == (int8, "ok") for d in honest), after
     assert after[3]["flagged"] >= before[3]["flagged"] + 5, (before, after)  # the forged runs, shown as such
     # The attacker's own enrolled device has one vote, and only that.
-    own = evidence.Payload(evidence.KIND_REPORT, "pi-mallory", MODEL, identity.next_seq(tmp_path / "pi-mallory"), 0, int8,
-                           "0" * 64, "production", "", contract.STATUS_REJECTED, "its own vote", "no", {})
+    own = evidence.Payload(evidence.KIND_REPORT, "pi-mallory", MODEL, identity.next_seq(tmp_path / "pi-mallory"),
+                           int(time.time() * 1000), int8, "0" * 64, contract.DEFAULT_ALIAS, since, contract.STATUS_REJECTED,
+                           "its own vote", "no", {})
     forged_run_id = as_mallory("POST", team.uri, "/api/2.0/mlflow/runs/create", {"experiment_id": fleet_id}).json()["run"]["info"]["run_id"]
     value = evidence.encode(own, mallory_key.sign)
     assert as_mallory("POST", team.uri, "/api/2.0/mlflow/runs/log-batch", {"run_id": forged_run_id, "params": [
         {"key": contract.P_MODEL, "value": MODEL}, {"key": evidence.param_key(value), "value": value},
         {"key": contract.version_key(int8, contract.D_EVIDENCE), "value": "1"}]}).status_code == 200
     guard = team.edgeq(team.pipeline, "guard", MODEL, "--min-devices", "3", "--dry-run")
-    assert guard.returncode == 0 and "1 of 4 devices against" in guard.stdout, guard.stdout + guard.stderr
+    assert guard.returncode == 0 and "1 of 4 against" in guard.stdout, guard.stdout + guard.stderr
     assert "unverified report(s) not counted" in guard.stdout, guard.stdout
