@@ -156,7 +156,7 @@ def send_heartbeat(client: RegistryClient, state_root: Path, config: Any, device
     sent = _cached(state_root, config.model, device_id).get("sent_tags") or {}
     if contract.D_THROTTLED not in tags and isinstance(sent, dict) and contract.D_THROTTLED in sent:
         tags[contract.D_THROTTLED] = sent[contract.D_THROTTLED]  # stays on the run until a benchmark says otherwise
-    # Signed only when the tags changed (a quiet run signs and sends nothing more).
+    # Signed only when what the device runs or how its last run ended changed (a quiet run signs and sends nothing).
     status = (lambda: status_params(key, state_root, config, device_id, current, code, message)) if key else dict
     cached = _cached(state_root, config.model, device_id)
     if cached.get("sent_tags") == tags and not due(cached.get("beat_at_ms"), clock.now_ms(), heartbeat_s(config),
@@ -182,10 +182,16 @@ def due(beat_at_ms: Any, now_ms: int, every_s: float, interval_s: float) -> bool
     return age_s < 0 or age_s + interval_s / 2 >= every_s
 
 
+# The tags a signed status covers: a change of any other (the clock's skew, the hostname) rewrites the tags only.
+STATUS_TAGS = (contract.TAG_ALIAS, contract.TAG_RUNNING_VERSION, contract.TAG_LAST_STATUS, contract.TAG_LAST_REASON)
+
+
 def _beat(client: RegistryClient, state_root: Path, model: str, device_id: str, run_id: str, tags: dict[str, str],
           status: Callable[[], dict[str, str]] = dict) -> None:
-    if _cached(state_root, model, device_id).get("sent_tags") != tags:
-        client.log_batch(run_id, {}, tags, params=status())
+    sent = _cached(state_root, model, device_id).get("sent_tags")
+    if sent != tags:
+        changed = not isinstance(sent, dict) or any(sent.get(k) != tags.get(k) for k in STATUS_TAGS)
+        client.log_batch(run_id, {}, tags, params=status() if changed else {})
         _save(state_root, model, device_id, run_id, tags)
     now = clock.now_ms()
     client.finish_run(run_id, now)

@@ -161,3 +161,16 @@ def test_a_changed_running_version_sends_a_signed_status_and_a_quiet_run_costs_t
     latest = statuses[-1]
     assert (latest.device, latest.model, latest.alias, latest.verdict) == (DEVICE, fresh_model, "production", "healthy")
     assert latest.sha256 == rest.version_tags(fresh_model, second.version)[contract.TAG_SHA256]
+
+
+def test_a_clock_skew_change_alone_signs_no_new_status(register, rest, registry, fresh_model, tmp_path, monkeypatch):
+    """The heartbeat rewrites its tags when the clock's skew moves; what the device runs did not change, so no new
+    signed status (a param row) is written."""
+    register(fresh_model, "fp32")
+    assert pull(_config(tmp_path, fresh_model, heartbeat_s=0), registry).code == Exit.OK
+    statuses = [p for p in _signed(rest, tmp_path) if p.kind == evidence.KIND_STATUS]
+    monkeypatch.setenv(contract.ENV_CLOCK_OFFSET_S, "600")  # the device's clock now runs ten minutes ahead
+    assert pull(_config(tmp_path, fresh_model, heartbeat_s=0), registry).code == Exit.OK
+    tags = {t["key"]: t["value"] for t in rest.run(device_run_id(tmp_path))["data"]["tags"]}
+    assert abs(int(tags[contract.TAG_CLOCK_SKEW_S]) - 600) <= 1  # the heartbeat's tags did change (± the Date header's second)
+    assert [p for p in _signed(rest, tmp_path) if p.kind == evidence.KIND_STATUS] == statuses
