@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import threading

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from edge import contract
+from edge.limits import parse_p99
 from edge.registry_client import AuthError, RegistryError, ServerUnreachable, check_server, redact_uri
 from registry_tools import program
 
@@ -328,7 +329,7 @@ def canary_limits(require_devices: int | None, max_accuracy_drop: float | None, 
         raise BadInput("--from needs --require-devices N (N ≥ 1): how many devices must have reported the version healthy")
     # A bad limit raises ValueError: the group makes it BadInput.
     return judge.Limits(min_devices=require_devices, max_accuracy_drop=max_accuracy_drop,
-                        max_p99_ms=judge.parse_p99(max_p99_ms), max_rss_mb=max_rss_mb)
+                        max_p99_ms=parse_p99(max_p99_ms), max_rss_mb=max_rss_mb)
 
 
 def _check_from(from_alias: str | None, alias: str, version: str | None, best: bool) -> None:
@@ -530,7 +531,7 @@ def guard_command(client: MlflowClient, model: str, alias: str, min_devices: int
     """
     from registry_tools import guard as guard_mod
 
-    limits = judge.Limits(min_devices, max_rejected_fraction, margin, max_accuracy_drop, judge.parse_p99(max_p99_ms),
+    limits = judge.Limits(min_devices, max_rejected_fraction, margin, max_accuracy_drop, parse_p99(max_p99_ms),
                           max_rss_mb, max_slowdown)  # ValueError: bad input
     policy = guard_mod.Policy(consecutive, fresh_reports, cooldown_s)
     outcome = guard_mod.guard(client, model, alias, limits, policy, dry_run, accept_unsigned)

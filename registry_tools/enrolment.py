@@ -23,7 +23,6 @@ from registry_tools.lookup import RegistryToolError, registered_model
 
 _DESCRIPTION = ("edgeq's device enrolment register: one tag per device (its Ed25519 public key and the models it may "
                 "report on). Written by `edgeq device enroll / revoke`; devices must not be granted EDIT here.")
-TAG_ACCEPT_UNSIGNED = contract.TAG_ACCEPT_UNSIGNED
 
 
 @dataclass(frozen=True)
@@ -231,18 +230,13 @@ def revoke(client: Any, device: str) -> Enrolment:
     return revoked
 
 
-def accepts_unsigned(client: Any, model: str) -> bool:
-    """Whether the operator said, on the model, that unsigned evidence counts for it."""
-    return (registered_model(client, model).tags or {}).get(TAG_ACCEPT_UNSIGNED) == "true"
-
-
 def set_accept_unsigned(client: Any, model: str, accept: bool) -> None:
     registered_model(client, model)  # unknown model: RegistryToolError
     if accept:
-        client.set_registered_model_tag(model, TAG_ACCEPT_UNSIGNED, "true")
+        client.set_registered_model_tag(model, contract.TAG_ACCEPT_UNSIGNED, "true")
     else:
         try:
-            client.delete_registered_model_tag(model, TAG_ACCEPT_UNSIGNED)
+            client.delete_registered_model_tag(model, contract.TAG_ACCEPT_UNSIGNED)
         except Exception as exc:
             if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
                 raise

@@ -79,8 +79,8 @@ def trust_for(client: Any, model: str, accept_unsigned: bool = False) -> Trust:
     if experiment_id is None:
         found = client.get_experiment_by_name(contract.FLEET_EXPERIMENT)
         experiment_id = found.experiment_id if found else None
-    by_tag = tags.get(enrolment.TAG_ACCEPT_UNSIGNED) == "true"
-    why = "--accept-unsigned" if accept_unsigned else (f"{model}'s {enrolment.TAG_ACCEPT_UNSIGNED} tag" if by_tag else "")
+    by_tag = tags.get(contract.TAG_ACCEPT_UNSIGNED) == "true"
+    why = "--accept-unsigned" if accept_unsigned else (f"{model}'s {contract.TAG_ACCEPT_UNSIGNED} tag" if by_tag else "")
     return Trust(model, enrolment.read(client), experiment_id, experiment_id is not None and experiment_id == recorded,
                  accept_unsigned or by_tag, why, tags.get(contract.TAG_DEVICES_ENROLLED) == "true")
 

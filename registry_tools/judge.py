@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from edge import contract
-from edge.limits import p99_for, parse_p99  # noqa: F401  (parse_p99: the one spelling, edgeq-pull's too)
+from edge.limits import p99_for
 from registry_tools import evidence
 from registry_tools import history as alias_history
 from registry_tools.device_reports import SIGNED, DeviceReport

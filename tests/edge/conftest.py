@@ -10,6 +10,7 @@ import pytest
 
 from edge import contract
 from edge.registry_client import RegistryClient
+from tests.edge.fault_proxy import FaultProxy
 from tests.edge.registry_rest import MlflowRest, Registered, fixture_bundle, fixture_variants, register_fixture
 from tests.servers import MlflowServer
 
@@ -57,3 +58,11 @@ def register(rest: MlflowRest) -> Register:
 def registry(server: MlflowServer) -> RegistryClient:
     """The device's own REST client, on the session's server."""
     return RegistryClient(server.uri)
+
+
+@pytest.fixture()
+def proxy(server: MlflowServer):
+    """A loopback proxy in front of the session's server that injects faults (tests/edge/fault_proxy.py)."""
+    p = FaultProxy(server.uri)
+    yield p
+    p.close()

@@ -16,7 +16,6 @@ from edge.puller import PullConfig, pull
 from edge.registry_client import Deadline, RegistryClient
 from edge.state import DeviceState
 from tests.conftest import REPO
-from tests.edge.fault_proxy import FaultProxy
 from tests.edge.registry_rest import disagreeing_bundle
 from tests.edge.reports import device_report
 
@@ -25,13 +24,6 @@ EDGEQ_PULL = str(Path(sys.executable).with_name("edgeq-pull"))
 
 def _config(state: Path, model: str, **kw) -> PullConfig:
     return PullConfig(model=model, state_dir=state, device_id="pi-fault", runs=5, warmup=1, **kw)
-
-
-@pytest.fixture()
-def proxy(server):
-    p = FaultProxy(server.uri)
-    yield p
-    p.close()
 
 
 def _run_cli(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:

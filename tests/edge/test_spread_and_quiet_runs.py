@@ -12,20 +12,12 @@ from edge import clock, contract, schedule
 from edge.contract import ExitCode as Exit
 from edge.puller import PullConfig, pull
 from edge.registry_client import Deadline, RegistryClient, backoff_s
-from tests.edge.fault_proxy import FaultProxy
 
 LOCKED = b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "(sqlite3.OperationalError) database is locked"}'
 
 
 def _config(state, model, **kw) -> PullConfig:
     return PullConfig(model=model, state_dir=state, device_id="pi-spread", runs=5, warmup=1, **kw)
-
-
-@pytest.fixture()
-def proxy(server):
-    p = FaultProxy(server.uri)
-    yield p
-    p.close()
 
 
 def _device_run(rest, model: str) -> dict:

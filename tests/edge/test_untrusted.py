@@ -15,7 +15,6 @@ from edge.outbox import Outbox, Report
 from edge.puller import PullConfig, pull
 from edge.registry_client import RegistryClient
 from edge.state import DeviceState
-from tests.edge.fault_proxy import FaultProxy
 from tests.edge.registry_rest import copy_bundle, fixture_metrics, fixture_tags, register_bundle, rewrite_manifest
 from tests.edge.reports import device_report
 
@@ -28,13 +27,6 @@ def _config(state: Path, model: str, **kw) -> PullConfig:
 
 def _device_tag(rest, state: Path, version: str, name: str) -> str | None:
     return device_report(rest, state, version)[1].get(name)
-
-
-@pytest.fixture()
-def proxy(server):
-    p = FaultProxy(server.uri)
-    yield p
-    p.close()
 
 
 # 5. A lying server: 200 and `{}` to everything.

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from edge import contract
+from edge.limits import parse_p99
 from registry_tools import judge
 from registry_tools.device_reports import DeviceReport
 from tests.registry_tools.devices import edgeq, new_model, report, tiny_version
@@ -156,7 +157,7 @@ def _votes(limits: judge.Limits, *reports: DeviceReport) -> dict[str, judge.Vote
 
 
 def test_rules_a_device_limit_overrides_the_one_for_all_devices():
-    limits = judge.Limits(2, max_p99_ms=judge.parse_p99(["all=3", "pi-slow=10"]))
+    limits = judge.Limits(2, max_p99_ms=parse_p99(["all=3", "pi-slow=10"]))
     votes = _votes(limits, _report("pi-slow", **{contract.D_P99: 8.0}), _report("pi-a", **{contract.D_P99: 4.0}))
     assert votes["pi-slow"].vote == judge.FOR
     assert votes["pi-a"].vote == judge.AGAINST and votes["pi-a"].why.startswith("p99 4.00 ms > limit 3 ms (all)")

@@ -7,6 +7,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from edge import contract
+from edge.limits import parse_p99
 from edge.gate import GateLimits
 from edge.puller import Exit, PullConfig, pull
 from edge.registry_client import RegistryClient
@@ -195,7 +196,7 @@ def _report(device: str, status: str, throttled: str = "no", **metrics: float) -
 
 
 def test_device_rules_without_a_server():
-    limits = judge.Limits(max_p99_ms=judge.parse_p99(["20", "pi-slow=50"]), max_accuracy_drop=5.0)
+    limits = judge.Limits(max_p99_ms=parse_p99(["20", "pi-slow=50"]), max_accuracy_drop=5.0)
     window = judge.Window("production", "7", "", "")
 
     def vote(report: DeviceReport, accuracy: float) -> judge.Vote:
