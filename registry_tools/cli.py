@@ -651,7 +651,10 @@ def device_list(client: MlflowClient, model: str | None, as_json: bool) -> None:
     if not found:
         click.echo("no device enrolled (on the device: edgeq-pull identity; then: edgeq device enroll ID --key … --model …)")
         return
-    rows = [[e.device, model, key[:20] + "…", e.enrolled_at, e.by, e.revoked_at or "—"]
+    def when(iso: str) -> str:  # to the minute, UTC: the table fits 100 columns
+        return iso[:16].replace("T", " ") or "—"
+
+    rows = [[e.device, model, key[:12] + "…", when(e.enrolled_at), e.by, when(e.revoked_at)]
             for e in found for model, key in sorted(e.keys.items()) if model_filter in (None, model)]
     click.echo("\n".join(render(["device", "model", "key", "enrolled", "by", "revoked"], rows)))
 
