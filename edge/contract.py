@@ -381,3 +381,22 @@ DEFAULT_SLOWDOWN_MARGIN = 0.05  # the median ratio must exceed --max-slowdown by
 # Model-version tag a person's override writes: a device that remembered refusing the version retries it once
 # when the token differs from the one it recorded with the refusal.
 TAG_RETRY = "edgeq.retry"
+
+
+# Staged rollout (registry_tools/rollout.py decides, edge/rollout_share.py is the device's side) -----------------------
+# On the version V behind an alias, while V is rolled out in stages: which share of the devices following that alias
+# may take V, and the version P the others keep. JSON {"share": <percent, 0 < share < 100>, "fallback": "<P>"};
+# absent (or removed when the last stage is reached) means every device takes V.
+def rollout_tag(alias: str) -> str:
+    """Model-version tag: the share of ``alias``'s devices that may take this version, and the fallback version."""
+    return f"edgeq.rollout.{alias}"
+
+
+def rollout_state_tag(alias: str) -> str:
+    """Registered-model tag: the rollout behind ``alias`` (JSON: version, fallback, steps, stage, limits, pause)."""
+    return f"edgeq.rollout.state.{alias}"
+
+
+ROLLOUT_BY = "rollout"  # the history's "by" of the moves and stage steps `edgeq rollout` makes on its own
+DEFAULT_ROLLOUT_STEPS = (5.0, 25.0, 100.0)
+DEFAULT_ROLLOUT_MIN_STAGE_S = 3600.0  # a stage lasts at least this long before the judge may advance it

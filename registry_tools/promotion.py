@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from edge import contract
+from edge.rollout_share import Share
 from edge.runtime import parse_version
 from registry_tools import history as alias_history
 from registry_tools.rest_client import error_code
@@ -125,7 +126,7 @@ def _v(version: str | None) -> str:
 
 
 def _point_alias(client: MlflowClient, name: str, alias: str, version: str, expected: str | None, by: str | None = None,
-                 retry: str = "", new_window: bool = True) -> bool:
+                 retry: str = "", new_window: bool = True, share: Share | None = None) -> bool:
     """Move ``alias`` from ``expected`` to ``version`` unless someone moved it meanwhile (AliasRaced, nothing written).
 
     MLflow has no compare-and-set: the alias is read right before and right after the write. A promotion to another
@@ -133,14 +134,20 @@ def _point_alias(client: MlflowClient, name: str, alias: str, version: str, expe
     alias moves so that every device that resolves the alias to it signs the new window into its reports. A
     rollback (``new_window=False``) returns the version to the window it had: the reports its devices made while
     the alias pointed at it before still hold, and those devices do not report a version they already run.
+    ``share`` (a staged rollout) limits which devices take the version; any other move removes a share it carried.
     """
     current = current_version(client, name, alias)
     if current != expected:
         raise AliasRaced(f"alias {alias!r} of {name!r} moved to {_v(current)} meanwhile (expected {_v(expected)}); "
                          "nothing changed: look at edgeq history and decide again")
     now = now_iso()
+    target_tags = model_version(client, name, version).tags or {}
+    if share is not None:  # written before the alias moves: no device sees the version without its share
+        client.set_model_version_tag(name, version, contract.rollout_tag(alias), share.encode())
+    elif contract.rollout_tag(alias) in target_tags:  # any other move gives the version to every device
+        client.delete_model_version_tag(name, version, contract.rollout_tag(alias))
     since_key = contract.alias_since_tag(alias)
-    if (current != str(version) and (new_window or not model_version(client, name, version).tags.get(since_key))) or retry:
+    if (current != str(version) and (new_window or not target_tags.get(since_key))) or retry:
         client.set_model_version_tag(name, version, since_key, now)
     if retry:
         client.set_model_version_tag(name, version, contract.TAG_RETRY, retry)

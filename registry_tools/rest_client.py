@@ -274,6 +274,9 @@ class RestClient(RegistryClient):
     def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         self._post("model-versions/set-tag", {"name": name, "version": str(version), "key": key, "value": value})
 
+    def delete_model_version_tag(self, name: str, version: str, key: str) -> None:
+        self._json("DELETE", _API + "model-versions/delete-tag", json={"name": name, "version": str(version), "key": key})
+
     def transition_model_version_stage(self, name: str, version: str, stage: str,
                                        archive_existing_versions: bool = False) -> None:
         self._post("model-versions/transition-stage", {"name": name, "version": str(version), "stage": stage,
