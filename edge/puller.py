@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from edge import contract, identity, provenance
+from edge import contract, identity, provenance, rollout_share
 from edge.benchmark import BenchmarkResult
 from edge.bundle import BundleError, check_sample_header, is_sha256, read_labels, sha256_file, verify_bundle
 from edge.contract import ExitCode as Exit
@@ -199,7 +199,16 @@ class _Run:
             return Outcome(Exit.UNREACHABLE, f"{exc}; {len(self.outbox.pending())} report(s) queued")
         except RegistryError as exc:  # credentials refused, or the request itself
             return Outcome(Exit.BAD_CONFIG, str(exc))
-        outcome = self._handle(mv)
+        try:
+            staged = self._staged(mv)
+        except NotFound as exc:
+            return Outcome(Exit.BAD_CONFIG, f"model {self.config.model!r}: the fallback of v{mv.version}'s staged rollout "
+                                            f"is not on the server ({exc}); {self._serving()}", mv.version)
+        except ServerUnreachable as exc:
+            return Outcome(Exit.UNREACHABLE, f"{exc}; {self._serving()}", mv.version)
+        except RegistryError as exc:
+            return Outcome(Exit.BAD_CONFIG, str(exc), mv.version)
+        outcome = staged if isinstance(staged, Outcome) else self._handle(staged)
         self._heartbeat(mv, outcome)
         return outcome
 
@@ -211,6 +220,32 @@ class _Run:
     def _resolve(self) -> ModelVersion:
         c = self.config
         return self.client.version(c.model, c.version) if c.version else self.client.version_by_alias(c.model, c.alias)
+
+    def _staged(self, mv: ModelVersion) -> ModelVersion | Outcome:
+        """The version this device takes while the alias's version ``mv`` is rolled out in stages (edge/rollout_share.py).
+
+        Inside the share, or already running ``mv``: ``mv``. Outside it: the fallback, an Outcome without a request
+        when the device already runs it. A device pinned to a version (--version) takes what it was given.
+        """
+        if self.config.version:
+            return mv
+        try:
+            share = rollout_share.share_of(mv.tags, self.config.alias)
+        except ValueError as exc:
+            return Outcome(Exit.BAD_CONFIG, f"v{mv.version} of {mv.name!r} carries an unreadable staged-rollout tag "
+                                            f"{contract.rollout_tag(self.config.alias)!r} ({exc}): nothing changed, "
+                                            f"{self._serving()}; the operator fixes it (edgeq rollout status)", mv.version)
+        if share is None:
+            return mv
+        current = self.state.current()
+        if (current and (current.name, current.version) == (mv.name, mv.version)) \
+                or rollout_share.takes(self.device_id, mv.version, share.percent):
+            return mv  # a device that took the version keeps it whatever the share does later
+        stage = f"outside the {share.percent:g} % stage of v{mv.version}"
+        if current and (current.name, current.version) == (mv.name, share.fallback) and current.benchmarked:
+            return Outcome(Exit.OK, self._note(f"{mv.name}: {stage}; v{share.fallback} keeps serving"), share.fallback)
+        log.info("%s: %s; taking its fallback v%s", mv.name, stage, share.fallback)
+        return self.client.version(mv.name, share.fallback)
 
     def _handle(self, mv: ModelVersion) -> Outcome:
         sha = mv.tags.get(contract.TAG_SHA256, "")

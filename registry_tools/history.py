@@ -32,7 +32,8 @@ PROMOTE = "promote"
 ROLLBACK = "rollback"
 OVERRIDE = "override"  # a person promoted a version the guard had rolled back
 OUTSIDE = contract.HISTORY_OUTSIDE
-KINDS = (PROMOTE, ROLLBACK, OVERRIDE, OUTSIDE)
+ROLLOUT = "rollout"  # a staged rollout's stage, pause or end: the alias stays at its version (vN → vN)
+KINDS = (PROMOTE, ROLLBACK, OVERRIDE, OUTSIDE, ROLLOUT)
 UNKNOWN_BY = "unknown"  # who moved an alias outside edgeq: MLflow does not say
 
 STORE_LIMIT = 5000  # characters of a registered-model tag value or description in MLflow's SQL stores
