@@ -17,7 +17,7 @@ from edge.device_info import stable_device_id
 from edge.gate import GateLimits
 from edge.puller import PullConfig, pull
 from edge.registry_client import Credentials, Deadline, RegistryClient, check_tracking_uri, tls_verify_from_env
-from edge.schedule import cron_line, install_cron_line, run_limit_s, schedule_key, slot_s, systemd_units
+from edge.schedule import CrontabError, cron_line, install_cron_line, run_limit_s, schedule_key, slot_s, systemd_units
 from edge.runtime import RUNTIME_PACKAGES
 from edge.sandbox import DEFAULT_MAX_RSS_MB
 from edge.state import path_component
@@ -186,9 +186,13 @@ def schedule(ctx: click.Context, every_minutes: int | None, systemd: bool, insta
         line = cron_line(command, every, key, log_file, limit, offset)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    if install:
+        try:
+            install_cron_line(line, key)
+        except CrontabError as exc:
+            _exit(ExitCode.BAD_CONFIG, str(exc))
     click.echo(line)
     if install:
-        install_cron_line(line, key)
         click.echo("installed in crontab", err=True)
 
 

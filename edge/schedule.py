@@ -105,8 +105,46 @@ def merge_crontab(existing: str, line: str, key: str) -> str:
     return "\n".join(out) + "\n"
 
 
+class CrontabError(Exception):
+    """The crontab could not be read or written; the message is one line naming the problem and the fix."""
+
+
+_INSTEAD = "or rerun with --systemd instead of --install for a systemd service and timer"
+_TIMEOUT_S = 60
+
+
+def _crontab(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["crontab", *args], input=stdin, capture_output=True, text=True, errors="replace",
+                              timeout=_TIMEOUT_S)
+    except FileNotFoundError:
+        raise CrontabError(f"no crontab command on this machine (cron is not installed): "
+                           f"install it (sudo apt-get install cron), {_INSTEAD}") from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CrontabError(f"cannot run crontab ({exc}): nothing changed; {_INSTEAD}") from None
+
+
+def _said(proc: subprocess.CompletedProcess) -> str:
+    first = next((line.strip() for line in proc.stderr.splitlines() if line.strip()), "")
+    return f"exit {proc.returncode}" + (f": {first}" if first else "")
+
+
 def install_cron_line(line: str, key: str) -> None:
-    """Put ``line`` into the user's crontab, replacing only the line of the same puller."""
-    current = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
-    existing = current.stdout if current.returncode == 0 else ""
-    subprocess.run(["crontab", "-"], input=merge_crontab(existing, line, key), text=True, check=True)
+    """Put ``line`` into the user's crontab, replacing only the line of the same puller.
+
+    Raises CrontabError (nothing changed) when crontab is missing, the current table cannot be read, or the
+    new one is refused.
+    """
+    current = _crontab(["-l"])
+    if current.returncode == 0:
+        existing = current.stdout
+    elif "no crontab" in current.stderr.lower():  # cron's answer for a user without a table yet
+        existing = ""
+    else:
+        # Writing now would replace a table we could not read: other jobs of this user would be lost.
+        raise CrontabError(f"cannot read this user's crontab (crontab -l, {_said(current)}): nothing changed; "
+                           f"fix that (cron.allow, cron.deny), {_INSTEAD}")
+    written = _crontab(["-"], merge_crontab(existing, line, key))
+    if written.returncode != 0:
+        raise CrontabError(f"crontab refused the new table (crontab -, {_said(written)}): nothing changed; "
+                           f"fix that (cron.allow, cron.deny), {_INSTEAD}")
