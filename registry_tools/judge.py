@@ -383,8 +383,12 @@ def _slowdown(limits: Limits, voters: list[Vote]) -> tuple[str, str]:
 # -- reading a window from the server ----------------------------------------------------------------------------------
 
 def evaluate(client: Any, name: str, alias: str, limits: Limits, trust: evidence.Trust | None = None,
-             replaced: str | None = None, now_ms: int | None = None) -> Verdict:
-    """Judge the version behind ``alias`` on the whole window of its evidence."""
+             replaced: str | None = None, now_ms: int | None = None, stage: tuple[str, int] | None = None) -> Verdict:
+    """Judge the version behind ``alias`` on the whole window of its evidence.
+
+    ``stage`` = (what, since ms) narrows the window to reports made since a stage of a staged rollout began: the
+    others are no vote ("made in an earlier stage").
+    """
     trust = trust or evidence.trust_for(client, name)
     version = (registered_model(client, name).aliases or {}).get(alias)
     if version is None:
@@ -398,8 +402,16 @@ def evaluate(client: Any, name: str, alias: str, limits: Limits, trust: evidence
     if replaced and limits.max_slowdown is not None:
         before = evidence.for_version(client, name, replaced, cap=MAX_DEVICES, trust=trust).reports
     votes = [vote(r, window, limits, found.registered_accuracy, before.get(r.device)) for r in found.reports.values()]
+    if stage is not None:
+        votes = [_in_stage(v, *stage) for v in votes]
     notes = tuple(n for n in found.notes() if "(the cap)" not in n) + ((window.describe(),) if not window.since else ())
     return decide(alias, version, replaced, limits, window, votes, found.truncated, notes, found.run_id, now_ms)
+
+
+def _in_stage(v: Vote, what: str, since_ms: int) -> Vote:
+    if v.vote == EXCLUDED or (v.at_ms is not None and v.at_ms >= since_ms - _TOLERANCE_MS):
+        return v
+    return Vote(v.device, EXCLUDED, f"made in an earlier stage, before {what}", v.alias, v.at_ms, v.ratio, v.report)
 
 
 def table(verdict: Verdict) -> str:

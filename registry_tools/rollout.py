@@ -1,0 +1,405 @@
+"""A staged rollout: the version V behind an alias goes to a growing share of its devices, judged at every stage.
+
+Rolling V out behind alias A from P means: A points at V, V carries the share of A's devices that may take it and
+P as the fallback (``contract.rollout_tag``, read by every device, edge/rollout_share.py), and the registered model
+carries the rollout's own state (``contract.rollout_state_tag``: steps, stage, when it began, limits, pause).
+
+Each ``step`` asks the judge (registry_tools/judge.py) about the current stage's window — reports on V by devices
+following A, made since the stage began — and
+
+- **advances** one step when it says keep and the stage is old enough (``min_stage_s``); the last step removes
+  the share, so every device takes V, and the rollout is complete;
+- **holds** when it says hold, or the stage is younger than ``min_stage_s``; nothing moves;
+- **rolls back** the whole alias to P when it says roll back, marking V as the guard marks a version it rolled
+  back (a person promotes it again only with --override-guard).
+
+Every start, stage, pause, resume and end is an event in the alias history. A move of the alias by anyone else (a
+promote, a rollback, the MLflow UI) ends the rollout: the next step says so and records it.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from edge import contract
+from edge.rollout_share import Share
+from registry_tools import evidence, judge, promotion
+from registry_tools import history as alias_history
+from registry_tools.lookup import GateRefused, RegistryToolError, model_version, registered_model
+
+RUNNING, PAUSED, COMPLETE, ROLLED_BACK, REPLACED = "running", "paused", "complete", "rolled back", "replaced"
+ENDED = (COMPLETE, ROLLED_BACK, REPLACED)
+ADVANCE = "advance"  # a step's decision besides judge.KEEP / HOLD / ROLL_BACK: the share grew
+_REASON_CHARS = 1500
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a rollout proceeds: the shares in percent (the last is 100) and what each stage must show."""
+
+    steps: tuple[float, ...] = contract.DEFAULT_ROLLOUT_STEPS
+    min_stage_s: float = contract.DEFAULT_ROLLOUT_MIN_STAGE_S
+    limits: judge.Limits = field(default_factory=judge.Limits)
+
+    def __post_init__(self) -> None:
+        steps = self.steps
+        if not steps or any(not 0 < s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
+            raise ValueError(f"--steps must be increasing percentages above 0 and at most 100, got "
+                             f"{','.join(f'{s:g}' for s in steps) or 'none'}")
+        if steps[-1] != 100:
+            raise ValueError(f"--steps must end at 100 (every device), got {','.join(f'{s:g}' for s in steps)}")
+        if len(steps) < 2:
+            raise ValueError("--steps needs a stage below 100 before 100; to give a version to every device at once "
+                             "use edgeq promote")
+        if self.min_stage_s < 0:
+            raise ValueError(f"--min-stage-time must be 0 or more, got {self.min_stage_s:g} s")
+
+
+def parse_steps(text: str) -> tuple[float, ...]:
+    """``5,25,100`` → (5.0, 25.0, 100.0); ValueError naming the bad part."""
+    try:
+        return tuple(float(part.strip().rstrip("%")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--steps takes percentages separated by commas, e.g. 5,25,100; got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The rollout behind one alias, as the registered model's state tag keeps it."""
+
+    alias: str
+    version: str
+    fallback: str
+    plan: Plan
+    stage: int  # index into plan.steps
+    stage_since: str  # ISO 8601, UTC
+    status: str  # RUNNING, PAUSED or one of ENDED
+    started_by: str
+    started_at: str
+    note: str = ""  # who paused it, how it ended
+
+    @property
+    def share(self) -> float:
+        return self.plan.steps[self.stage]
+
+    @property
+    def stage_since_ms(self) -> int:
+        return judge.to_ms(self.stage_since) or 0
+
+    def describe_stage(self) -> str:
+        return f"stage {self.stage + 1} of {len(self.plan.steps)} ({self.share:g} %)"
+
+    def encode(self) -> str:
+        data = asdict(self)
+        data["plan"] = {"steps": list(self.plan.steps), "min_stage_s": self.plan.min_stage_s,
+                        "limits": {k: v for k, v in asdict(self.plan.limits).items()}}
+        return json.dumps(data, sort_keys=True)
+
+
+def decode(text: str) -> Rollout:
+    """The state tag's value; RegistryToolError when someone edited it into something else."""
+    try:
+        data = json.loads(text)
+        plan = data.pop("plan")
+        limits = dict(plan.get("limits") or {})
+        limits["max_p99_ms"] = tuple(tuple(pair) for pair in limits.get("max_p99_ms") or ())
+        made = Rollout(plan=Plan(tuple(float(s) for s in plan["steps"]), float(plan["min_stage_s"]),
+                                 judge.Limits(**limits)), **data)
+        contract.check_version_number(made.version), contract.check_version_number(made.fallback)
+        if not 0 <= made.stage < len(made.plan.steps) or judge.to_ms(made.stage_since) is None:
+            raise ValueError("stage out of range")
+        return made
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise RegistryToolError(f"the rollout state tag is unreadable ({type(exc).__name__}: {exc}); start the rollout "
+                                "again (edgeq rollout start) or promote a version (edgeq promote)") from None
+
+
+def read(client: Any, name: str, alias: str) -> Rollout | None:
+    raw = (registered_model(client, name).tags or {}).get(contract.rollout_state_tag(alias))
+    return decode(raw) if raw else None
+
+
+def _save(client: Any, name: str, rollout: Rollout) -> None:
+    client.set_registered_model_tag(name, contract.rollout_state_tag(rollout.alias), rollout.encode())
+
+
+def _now_iso() -> str:
+    return promotion.now_iso()
+
+
+def _event(client: Any, name: str, rollout: Rollout, why: str, by: str | None = None) -> None:
+    alias_history.record(client, name, alias_history.new_event(alias_history.ROLLOUT, rollout.alias, rollout.version,
+                                                               rollout.version, why[:_REASON_CHARS], by=by))
+
+
+# -- start ------------------------------------------------------------------------------------------------------------
+
+def start(client: Any, name: str, version: str, alias: str, plan: Plan, gate: promotion.Gate = promotion.Gate(),
+          reason: str = "", dry_run: bool = False) -> tuple[Rollout, str]:
+    """Point ``alias`` at ``version`` for the first share of its devices; the others keep the version it replaces.
+
+    A rollout already running behind the alias is replaced (the history says so): of the same version, it starts
+    over at the first step (devices that took the version keep it); of another, its fallback stays the fallback.
+    """
+    version = contract.check_version_number(version)
+    checked = promotion.check_gate(client, name, version, gate)
+    refused = promotion.guard_rolled_back(client, name, version)
+    if refused:
+        raise GateRefused(f"the guard rolled v{version} back {refused}; to give it to devices again say "
+                          f"edgeq promote {name} {version} --alias {alias} --override-guard")
+    if not dry_run:
+        alias_history.notice(client, name, "edgeq rollout")
+    current = promotion.current_version(client, name, alias)
+    earlier = read(client, name, alias)
+    running = earlier if earlier and earlier.status not in ENDED and earlier.version == current else None
+    if current is None:
+        raise RegistryToolError(f"alias {alias!r} of {name!r} points at no version: there is nothing to fall back to; "
+                                f"give it a first version with edgeq promote {name} VERSION --alias {alias}")
+    if current == version and running is None:
+        raise RegistryToolError(f"v{version} is already behind {alias} for every device; nothing to roll out")
+    fallback = running.fallback if running else current
+    by = getpass.getuser()
+    now = _now_iso()
+    rollout = Rollout(alias, version, fallback, plan, 0, now, RUNNING, by, now)
+    replaced = (f"; replaces the rollout of v{running.version} at {running.share:g} % (started by {running.started_by})"
+                if running else "")
+    why = (f"staged rollout {','.join(f'{s:g}' for s in plan.steps)} %: {rollout.describe_stage()}, the others keep "
+           f"v{fallback}{replaced}; {reason + '; ' if reason else ''}{checked}")
+    if dry_run:
+        return rollout, f"dry run: would start: {why}"
+    share = Share(plan.steps[0], fallback)
+    if current == version:  # the same version started over: only its share and the stage change
+        client.set_model_version_tag(name, version, contract.rollout_tag(alias), share.encode())
+        _save(client, name, rollout)
+        _event(client, name, rollout, why)
+        return rollout, why
+    event = alias_history.new_event(alias_history.PROMOTE, alias, current, version, why[:_REASON_CHARS])
+    try:
+        promotion._point_alias(client, name, alias, version, current, share=share)
+    except promotion.AliasRaced:
+        alias_history.notice(client, name, "edgeq rollout (raced)")
+        raise
+    _save(client, name, rollout)
+    alias_history.record(client, name, event)
+    return rollout, why
+
+
+# -- one step on a timer ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Step:
+    rollout: Rollout | None
+    decision: str  # ADVANCE, judge.KEEP (complete), judge.HOLD, judge.ROLL_BACK, or "" (nothing to do)
+    message: str
+    verdict: judge.Verdict | None = None
+    moved: bool = False
+    raced: bool = False
+
+    @property
+    def exit_code(self) -> contract.ExitCode:
+        if self.raced:
+            return contract.ExitCode.RACED
+        if self.decision == judge.HOLD:
+            return contract.ExitCode.HELD
+        if self.decision == judge.ROLL_BACK:
+            return contract.ExitCode.REJECTED
+        return contract.ExitCode.OK
+
+    @property
+    def ended(self) -> bool:
+        return self.rollout is None or self.rollout.status in ENDED
+
+
+def _now_ms() -> int:
+    return int(datetime.now(timezone.utc).timestamp() * 1000)
+
+
+def step(client: Any, name: str, alias: str, accept_unsigned: bool = False, dry_run: bool = False,
+         now_ms: int | None = None) -> Step:
+    """Judge the current stage and advance, hold or roll back (the module's rules)."""
+    rollout = read(client, name, alias)
+    if rollout is None:
+        return Step(None, "", f"no staged rollout behind {alias} of {name}: start one with edgeq rollout start")
+    if rollout.status in ENDED:
+        return Step(rollout, "", f"the rollout of v{rollout.version} behind {alias} ended ({rollout.status}"
+                                 f"{': ' + rollout.note if rollout.note else ''}); nothing to do")
+    if not dry_run:
+        alias_history.notice(client, name, "edgeq rollout")
+    current = promotion.current_version(client, name, alias)
+    if current != rollout.version:
+        return _end_replaced(client, name, rollout, current, dry_run)
+    if rollout.status == PAUSED:
+        return Step(rollout, "", f"the rollout of v{rollout.version} is paused at {rollout.describe_stage()} "
+                                 f"({rollout.note}); edgeq rollout resume {name} --alias {alias} goes on")
+    now = now_ms if now_ms is not None else _now_ms()
+    trust = evidence.trust_for(client, name, accept_unsigned)
+    verdict = judge.evaluate(client, name, alias, rollout.plan.limits, trust, rollout.fallback, now,
+                             stage=(f"{rollout.describe_stage()} began at {rollout.stage_since}", rollout.stage_since_ms))
+    if verdict.outcome == judge.ROLL_BACK:
+        return _roll_back(client, name, rollout, verdict, dry_run)
+    if verdict.outcome == judge.HOLD:
+        return Step(rollout, judge.HOLD, f"hold at {rollout.describe_stage()}: {verdict.reason}; nothing moved", verdict)
+    age_s = (now - rollout.stage_since_ms) / 1000
+    if age_s < rollout.plan.min_stage_s:
+        left = rollout.plan.min_stage_s - age_s
+        return Step(rollout, judge.HOLD, f"hold at {rollout.describe_stage()}: the judge says keep ({verdict.reason}) "
+                                         f"but the stage is {_duration(age_s)} old; it may advance in {_duration(left)} "
+                                         "(--min-stage-time); nothing moved", verdict)
+    return _advance(client, name, rollout, verdict, dry_run)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _still_at(client: Any, name: str, rollout: Rollout) -> None:
+    current = promotion.current_version(client, name, rollout.alias)
+    if current != rollout.version:
+        raise promotion.AliasRaced(f"alias {rollout.alias!r} of {name!r} moved to v{current} meanwhile; the rollout "
+                                   "did not change anything")
+
+
+def _advance(client: Any, name: str, rollout: Rollout, verdict: judge.Verdict, dry_run: bool) -> Step:
+    nxt = replace(rollout, stage=rollout.stage + 1, stage_since=_now_iso())
+    last = nxt.stage == len(rollout.plan.steps) - 1
+    what = (f"every device takes v{rollout.version}: rollout complete" if last else
+            f"{nxt.describe_stage()} begins: {nxt.share:g} % of the devices take v{rollout.version}")
+    message = f"{rollout.describe_stage()} passed ({verdict.reason}); {what}"
+    if dry_run:
+        return Step(rollout, ADVANCE if not last else judge.KEEP, f"dry run: would advance: {message}", verdict)
+    try:
+        _still_at(client, name, rollout)
+    except promotion.AliasRaced as exc:
+        return Step(rollout, judge.HOLD, str(exc), verdict, raced=True)
+    tag = contract.rollout_tag(rollout.alias)
+    if last:
+        client.delete_model_version_tag(name, rollout.version, tag)
+        nxt = replace(nxt, status=COMPLETE, note=f"complete at {nxt.stage_since}")
+    else:
+        client.set_model_version_tag(name, rollout.version, tag, Share(nxt.share, rollout.fallback).encode())
+    _save(client, name, nxt)
+    _event(client, name, nxt, f"{message}; {verdict.summary(110)}", by=contract.ROLLOUT_BY)
+    return Step(nxt, ADVANCE if not last else judge.KEEP, message, verdict, moved=True)
+
+
+def _roll_back(client: Any, name: str, rollout: Rollout, verdict: judge.Verdict, dry_run: bool) -> Step:
+    message = (f"{rollout.describe_stage()} failed: {verdict.reason}; {rollout.alias} goes back to v{rollout.fallback} "
+               "for every device")
+    if dry_run:
+        return Step(rollout, judge.ROLL_BACK, f"dry run: would roll back: {message}", verdict)
+    why = f"{contract.ROLLOUT_BY}: {verdict.summary(110)}"
+    event = alias_history.new_event(alias_history.ROLLBACK, rollout.alias, rollout.version, rollout.fallback,
+                                    why[:_REASON_CHARS], by=contract.ROLLOUT_BY)
+    try:
+        promotion._point_alias(client, name, rollout.alias, rollout.fallback, rollout.version, contract.ROLLOUT_BY,
+                               new_window=False)
+    except promotion.AliasRaced as exc:
+        alias_history.notice(client, name, "edgeq rollout (raced)")
+        return Step(rollout, judge.HOLD, f"not rolled back: {exc}", verdict, raced=True)
+    alias_history.record(client, name, event)
+    ended = replace(rollout, status=ROLLED_BACK, note=f"rolled back to v{rollout.fallback} at {_now_iso()}")
+    _save(client, name, ended)
+    _mark_refused(client, name, rollout, verdict)
+    return Step(ended, judge.ROLL_BACK, message, verdict, moved=True)
+
+
+def _mark_refused(client: Any, name: str, rollout: Rollout, verdict: judge.Verdict) -> None:
+    """As the guard marks a version it rolled back: a plain promote of it is refused until a person overrides."""
+    tags = {contract.TAG_GUARD_VERDICT: contract.GUARD_ROLLED_BACK,
+            contract.TAG_GUARD_REASON: f"{contract.ROLLOUT_BY}: {verdict.summary()}"[:4000],
+            contract.TAG_GUARD_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            contract.TAG_GUARD_RESTORED: rollout.fallback}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, rollout.version, key, value)
+    client.delete_model_version_tag(name, rollout.version, contract.rollout_tag(rollout.alias))
+
+
+def _end_replaced(client: Any, name: str, rollout: Rollout, current: str | None, dry_run: bool) -> Step:
+    events = [e for e in alias_history.read(client, name, rollout.alias) if e.to_version == (current or "")]
+    how = f"{events[-1].kind} by {events[-1].by}" if events else "a move edgeq did not see"
+    note = f"{rollout.alias} moved to v{current or '(none)'} ({how}) at {rollout.describe_stage()}"
+    if dry_run:
+        return Step(rollout, "", f"dry run: the rollout of v{rollout.version} would end: {note}")
+    ended = replace(rollout, status=REPLACED, note=note)
+    _save(client, name, ended)
+    if contract.rollout_tag(rollout.alias) in (model_version(client, name, rollout.version).tags or {}):
+        client.delete_model_version_tag(name, rollout.version, contract.rollout_tag(rollout.alias))
+    alias_history.record(client, name, alias_history.new_event(
+        alias_history.ROLLOUT, rollout.alias, current, current or "", f"the staged rollout of v{rollout.version} ended: "
+                                                                      f"{note}", by=contract.ROLLOUT_BY))
+    return Step(ended, "", f"the rollout of v{rollout.version} ended: {note}")
+
+
+def end_for_promotion(client: Any, name: str, alias: str, version: str) -> str:
+    """Called by a promote or rollback that moves ``alias``: end a running rollout there; the history's words, or ""."""
+    rollout = read_quietly(client, name, alias)
+    if rollout is None or rollout.status in ENDED or rollout.version == version:
+        return ""
+    note = f"replaces the staged rollout of v{rollout.version} at {rollout.share:g} %"
+    _save(client, name, replace(rollout, status=REPLACED, note=f"{note.replace('replaces', 'replaced by a move to v' + version + ':')}"))
+    if contract.rollout_tag(alias) in (model_version(client, name, rollout.version).tags or {}):
+        client.delete_model_version_tag(name, rollout.version, contract.rollout_tag(alias))
+    return note
+
+
+def read_quietly(client: Any, name: str, alias: str) -> Rollout | None:
+    try:
+        return read(client, name, alias)
+    except RegistryToolError:
+        return None
+
+
+# -- pause and resume -------------------------------------------------------------------------------------------------
+
+def pause(client: Any, name: str, alias: str, reason: str = "") -> Rollout:
+    rollout = _running(client, name, alias)
+    if rollout.status == PAUSED:
+        raise RegistryToolError(f"the rollout of v{rollout.version} is already paused ({rollout.note})")
+    who = f"paused by {getpass.getuser()} at {_now_iso()}" + (f": {reason}" if reason else "")
+    paused = replace(rollout, status=PAUSED, note=who)
+    _save(client, name, paused)
+    _event(client, name, paused, f"{paused.describe_stage()} {who}; devices keep what they run, the share stays "
+                                 f"{paused.share:g} %")
+    return paused
+
+
+def resume(client: Any, name: str, alias: str, reason: str = "") -> Rollout:
+    rollout = _running(client, name, alias)
+    if rollout.status != PAUSED:
+        raise RegistryToolError(f"the rollout of v{rollout.version} is not paused (it is {rollout.status})")
+    resumed = replace(rollout, status=RUNNING, note="")
+    _save(client, name, resumed)
+    _event(client, name, resumed, f"{resumed.describe_stage()} resumed by {getpass.getuser()}"
+                                  + (f": {reason}" if reason else "") + f" (it was {rollout.note})")
+    return resumed
+
+
+def _running(client: Any, name: str, alias: str) -> Rollout:
+    rollout = read(client, name, alias)
+    if rollout is None or rollout.status in ENDED:
+        raise RegistryToolError(f"no staged rollout is running behind {alias} of {name}"
+                                + (f" (the last one {rollout.status})" if rollout else ""))
+    return rollout
+
+
+# -- status -----------------------------------------------------------------------------------------------------------
+
+def status(client: Any, name: str, alias: str, accept_unsigned: bool = False, now_ms: int | None = None
+           ) -> tuple[Rollout | None, judge.Verdict | None]:
+    """The rollout and, while it runs, the judge's verdict on its current stage (nothing written)."""
+    rollout = read(client, name, alias)
+    if rollout is None or rollout.status in ENDED:
+        return rollout, None
+    if promotion.current_version(client, name, alias) != rollout.version:
+        return rollout, None
+    now = now_ms if now_ms is not None else _now_ms()
+    verdict = judge.evaluate(client, name, alias, rollout.plan.limits, evidence.trust_for(client, name, accept_unsigned),
+                             rollout.fallback, now,
+                             stage=(f"{rollout.describe_stage()} began at {rollout.stage_since}", rollout.stage_since_ms))
+    return rollout, verdict
