@@ -17,7 +17,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 from registry_tools import promotion  # noqa: E402
-from registry_tools.commands import device, fleet, guard, keygen, promote, versions, webhook  # noqa: E402
+from registry_tools.commands import device, fleet, guard, keygen, promote, rollout, versions, webhook  # noqa: E402
 from registry_tools.commands.base import Group, MlflowClient  # noqa: E402
 from registry_tools.commands.errors import BadInput, Raced, Refused, Unreachable  # noqa: E402
 from registry_tools.lookup import GateRefused, RegistryToolError  # noqa: E402
@@ -112,6 +112,7 @@ main.add_command(promote.history)
 main.add_command(fleet.fleet)
 main.add_command(fleet.aggregate)
 main.add_command(guard.guard)
+main.add_command(rollout.rollout)
 main.add_command(keygen.keygen)
 main.add_command(webhook.webhook)
 main.add_command(device.device)
