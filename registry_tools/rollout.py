@@ -246,12 +246,12 @@ def step(client: Any, name: str, alias: str, accept_unsigned: bool = False, dry_
     if age_s < rollout.plan.min_stage_s:
         left = rollout.plan.min_stage_s - age_s
         return Step(rollout, judge.HOLD, f"hold at {rollout.describe_stage()}: the judge says keep ({verdict.reason}) "
-                                         f"but the stage is {_duration(age_s)} old; it may advance in {_duration(left)} "
+                                         f"but the stage is {duration(age_s)} old; it may advance in {duration(left)} "
                                          "(--min-stage-time); nothing moved", verdict)
     return _advance(client, name, rollout, verdict, dry_run)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds >= 3600:
         return f"{seconds // 3600} h {seconds % 3600 // 60} min"
