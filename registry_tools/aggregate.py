@@ -99,7 +99,7 @@ class Aggregate:
         if self.p99_worst is not None:
             parts.append(f"p99 worst {self.p99_worst:.2f} ms")
         if self.acc_median is not None:
-            parts.append(f"sample accuracy median {self.acc_median:.3f} (worst {self.acc_worst:.3f})")
+            parts.append(f"sample accuracy median {100 * self.acc_median:.1f} % (worst {100 * self.acc_worst:.1f} %)")
         if self.throttled:
             parts.append(f"{self.throttled} throttled")
         if self.not_counted:
@@ -161,6 +161,28 @@ def behind_by_version(runs: Iterable[Run], aliases: dict[str, str], found: evide
     return out
 
 
+RUN_DELETED = "run deleted"
+RUN_MISSING = "run missing"
+
+
+def run_gone(mv, version_runs: dict[str, Run]) -> str:
+    """Why the version's run cannot carry its aggregates ("run deleted" in the MLflow UI, or purged), or ""."""
+    if not mv.run_id:
+        return ""
+    run = version_runs.get(mv.run_id)
+    if run is None:
+        return RUN_MISSING
+    return RUN_DELETED if run.info.lifecycle_stage == "deleted" else ""
+
+
+def skipped_note(skipped: dict[str, str]) -> str:
+    """One line naming the versions whose runs are gone: nothing is aggregated or written for them."""
+    if not skipped:
+        return ""
+    listed = ", ".join(f"v{v} ({why})" for v, why in sorted(skipped.items(), key=lambda kv: int(kv[0])))
+    return f"skipped {listed}: no aggregates are kept for a version whose run is gone"
+
+
 @dataclass(frozen=True)
 class Refresh:
     aggregates: dict[str, Aggregate]  # by version, only versions with evidence
@@ -168,6 +190,7 @@ class Refresh:
     truncated: bool
     written: tuple[str, ...] = ()  # versions whose stored aggregates changed
     trust_notes: tuple[str, ...] = ()  # what counted that a person must know (unsigned, unverified)
+    skipped: dict[str, str] = field(default_factory=dict)  # version → why its run cannot carry aggregates
 
     def note(self) -> str:
         if self.truncated:
@@ -192,10 +215,13 @@ def refresh(client: MlflowClient, model: str, versions: list, version_runs: dict
         if run is not None:
             evidence.add_legacy(found, trust, str(mv.version), run.data.metrics, run.data.tags)
     behind = behind_by_version(scan.runs, aliases, found, trust)
-    aggregates, written = {}, []
+    aggregates, written, skipped = {}, [], {}
     for mv in versions:
         version = str(mv.version)
         run = version_runs.get(mv.run_id) if mv.run_id else None
+        if run_gone(mv, version_runs):
+            skipped[version] = run_gone(mv, version_runs)
+            continue
         reports = found.reports.get(version, {})
         stored = run.data.metrics if run is not None else {}
         # Refusing the version is not lagging behind it.
@@ -209,7 +235,7 @@ def refresh(client: MlflowClient, model: str, versions: list, version_runs: dict
         if write and run is not None and store(client, mv, stored, agg):
             written.append(version)
     notes = tuple(trust.notes(found.unsigned_count(), found.unverified_count()))
-    return Refresh(aggregates, len(scan.runs), False, tuple(written), notes)
+    return Refresh(aggregates, len(scan.runs), False, tuple(written), notes, skipped)
 
 
 def logged_model_id(mv) -> str | None:

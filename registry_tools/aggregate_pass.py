@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge import contract
 from registry_tools import evidence
-from registry_tools.aggregate import Aggregate, behind_by_version, compute, store
+from registry_tools.aggregate import Aggregate, behind_by_version, compute, run_gone, skipped_note, store
 from registry_tools.device_reports import SIGNED, DeviceReport
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class Pass:
     written: tuple[str, ...] = ()
     trust_notes: tuple[str, ...] = ()
     truncated: bool = False  # more runs than --max-devices: nothing written
+    skipped: dict[str, str] = field(default_factory=dict)  # version → why its run cannot carry aggregates
 
     @property
     def runs_read(self) -> int:
@@ -93,7 +94,9 @@ def run(client: Any, model: str, versions: list, version_runs: dict[str, Run], a
         moved = {a for a in {*aliases, *mark.aliases} if aliases.get(a) != mark.aliases.get(a)}
         touched |= {v for a in moved for v in (aliases.get(a), mark.aliases.get(a)) if v}
     known = {str(mv.version): mv for mv in versions}
-    touched &= set(known)
+    # A version whose run was deleted (the MLflow UI, a clean-up script) is skipped: logging to it would fail.
+    skipped = {v: why for v, mv in known.items() if (why := run_gone(mv, version_runs))}
+    touched &= set(known) - set(skipped)
     targets = touched & set(aliases.values())
     if full:  # one scan of every device run: all versions' reporters and every device's status at once
         tally = _scan(evidence.device_run_pages(client, trust), trust, touched, aliases, counter)
@@ -122,15 +125,15 @@ def run(client: Any, model: str, versions: list, version_runs: dict[str, Run], a
         aggregates[version] = agg
         if write and not counter.over and run_ is not None and store(client, mv, stored, agg):
             written.append(version)
-    notes = tuple(trust.notes(unsigned_seen, not_counted_all))
+    notes = tuple(trust.notes(unsigned_seen, not_counted_all)) + ((skipped_note(skipped),) if skipped else ())
     if counter.over:
-        return Pass({}, changed, reporter_runs, status_runs, full, (), notes, True)
+        return Pass({}, changed, reporter_runs, status_runs, full, (), notes, True, skipped)
     if write:
         client.set_registered_model_tag(model, contract.TAG_AGGREGATE_WATERMARK,
                                         Watermark(started, dict(aliases), every_s).value())
         client.set_registered_model_tag(model, contract.TAG_AGGREGATE_PASS_AT,
                                         datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    return Pass(aggregates, changed, reporter_runs, status_runs, full, tuple(written), notes)
+    return Pass(aggregates, changed, reporter_runs, status_runs, full, tuple(written), notes, False, skipped)
 
 
 class _Counter:

@@ -40,14 +40,14 @@ class DeviceReport:
         return self.tags.get(contract.D_THROTTLED) == contract.THROTTLED_YES
 
     def figures(self) -> str:
-        """``p50 1.20 ms, p99 2.31 ms, rss 61.0 MB, sample 0.969 of 32, throttled``: what was measured."""
+        """``p50 1.20 ms, p99 2.31 ms, rss 61.0 MB, sample 96.9 % of 32, throttled``: what was measured."""
         m = self.metrics
         parts = [f"{label} {m[key]:.2f} ms" for label, key in (("p50", contract.D_P50), ("p99", contract.D_P99)) if key in m]
         if contract.D_PEAK_RSS in m:
             parts.append(f"rss {m[contract.D_PEAK_RSS]:.1f} MB")
         if contract.D_SAMPLE_ACCURACY in m:
             size = m.get(contract.D_SAMPLE_SIZE)
-            parts.append(f"sample {m[contract.D_SAMPLE_ACCURACY]:.3f}" + (f" of {int(size)}" if size else ""))
+            parts.append(f"sample {100 * m[contract.D_SAMPLE_ACCURACY]:.1f} %" + (f" of {int(size)}" if size else ""))
         if self.throttled:
             parts.append("throttled")
         return ", ".join(parts) or "no figures"

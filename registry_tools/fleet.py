@@ -17,7 +17,7 @@ from edge import contract
 from registry_tools import aggregate, evidence
 from registry_tools.device_reports import DeviceReport
 from registry_tools.runs import runs_by_id
-from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
+from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, Column, num, percent, render, wrap
 from registry_tools.lookup import all_versions, registered_model
 
 if TYPE_CHECKING:
@@ -272,32 +272,35 @@ def _ago(seen: datetime | None, now: datetime) -> str:
     return f"{seconds}s ago"
 
 
-def format_table(rows: list[DeviceRow], now: datetime | None = None, notes: list[str] | None = None) -> str:
+def format_table(rows: list[DeviceRow], now: datetime | None = None, notes: list[str] | None = None,
+                 width: int | None = None) -> str:
+    """One line per device, the status last. ``width``: fit that many columns (the status cut with "…", figures and
+    the hostname left out first; device, alias, version and last seen stay); None: everything."""
     if not rows:
-        return (f"no device has reported to the {contract.FLEET_EXPERIMENT!r} experiment for this model yet "
-                "(every edgeq-pull run sends a heartbeat there)")
+        return "\n".join(wrap([f"no device has reported to the {contract.FLEET_EXPERIMENT!r} experiment for this model "
+                                "yet (every edgeq-pull run sends a heartbeat there)"], width))
     now = now or datetime.now(timezone.utc)
 
     def mark(r: DeviceRow) -> str:
         return THROTTLED_MARK if r.throttled else ""
 
-    header = ["device", "hostname", "alias", "runs", "alias at", "last seen", "p50 ms", "p99 ms", "sample acc", "status"]
+    header = [Column("device"), Column("hostname", drop=5), Column("alias"), Column("runs"), Column("alias at", drop=1),
+              Column("last seen", "seen"), Column("p50 ms", "p50", drop=2), Column("p99 ms", "p99", drop=4),
+              Column("sample acc %", "acc %", drop=3), Column("status")]
     body = [
         [r.device, r.hostname or "—", r.alias, f"v{r.running_version}" if r.running_version else "—",
          f"v{r.alias_version}" if r.alias_version else "unset", _ago(r.last_seen, now),
          num(r.p50_ms, ".2f") + mark(r), num(r.p99_ms, ".2f") + mark(r),
-         num(r.sample_accuracy, ".3f"), r.status + (", throttled" if r.throttled else "")]
+         percent(r.sample_accuracy), r.status + (", throttled" if r.throttled else "")]
         for r in rows
     ]
-    lines = render(header, body, free_last="------")
+    lines = render(header, body, free_last="------", width=width)
     counts: dict[str, int] = {}
     for r in rows:  # by each device's first flag, so the counts add up to the devices
         first = (r.flags or (OK,))[0]
         key = next((k for k in (NOT_INSTALLED, "last run", CLOCK) if first.startswith(k)), first.split(" ")[0])
         counts[key] = counts.get(key, 0) + 1
-    lines.append("")
-    lines.append(f"{len(rows)} device(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    prose = [f"{len(rows)} device(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))]
     if any(r.throttled for r in rows):
-        lines.append(THROTTLED_NOTE)
-    lines += list(notes or [])
-    return "\n".join(lines)
+        prose.append(THROTTLED_NOTE)
+    return "\n".join(lines + [""] + wrap(prose + list(notes or []), width))

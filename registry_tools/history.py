@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from edge import contract
-from registry_tools.table import render
+from registry_tools.table import Column, render
 from registry_tools.versions import registered_model
 
 if TYPE_CHECKING:
@@ -220,11 +220,14 @@ def with_section(description: str, events: list[Event]) -> str:
     return (own + "\n\n" if own else "") + section if section else own
 
 
-def format_table(events: list[Event]) -> str:
-    """Newest first, one line per event."""
+def format_table(events: list[Event], width: int | None = None) -> str:
+    """Newest first, one line per event. ``width``: fit that many columns (times to the minute, the reason cut
+    with "…", who moved it left out only when the reason would shrink below a readable length); None: everything."""
     if not events:
         return "no alias changes recorded by edgeq yet"
-    header = ["when (UTC)", "alias", "from", "to", "kind", "by", "why"]
-    body = [[_when(e), e.alias, _version(e.from_version), _version(e.to_version),
+    header = [Column("when (UTC)"), Column("alias"), Column("from"), Column("to"), Column("kind"),
+              Column("by", drop=1), Column("why")]
+    stamp = None if width is None else len("2026-01-31 12:00")  # to the minute when the table must fit
+    body = [[_when(e)[:stamp], e.alias, _version(e.from_version), _version(e.to_version),
              e.kind + (" (forced)" if e.forced else ""), e.by, e.reason] for e in reversed(events)]
-    return "\n".join(render(header, body, free_last="---"))
+    return "\n".join(render(header, body, free_last="---", width=width))

@@ -14,7 +14,7 @@ from edge import contract
 from registry_tools import aggregate, aggregate_pass, evidence, runs
 from registry_tools.device_reports import DeviceReport
 from registry_tools.lookup import all_versions, registered_model  # registered_model: also what history.py imports from here
-from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, num, render
+from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, Column, num, percent, render, wrap
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -40,6 +40,7 @@ class VersionRow:
     device_throttled: tuple[str, ...] = ()  # devices whose figures were measured while throttled
     refused_by: tuple[str, ...] = ()  # devices whose health gate (or check) rejected this version
     fleet: aggregate.Aggregate | None = None  # the version's fleet aggregates
+    run_gone: str = ""  # "run deleted" / "run missing": the version's run cannot carry aggregates
 
     def as_dict(self) -> dict:
         return {
@@ -51,6 +52,7 @@ class VersionRow:
             "refused_by": list(self.refused_by),
             "fleet": self.fleet.metrics() if self.fleet else None,
             "fleet_summary": self.fleet.summary() if self.fleet else None,
+            "run_gone": self.run_gone,
         }
 
 
@@ -103,7 +105,9 @@ def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_
         data = run.data if run else None
         metrics, tags = (data.metrics, data.tags) if data else ({}, {})
         version = str(mv.version)
-        fleet = fresh.aggregates.get(version) if not fresh.truncated else aggregate.Aggregate.from_metrics(version, metrics)
+        gone = aggregate.run_gone(mv, fetched)
+        fleet = (None if gone else fresh.aggregates.get(version) if not fresh.truncated
+                 else aggregate.Aggregate.from_metrics(version, metrics))
         reports: dict[str, DeviceReport] = {}
         if devices:
             evidence.add_legacy(detail, trust, version, metrics, tags)
@@ -128,6 +132,7 @@ def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_
                 device_throttled=tuple(d for d, r in reports.items() if r.throttled),
                 refused_by=tuple(d for d, r in reports.items() if r.status == contract.STATUS_REJECTED),
                 fleet=fleet,
+                run_gone=gone,
             )
         )
     return sorted(rows, key=lambda r: int(r.version), reverse=True)
@@ -137,33 +142,43 @@ def devices(rows: list[VersionRow]) -> list[str]:
     return sorted({d for r in rows for d in r.device_p50_ms})
 
 
-def format_table(rows: list[VersionRow], notes: list[str] | None = None) -> str:
-    """One line per version: the pipeline's figures, the fleet aggregates, and per-device columns when collected."""
+def format_table(rows: list[VersionRow], notes: list[str] | None = None, width: int | None = None) -> str:
+    """One line per version: the pipeline's figures, the fleet aggregates, and per-device columns when collected.
+
+    ``width``: fit that many columns (figures left out first, per-device columns before all; the refusing devices
+    cut with "…"); None: everything.
+    """
+    if not rows:
+        return "\n".join(wrap(["no version registered yet (the pipeline registers one per variant)"] + list(notes or []),
+                               width))
     devs = devices(rows)
     refusals = any(r.refused_by for r in rows)
 
     def fleet_cells(r: VersionRow) -> list[str]:
         f = r.fleet
         if f is None:
-            return ["—", "—", "—", "—"]
+            return [r.run_gone or "—", "—", "—", "—"]
         mark = THROTTLED_MARK if f.throttled else ""
         return [f"{f.healthy}/{f.rejected}/{f.behind}", num(f.p50_median, ".3f") + (mark if f.p50_median is not None else ""),
-                num(f.p99_worst, ".3f"), num(f.acc_median, ".3f")]
+                num(f.p99_worst, ".3f"), percent(f.acc_median)]
 
-    header = (["version", "variant", "accuracy %", "drop pts", "size MB", "host p50 ms",
-               "devices ok/rej/behind", "fleet p50 ms", "worst p99 ms", "sample acc"] + [f"{d} p50 ms" for d in devs]
-              + ["aliases", "created"] + (["refused by"] if refusals else []))
+    header = ([Column("version", "ver"), Column("variant"), Column("accuracy %", "acc %"),
+               Column("drop pts", "drop", drop=5), Column("size MB", "MB", drop=7), Column("host p50 ms", "host p50", drop=6),
+               Column("devices ok/rej/behind", "ok/rej/behind"), Column("fleet p50 ms", "p50 ms", drop=2),
+               Column("worst p99 ms", "p99 ms", drop=4), Column("sample acc %", "sample %", drop=3)]
+              + [Column(f"{d} p50 ms", drop=9, group="per-device p50 columns") for d in devs]
+              + [Column("aliases"), Column("created", drop=8)] + ([Column("refused by")] if refusals else []))
     body = [
-        [r.version, r.variant, num(None if r.accuracy is None else 100 * r.accuracy, ".2f"), num(r.drop_points, "+.2f"),
+        [r.version, r.variant, percent(r.accuracy, 2), num(r.drop_points, "+.2f"),
          num(None if r.size_bytes is None else r.size_bytes / 1e6, ".3f"), num(r.host_p50_ms, ".3f")] + fleet_cells(r)
         + [num(r.device_p50_ms.get(d), ".3f") + (THROTTLED_MARK if d in r.device_throttled else "") for d in devs]
         + [",".join(r.aliases) or "-", r.created] + ([",".join(r.refused_by) or "-"] if refusals else [])
         for r in rows
     ]
-    lines = render(header, body)
+    lines = render(header, body, free_last="----------" if refusals else None, width=width)
+    prose = []
     if any(r.device_throttled for r in rows) or any(r.fleet and r.fleet.throttled for r in rows):
-        lines.append(THROTTLED_NOTE)
+        prose.append(THROTTLED_NOTE)
     if not devs:
-        lines.append("fleet p50: median over healthy devices; per device: edgeq versions MODEL --devices, or edgeq fleet MODEL")
-    lines += list(notes or [])
-    return "\n".join(lines)
+        prose.append("fleet p50: median over healthy devices; per device: edgeq versions MODEL --devices, or edgeq fleet MODEL")
+    return "\n".join(lines + wrap(prose + list(notes or []), width))

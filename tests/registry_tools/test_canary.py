@@ -35,7 +35,7 @@ def test_require_two_promotes_and_names_the_devices_and_figures_it_used(server, 
     result = edgeq(server, "promote", model, "--from", "canary", "--require-devices", "2")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert any(line.split()[:2] == ["counted", "pi-a"] and "p99 1.90 ms" in line and "sample 0.969 of 32" in line for line in lines)
+    assert any(line.split()[:2] == ["counted", "pi-a"] and "p99 1.90 ms" in line and "sample 96.9 % of 32" in line for line in lines)
     assert any(line.split()[:2] == ["counted", "pi-b"] and "p99 2.40 ms" in line for line in lines)
     assert any(line.split()[:3] == ["not", "counted", "pi-c"] and "rejected it: sample accuracy 0.094" in line for line in lines)
     assert f"production → v{v2}" in result.output and f"was v{v1}" in result.output

@@ -54,10 +54,10 @@ def test_fleet_json_tells_ok_stale_rejected_behind_and_throttled_apart(server, f
 
 def test_fleet_table_marks_each_state_and_throttled_figures(server, fleet):
     model, v1, v2, v3 = fleet
-    result = edgeq(server, "fleet", model)
+    result = edgeq(server, "fleet", model, "--wide")
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("pi-")}
-    assert lines["pi-ok"].rstrip().endswith("ok") and "1.25" in lines["pi-ok"] and "0.969" in lines["pi-ok"]
+    assert lines["pi-ok"].rstrip().endswith("ok") and "1.25" in lines["pi-ok"] and "96.9" in lines["pi-ok"]
     assert lines["pi-stale"].rstrip().endswith("stale") and "2h ago" in lines["pi-stale"]
     assert f"rejected v{v3} (sample accuracy 0.094" in lines["pi-refuses"]
     assert lines["pi-behind"].rstrip().endswith(f"behind (v{v1} < v{v2})")
@@ -83,7 +83,7 @@ def test_a_model_without_devices_says_so(server, client):
 
 def test_versions_marks_figures_measured_while_throttled(server, fleet):
     model, v1, v2, v3 = fleet
-    result = edgeq(server, "versions", model, "--devices")
+    result = edgeq(server, "versions", model, "--devices", "--wide")
     assert result.exit_code == 0, result.output
     v2_line = next(line for line in result.output.splitlines() if line.startswith(f"{v2} "))
     assert "4.000*" in v2_line and "1.250 " in v2_line + " "
@@ -94,7 +94,7 @@ def test_versions_marks_figures_measured_while_throttled(server, fleet):
 
 def test_versions_shows_which_devices_refused_a_version(server, fleet):
     model, v1, v2, v3 = fleet
-    result = edgeq(server, "versions", model, "--devices")
+    result = edgeq(server, "versions", model, "--devices", "--wide")
     assert result.exit_code == 0, result.output
     assert "refused by" in result.output.splitlines()[0]
     v3_line = next(line for line in result.output.splitlines() if line.startswith(f"{v3} "))
@@ -106,7 +106,7 @@ def test_versions_shows_which_devices_refused_a_version(server, fleet):
 def test_versions_shows_one_row_per_version_with_fleet_aggregates_from_the_legacy_layout(server, fleet):
     """Reports in today's layout (device.<id>.* on the version's run) keep working: aggregated, one column set."""
     model, v1, v2, v3 = fleet
-    result = edgeq(server, "versions", model)
+    result = edgeq(server, "versions", model, "--wide")
     assert result.exit_code == 0, result.output
     assert "pi-ok" not in result.output and "refused by" not in result.output
     v2_line = next(line for line in result.output.splitlines() if line.startswith(f"{v2} "))

@@ -52,7 +52,7 @@ def test_a_wrong_device_clock_is_flagged_and_neither_fresh_nor_stale(server, cli
     assert abs(rows["pi-behind"]["clock_skew_s"] + 3600) <= 2
     assert rows["pi-right"]["status"] == "ok" and rows["pi-right"]["clock_skew_s"] == 0
 
-    table = edgeq(server, "fleet", model).output
+    table = edgeq(server, "fleet", model, "--wide").output
     assert "clock ahead by" in table and "clock behind by 1.0 h" in table
     assert "3 device(s): 2 clock, 1 ok" in table
 

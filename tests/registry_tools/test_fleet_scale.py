@@ -85,10 +85,10 @@ def test_aggregates_reach_the_version_run_and_the_logged_model_and_stay_put(serv
     assert len(history["metrics"]) == 1
 
     # edgeq versions: one row, the aggregates in it, no column per device.
-    table = edgeq(server, "versions", model).output
+    table = edgeq(server, "versions", model, "--wide").output
     line = next(x for x in table.splitlines() if x.startswith(f"{mv.version} "))
     assert f"{HEALTHY}/2/0" in line and "sim-" not in table
-    detail = edgeq(server, "versions", model, "--devices").output
+    detail = edgeq(server, "versions", model, "--devices", "--wide").output
     assert "sim-000000 p50 ms" in detail and "pi-refuses-0" in detail
 
     # edgeq fleet: the server filters; a cap is said out loud.
