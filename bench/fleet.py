@@ -54,7 +54,7 @@ def register_model(uri: str) -> tuple[str, str, str]:
     from edge import contract
 
     try:
-        from registry_tools.bundle_rest import MlflowRest, register_fixture
+        from tests.edge.registry_rest import MlflowRest, register_fixture
 
         registered = register_fixture(MlflowRest(uri), MODEL, "int8", alias=contract.DEFAULT_ALIAS)
         return "fixture tests/edge/fixtures/int8", registered.version, registered.run_id

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from bench.puller_memory import pull_once
 from edge.proc_status import status_kb
-from registry_tools.bundle_rest import MlflowRest, register_fixture
 from registry_tools.mlflow_server import MlflowServer
+from tests.edge.registry_rest import MlflowRest, register_fixture
 
 REPO = Path(__file__).resolve().parent.parent
 REPEATS = 5

@@ -18,8 +18,8 @@ from typing import Callable
 
 from bench.fault_proxy import FaultProxy
 from edge.proc_status import status_kb
-from registry_tools.bundle_rest import MlflowRest, register_fixture
 from registry_tools.mlflow_server import MlflowServer
+from tests.edge.registry_rest import MlflowRest, register_fixture
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = 1 << 30

@@ -192,9 +192,8 @@ class _Run:
         try:
             mv = self._resolve()
             self.device_run = fleet_run_id(self.client, self.state.root, self.config.model, self.device_id)
-        except NotFound as exc:
-            target = f"version {self.config.version}" if self.config.version else f"alias {self.config.alias!r}"
-            return Outcome(Exit.BAD_CONFIG, f"model {self.config.model!r} {target} not found on the server ({exc})")
+        except NotFound as exc:  # its message names the model, the alias or version, and the fix
+            return Outcome(Exit.BAD_CONFIG, str(exc))
         except ServerUnreachable as exc:
             return Outcome(Exit.UNREACHABLE, f"{exc}; {len(self.outbox.pending())} report(s) queued")
         except RegistryError as exc:  # credentials refused, or the request itself
@@ -203,7 +202,7 @@ class _Run:
             staged = self._staged(mv)
         except NotFound as exc:
             return Outcome(Exit.BAD_CONFIG, f"model {self.config.model!r}: the fallback of v{mv.version}'s staged rollout "
-                                            f"is not on the server ({exc}); {self._serving()}", mv.version)
+                                            f"is not on the server ({exc.detail}); {self._serving()}", mv.version)
         except ServerUnreachable as exc:
             return Outcome(Exit.UNREACHABLE, f"{exc}; {self._serving()}", mv.version)
         except RegistryError as exc:

@@ -10,9 +10,9 @@ canary's reports never judge production: production's window starts when the ver
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from registry_tools import evidence, judge
+from registry_tools.api import RegistryApi
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Decision:
         return text
 
 
-def decide(client: Any, name: str, alias: str, required: int, limits: judge.Limits,
+def decide(client: RegistryApi, name: str, alias: str, required: int, limits: judge.Limits,
            trust: evidence.Trust | None = None) -> Decision:
     """The judge's votes on the version behind ``alias`` (the canary), and whether ``required`` of them count."""
     return Decision(judge.evaluate(client, name, alias, limits, trust), required)

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from edge import contract, evidence
+from registry_tools.api import RegistryApi
 from registry_tools.rest_client import error_code
 from registry_tools.lookup import RegistryToolError, registered_model
 
@@ -128,7 +129,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def read(client: Any) -> Register:
+def read(client: RegistryApi) -> Register:
     """Every enrolment (an empty register when none was ever made): one request, however many devices."""
     try:
         tags = client.get_registered_model(contract.ENROLMENT_MODEL).tags or {}
@@ -150,7 +151,7 @@ def bucket_tags(register: Register, enrolments: list[Enrolment]) -> dict[str, st
     return {tag: json.dumps(bucket, sort_keys=True) for tag, bucket in changed.items()}
 
 
-def _write(client: Any, enrolment: Enrolment) -> None:
+def _write(client: RegistryApi, enrolment: Enrolment) -> None:
     """Put one device's record into its bucket; read back, and written again when another enrolment of the same
     bucket landed in between (two operators at once), so neither is lost."""
     tag = contract.enrolment_bucket_tag(enrolment.device)
@@ -164,7 +165,7 @@ def _write(client: Any, enrolment: Enrolment) -> None:
                             "run the command again")
 
 
-def _ensure_register(client: Any) -> None:
+def _ensure_register(client: RegistryApi) -> None:
     try:
         client.get_registered_model(contract.ENROLMENT_MODEL)
     except Exception as exc:
@@ -177,13 +178,13 @@ def _ensure_register(client: Any) -> None:
                 raise
 
 
-def fleet_experiment_id(client: Any, model: str) -> str | None:
+def fleet_experiment_id(client: RegistryApi, model: str) -> str | None:
     """The fleet experiment's id recorded on ``model`` at setup, or None when nobody recorded one."""
     value = (registered_model(client, model).tags or {}).get(contract.TAG_FLEET_EXPERIMENT_ID, "")
     return value if value.isdigit() else None
 
 
-def record_fleet_experiment(client: Any, model: str) -> str:
+def record_fleet_experiment(client: RegistryApi, model: str) -> str:
     """Record on ``model`` the id of the fleet experiment (created when missing); the id already recorded wins."""
     recorded = fleet_experiment_id(client, model)
     if recorded:
@@ -195,7 +196,7 @@ def record_fleet_experiment(client: Any, model: str) -> str:
     return str(experiment_id)
 
 
-def enroll(client: Any, device: str, key: str, models: list[str] | tuple[str, ...]) -> Enrolment:
+def enroll(client: RegistryApi, device: str, key: str, models: list[str] | tuple[str, ...]) -> Enrolment:
     """Vouch for ``key`` as ``device``'s for ``models`` (its keys for other models stay; a revoked device starts over)."""
     device = contract.sanitize_device_id(device)
     try:
@@ -217,7 +218,7 @@ def enroll(client: Any, device: str, key: str, models: list[str] | tuple[str, ..
     return enrolment
 
 
-def revoke(client: Any, device: str) -> Enrolment:
+def revoke(client: RegistryApi, device: str) -> Enrolment:
     """Stop counting ``device``'s evidence from the next read on; the record stays, marked revoked."""
     device = contract.sanitize_device_id(device)
     found = read(client).get(device)
@@ -230,7 +231,7 @@ def revoke(client: Any, device: str) -> Enrolment:
     return revoked
 
 
-def set_accept_unsigned(client: Any, model: str, accept: bool) -> None:
+def set_accept_unsigned(client: RegistryApi, model: str, accept: bool) -> None:
     registered_model(client, model)  # unknown model: RegistryToolError
     if accept:
         client.set_registered_model_tag(model, contract.TAG_ACCEPT_UNSIGNED, "true")

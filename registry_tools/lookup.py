@@ -1,8 +1,7 @@
 """The registry's answers every command starts from — a model, a version, all versions — and the errors they raise."""
 from __future__ import annotations
 
-from typing import Any
-
+from registry_tools.api import RegistryApi
 from registry_tools.rest_client import error_code
 
 
@@ -14,7 +13,7 @@ class GateRefused(RegistryToolError):
     """A check refused the promotion (accuracy, runtime, not a .tflite, no version within budget): exit code 4."""
 
 
-def registered_model(client: Any, name: str):
+def registered_model(client: RegistryApi, name: str):
     try:
         return client.get_registered_model(name)
     except Exception as exc:  # MlflowException or rest_client.ApiError
@@ -23,7 +22,7 @@ def registered_model(client: Any, name: str):
         raise
 
 
-def model_version(client: Any, name: str, version: str):
+def model_version(client: RegistryApi, name: str, version: str):
     try:
         return client.get_model_version(name, str(version))
     except Exception as exc:  # MlflowException or rest_client.ApiError
@@ -32,7 +31,7 @@ def model_version(client: Any, name: str, version: str):
         raise
 
 
-def all_versions(client: Any, name: str) -> list:
+def all_versions(client: RegistryApi, name: str) -> list:
     """Every version of ``name``, page by page."""
     out, token = [], None
     while True:

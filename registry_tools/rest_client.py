@@ -7,7 +7,8 @@ shape as MlflowClient's (``run.info.run_id``, ``run.data.metrics``, ``mv.tags``,
 ``page.token``), so every reader works with either (the tests pass MlflowClient too), and raises
 ``ApiError`` carrying MLflow's ``error_code`` where MlflowClient raises ``MlflowException``.
 Transport, credentials (MLflow's environment variables), TLS settings and the error mapping are
-the device's (edge/registry_client.py), with a cap sized for an operator's pages.
+the device's (edge/transport.py), with a cap sized for an operator's pages. It satisfies
+registry_tools.api.RegistryApi, as MlflowClient does.
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 from urllib.parse import quote, urlparse
 
-from edge.registry_client import Credentials, Deadline, NotFound, Refused, RegistryClient, tls_verify_from_env
+from edge.transport import Credentials, Deadline, NotFound, Refused, Transport, tls_verify_from_env
+from registry_tools.api import RegistryApi
 
 _API = "/api/2.0/mlflow/"
 MODEL_VERSIONS_PAGE = 10_000  # what MlflowClient.search_model_versions asks for by default
+_CREDENTIALS_HINT = "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
 
 
 class ViewType:
@@ -167,18 +170,20 @@ def _metric_json(m: Any) -> dict:
     return out
 
 
-class RestClient(RegistryClient):
+class RestClient:
     """MlflowClient's methods that edgeq calls, over REST, with MlflowClient's signatures and answer shapes."""
 
     json_cap_bytes = 256 << 20  # a page of 1,000 device runs is a few MB; an operator's machine can hold this
 
     def __init__(self, tracking_uri: str):
-        seconds = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120"))
-        super().__init__(tracking_uri, Credentials.from_env(), tls_verify_from_env(), _PerRequest(seconds))
+        # Each request gets the whole timeout: an operator's command has no run deadline, unlike the device.
+        per_request = Deadline(None, float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")))
+        self.http = Transport(tracking_uri, Credentials.from_env(), tls_verify_from_env(), per_request,
+                              self.json_cap_bytes, credentials_hint=_CREDENTIALS_HINT)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            return super()._json(method, path, **kwargs)
+            return self.http.json(method, path, **kwargs)
         except Refused as exc:  # an answer without MLflow's error code: what its status means
             code = exc.error_code or ("RESOURCE_DOES_NOT_EXIST" if isinstance(exc, NotFound) else "INVALID_PARAMETER_VALUE")
             raise ApiError(code, exc.detail or str(exc)) from None
@@ -201,9 +206,7 @@ class RestClient(RegistryClient):
             raise ApiError("INVALID_PARAMETER_VALUE", f"the run's artifacts live at {uri or '?'}: only artifacts the "
                                                       "server serves (mlflow-artifacts:/) are written without mlflow")
         path = quote(f"{parsed.path.strip('/')}/{artifact_file}")
-        with self.deadline.enforced(), self._request("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{path}",
-                                                     data=text.encode("utf-8")):
-            pass
+        self.http.put(f"/api/2.0/mlflow-artifacts/artifacts/{path}", text.encode("utf-8"))
 
     def search_runs(self, experiment_ids: list[str], filter_string: str = "", run_view_type: int = ViewType.ACTIVE_ONLY,
                     max_results: int = 1000, order_by: list[str] | None = None, page_token: str | None = None) -> Page:
@@ -283,18 +286,7 @@ class RestClient(RegistryClient):
                                                        "archive_existing_versions": archive_existing_versions})
 
 
-class _PerRequest(Deadline):
-    """Each request gets the whole timeout (an operator's command has no run deadline, unlike the device)."""
-
-    def __init__(self, seconds: float):
-        super().__init__(None)
-        self.seconds = seconds
-
-    def timeout(self) -> float:
-        return self.seconds
-
-
-def metric(client: Any, key: str, value: float, timestamp: int, step: int = 0, model_id: str | None = None) -> Any:
+def metric(client: RegistryApi, key: str, value: float, timestamp: int, step: int = 0, model_id: str | None = None) -> Any:
     """A metric for ``client.log_batch``: MLflow's entity for MlflowClient, this module's for RestClient."""
     if isinstance(client, RestClient):
         return Metric(key, value, timestamp, step, model_id)
@@ -303,7 +295,7 @@ def metric(client: Any, key: str, value: float, timestamp: int, step: int = 0, m
     return MlflowMetric(key, value, timestamp, step, model_id=model_id)
 
 
-def tag(client: Any, key: str, value: str) -> Any:
+def tag(client: RegistryApi, key: str, value: str) -> Any:
     """A run tag for ``client.log_batch``, of the kind ``client`` takes."""
     if isinstance(client, RestClient):
         return RunTag(key, value)

@@ -5,17 +5,17 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from registry_tools.api import RegistryApi
 from registry_tools.rest_client import ViewType, error_code
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
-    from mlflow.tracking import MlflowClient
 
 CHUNK = 200  # run ids per search request: a short SQL IN list, and 5 requests for 1,000 versions
 _RUN_ID = re.compile(r"[0-9A-Za-z_-]+")  # what goes into the filter string unescaped
 
 
-def experiment_ids(client: MlflowClient) -> list[str]:
+def experiment_ids(client: RegistryApi) -> list[str]:
     """Every experiment (deleted ones too: a version may point at a run of one)."""
     ids, token = [], None
     while True:
@@ -26,7 +26,7 @@ def experiment_ids(client: MlflowClient) -> list[str]:
             return ids
 
 
-def runs_by_id(client: MlflowClient, run_ids: Iterable[str], chunk: int = CHUNK) -> dict[str, Run]:
+def runs_by_id(client: RegistryApi, run_ids: Iterable[str], chunk: int = CHUNK) -> dict[str, Run]:
     """``{run_id: Run}`` for the ids that exist, fetched ``chunk`` at a time."""
     wanted = sorted({r for r in run_ids if r})
     found: dict[str, Run] = {}
@@ -47,7 +47,7 @@ def runs_by_id(client: MlflowClient, run_ids: Iterable[str], chunk: int = CHUNK)
     return found
 
 
-def runs_one_by_one(client: MlflowClient, run_ids: Iterable[str]) -> dict[str, Run]:
+def runs_one_by_one(client: RegistryApi, run_ids: Iterable[str]) -> dict[str, Run]:
     """The former way, one ``get_run`` per id (kept for the side-by-side bench)."""
     found = {}
     for run_id in dict.fromkeys(r for r in run_ids if r):
@@ -57,7 +57,7 @@ def runs_one_by_one(client: MlflowClient, run_ids: Iterable[str]) -> dict[str, R
     return found
 
 
-def _get(client: MlflowClient, run_id: str) -> Run | None:
+def _get(client: RegistryApi, run_id: str) -> Run | None:
     try:
         return client.get_run(run_id)
     except Exception as exc:  # MlflowException or rest_client.ApiError

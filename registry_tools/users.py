@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import requests
 
 from edge import contract
+from edge.registry_client import experiment_id, model_tags
+from edge.transport import (AuthError, Credentials, Deadline, NotFound, Refused, RegistryError, ServerUnreachable,
+                            Transport, tls_verify_from_env)
 
 # Roles of the grants below; a grant is (role, resource type, which resource, MLflow permission).
 PIPELINE_EXPERIMENT = "pipeline experiment"  # where the pipeline's runs live
@@ -50,6 +52,7 @@ GRANTS = (
 # only with --legacy-pullers, and revoked otherwise (a device account that can write the pipeline's runs can rewrite
 # their metrics and tags).
 LEGACY_GRANT = Grant("device", ALL_RUNS, "EDIT", "legacy pullers: log reports to the version's run (--legacy-pullers)")
+_TIMEOUT_S = 30.0
 _TYPES = {PIPELINE_EXPERIMENT: "experiment", FLEET_EXPERIMENT: "experiment", MODEL: "registered_model",
           ENROLMENT: "registered_model", ALL_RUNS: "run"}
 
@@ -60,42 +63,57 @@ class UsersError(click.ClickException):
     exit_code = contract.ExitCode.BAD_CONFIG
 
 
+class Unreachable(click.ClickException):
+    """The server cannot be reached, or failed: one line naming where and how to start it."""
+
+    exit_code = contract.ExitCode.UNREACHABLE
+
+
 class AdminClient:
-    """The handful of MLflow REST calls the setup needs, as the admin."""
+    """The handful of MLflow REST calls the setup needs, as the admin, through the device's transport (edge/transport.py)."""
 
     def __init__(self, uri: str, username: str, password: str):
-        self.uri = uri.rstrip("/")
-        self.session = requests.Session()
-        self.session.auth = (username, password)
+        try:
+            self.http = Transport(uri, Credentials(username=username, password=password), tls_verify_from_env(),
+                                  Deadline(None, _TIMEOUT_S), server_options="--auth")
+        except ValueError as exc:  # not http(s), or credentials in the URI
+            raise UsersError(str(exc)) from None
+        self.uri = self.http.base_uri
         self.username = username
 
     def call(self, method: str, path: str, ok_codes: tuple[str, ...] = (), **kwargs) -> dict:
+        """The answer of ``path`` (``{"error_code": …}`` for an error in ``ok_codes``); any other failure is one line."""
         try:
-            r = self.session.request(method, self.uri + path, timeout=30, **kwargs)
-        except requests.RequestException as exc:
-            raise click.ClickException(f"cannot reach {self.uri} ({type(exc).__name__}): start it with scripts/server.sh start --auth") from None
-        if r.status_code == 401:
-            raise UsersError(f"{self.uri} refused the credentials of {self.username!r} (HTTP 401): check --admin-password-file")
-        if r.status_code == 403:
-            raise UsersError(f"{self.username!r} is not an admin on {self.uri} (HTTP 403)")
-        try:
-            body = r.json() if r.content else {}
-        except ValueError:
-            body = {}
-        if r.ok:
-            return body
-        if body.get("error_code") in ok_codes:
-            return {"error_code": body["error_code"]}
-        if r.status_code == 404 and "/users/" in path:
-            raise UsersError(f"{self.uri} has no user management: start it with authentication (scripts/server.sh start --auth)")
-        raise click.ClickException(f"{method} {path} failed: HTTP {r.status_code} {body.get('message', r.text[:200])}")
+            return self.http.json(method, path, **kwargs)
+        except Refused as exc:
+            if exc.error_code in ok_codes:
+                return {"error_code": exc.error_code}
+            raise self._one_line(exc, f"{method} {path}") from None
+        except RegistryError as exc:
+            raise self._one_line(exc, f"{method} {path}") from None
+
+    def _one_line(self, exc: RegistryError, what: str) -> click.ClickException:
+        """The transport's error as the admin reads it: credentials, not an admin, no server, no user management."""
+        if isinstance(exc, AuthError):
+            if exc.status == 403:
+                return UsersError(f"{self.username!r} is not an admin on {self.uri} (HTTP 403)")
+            return UsersError(f"{self.uri} refused the credentials of {self.username!r} (HTTP {exc.status}): "
+                              "check --admin-password-file")
+        if isinstance(exc, ServerUnreachable):
+            return Unreachable(str(exc))
+        if isinstance(exc, Refused):
+            if exc.status == 404 and "/users/" in what:
+                return UsersError(f"{self.uri} has no user management: start it with authentication "
+                                  "(scripts/server.sh start --auth)")
+            return click.ClickException(f"{what} failed: {exc}")
+        return UsersError(str(exc))  # TLS verification
 
     def experiment_id(self, name: str) -> str:
-        found = self.call("GET", "/api/2.0/mlflow/experiments/get-by-name", ("RESOURCE_DOES_NOT_EXIST",), params={"experiment_name": name})
-        if "experiment" in found:
-            return found["experiment"]["experiment_id"]
-        kind = [{"key": contract.TAG_EXPERIMENT_KIND, "value": contract.EXPERIMENT_KIND_TRAINING}]  # MLflow UI's training layout
-        return self.call("POST", "/api/2.0/mlflow/experiments/create", json={"name": name, "tags": kind})["experiment_id"]
+        """Get or create ``name`` (the MLflow UI's training layout)."""
+        try:
+            return experiment_id(self.http, name)
+        except RegistryError as exc:
+            raise self._one_line(exc, f"experiment {name!r}") from None
 
     def ensure_model(self, name: str) -> None:
         self.call("POST", "/api/2.0/mlflow/registered-models/create", ("RESOURCE_ALREADY_EXISTS",), json={"name": name})
@@ -103,10 +121,14 @@ class AdminClient:
     def recorded_fleet_id(self, models: tuple[str, ...]) -> str | None:
         """The fleet experiment id an earlier setup recorded on one of the models (a rename cannot move it)."""
         for name in models:
-            found = self.call("GET", "/api/2.0/mlflow/registered-models/get", ("RESOURCE_DOES_NOT_EXIST",), params={"name": name})
-            tags = {t.get("key"): t.get("value") for t in (found.get("registered_model") or {}).get("tags", [])}
-            if str(tags.get(contract.TAG_FLEET_EXPERIMENT_ID, "")).isdigit():
-                return tags[contract.TAG_FLEET_EXPERIMENT_ID]
+            try:
+                recorded = model_tags(self.http, name).get(contract.TAG_FLEET_EXPERIMENT_ID, "")
+            except NotFound:
+                continue
+            except RegistryError as exc:
+                raise self._one_line(exc, f"model {name!r}") from None
+            if recorded.isdigit():
+                return recorded
         return None
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:

@@ -228,7 +228,7 @@ start_server() {  # store, log and pid file in $WORK/server, any free port; 3 mi
 
 register() {  # register NAME: the fixture bundle as version 1 of NAME, alias production; prints the run id
     "$HOST_PY" -c 'import sys
-from registry_tools.bundle_rest import MlflowRest, register_fixture
+from tests.edge.registry_rest import MlflowRest, register_fixture
 print(register_fixture(MlflowRest(sys.argv[1]), sys.argv[2], sys.argv[3]).run_id)' "$URI" "$1" "$MODEL_VARIANT"
 }
 
@@ -236,7 +236,7 @@ reported_accuracy() {  # reported_accuracy STATE_DIR: the sample accuracy the de
     "$HOST_PY" -c 'import json, sys
 from edge import contract
 from edge.heartbeat import FLEET_FILE
-from registry_tools.bundle_rest import MlflowRest
+from tests.edge.registry_rest import MlflowRest
 try:
     run_id = json.load(open(f"{sys.argv[2]}/{FLEET_FILE}"))["run_id"]
 except (OSError, ValueError, KeyError):

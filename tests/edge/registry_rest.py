@@ -1,7 +1,7 @@
-"""Register device bundles (the checked-in fixtures of tests/edge/fixtures) on an MLflow server through its REST API.
+"""Register device bundles (the checked-in fixtures beside this file) on an MLflow server through its REST API.
 
-Plain requests, no mlflow: the edge tests (in the edge tier's venv and the ARM roots), bench/
-and scripts/check-arm.sh register the same way. The fixtures exist in a checkout only.
+The device's transport (edge/transport.py), no mlflow: the edge tests (in the edge tier's venv and
+the ARM roots), bench/ and scripts/check-arm.sh register the same way, from a checkout.
 """
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-import requests
-
 from edge import contract
 from edge.bundle import read_labels, sha256_file
+from edge.registry_client import experiment_id
+from edge.transport import Deadline, Refused, Transport
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "edge" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXPERIMENT = "edgeq-edge-tests"
-_TIMEOUT_S = 30
+_API = "/api/2.0/mlflow/"
+_TIMEOUT_S = 30.0
+_JSON_CAP_BYTES = 256 << 20  # a test reads whole runs and searches
 
 
 class RestError(RuntimeError):
@@ -96,37 +98,22 @@ class MlflowRest:
     """The few REST calls made here on the tracking server at ``uri``."""
 
     def __init__(self, uri: str):
-        self.uri = uri.rstrip("/")
-        self.session = requests.Session()
+        self.http = Transport(uri, deadline=Deadline(None, _TIMEOUT_S), json_cap_bytes=_JSON_CAP_BYTES)
 
     def call(self, method: str, endpoint: str, *, ok_codes: tuple[str, ...] = (), **kwargs: Any) -> dict[str, Any]:
         """``endpoint`` below /api/2.0/mlflow/; an error whose code is in ``ok_codes`` returns {}."""
-        r = self.session.request(method, f"{self.uri}/api/2.0/mlflow/{endpoint}", timeout=_TIMEOUT_S, **kwargs)
-        if r.ok:
-            return r.json() if r.content else {}
         try:
-            code = r.json().get("error_code", "")
-        except ValueError:
-            code = ""
-        if code in ok_codes:
-            return {}
-        raise RestError(f"{method} {endpoint}: HTTP {r.status_code} {r.text[:300]}")
+            return self.http.json(method, _API + endpoint, **kwargs)
+        except Refused as exc:
+            if exc.error_code in ok_codes:
+                return {}
+            raise RestError(f"{method} {endpoint}: {exc}") from None
 
     # --- writing ---------------------------------------------------------------------
 
     def experiment_id(self, name: str = EXPERIMENT) -> str:
         """Get or create the experiment ``name``."""
-        for _ in range(2):
-            found = self.call("GET", "experiments/get-by-name", params={"experiment_name": name},
-                              ok_codes=("RESOURCE_DOES_NOT_EXIST",))
-            if found:
-                return found["experiment"]["experiment_id"]
-            kind = {"key": contract.TAG_EXPERIMENT_KIND, "value": contract.EXPERIMENT_KIND_TRAINING}
-            created = self.call("POST", "experiments/create", json={"name": name, "tags": [kind]},
-                                ok_codes=("RESOURCE_ALREADY_EXISTS",))
-            if created:
-                return created["experiment_id"]
-        raise RestError(f"experiment {name!r} could be neither found nor created")
+        return experiment_id(self.http, name)
 
     def create_run(self, experiment_id: str, tags: dict[str, str] | None = None) -> tuple[str, str]:
         """A new run; returns (run_id, artifact_uri)."""
@@ -140,12 +127,9 @@ class MlflowRest:
         parsed = urlparse(artifact_uri)
         if parsed.scheme != "mlflow-artifacts":
             raise RestError(f"run artifacts at {artifact_uri!r}: start the server with --artifacts-destination")
-        base = f"{self.uri}/api/2.0/mlflow-artifacts/artifacts/{parsed.path.strip('/')}/{artifact_path}"
+        base = f"/api/2.0/mlflow-artifacts/artifacts/{parsed.path.strip('/')}/{artifact_path}"
         for path in sorted(p for p in Path(directory).iterdir() if p.is_file()):
-            with open(path, "rb") as fh:
-                r = self.session.put(f"{base}/{quote(path.name)}", data=fh, timeout=_TIMEOUT_S)
-            if not r.ok:
-                raise RestError(f"upload of {path.name}: HTTP {r.status_code} {r.text[:300]}")
+            self.http.put(f"{base}/{quote(path.name)}", path.read_bytes())
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         ts = int(time.time() * 1000)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from edge import contract
 from edge.heartbeat import FLEET_FILE
-from registry_tools.bundle_rest import MlflowRest
+from tests.edge.registry_rest import MlflowRest
 
 
 def device_run_id(state: Path) -> str:

@@ -223,3 +223,40 @@ def test_the_deadline_object_refuses_once_spent():
 
     with pytest.raises(ServerUnreachable, match="deadline"):
         deadline.timeout()
+
+
+# 8. A wrong model, alias or version: one plain line naming it and the fix, not the server's error code.
+
+def _names_it_and_the_fix(message: str, *parts: str) -> None:
+    assert "\n" not in message and "RESOURCE_DOES_NOT_EXIST" not in message, message
+    assert "INVALID_PARAMETER_VALUE" not in message, message
+    for part in parts:
+        assert part in message, message
+
+
+def test_an_alias_the_model_does_not_have_names_the_model_the_alias_and_the_fix(register, registry, fresh_model, tmp_path):
+    register(fresh_model, "int8")
+    outcome = pull(_config(tmp_path, fresh_model, alias="prod"), registry)
+    assert outcome.code == Exit.BAD_CONFIG
+    _names_it_and_the_fix(outcome.message, repr(fresh_model), "alias 'prod'", "--alias",
+                          f"edgeq versions {fresh_model}", f"{contract.DEFAULT_ALIAS} → v1")
+
+
+def test_an_alias_name_the_server_refuses_is_named_with_the_fix(register, registry, fresh_model, tmp_path):
+    register(fresh_model, "int8")
+    outcome = pull(_config(tmp_path, fresh_model, alias="not an alias"), registry)
+    assert outcome.code == Exit.BAD_CONFIG
+    _names_it_and_the_fix(outcome.message, repr(fresh_model), "alias 'not an alias'", "--alias")
+
+
+def test_a_model_the_server_does_not_have_is_named_with_the_fix(registry, fresh_model, tmp_path):
+    outcome = pull(_config(tmp_path, fresh_model), registry)
+    assert outcome.code == Exit.BAD_CONFIG
+    _names_it_and_the_fix(outcome.message, repr(fresh_model), "--model", "edgeq versions")
+
+
+def test_a_version_the_model_does_not_have_is_named_with_the_fix(register, registry, fresh_model, tmp_path):
+    register(fresh_model, "int8")
+    outcome = pull(_config(tmp_path, fresh_model, version="7"), registry)
+    assert outcome.code == Exit.BAD_CONFIG
+    _names_it_and_the_fix(outcome.message, repr(fresh_model), "version 7", "--model-version", f"edgeq versions {fresh_model}")

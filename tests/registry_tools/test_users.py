@@ -6,6 +6,7 @@ import sys
 
 from edge import contract
 from tests.conftest import REPO
+from tests.servers import free_port
 
 
 def test_setup_on_a_server_without_authentication_says_how_to_start_one(server, tmp_path):
@@ -26,3 +27,15 @@ def test_setup_without_the_admin_password_file_names_it(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == contract.ExitCode.BAD_CONFIG
     assert len(proc.stderr.strip().splitlines()) == 1 and str(tmp_path / "missing") in proc.stderr
+
+
+def test_setup_with_the_server_down_names_its_port_and_how_to_start_it_with_users(tmp_path):
+    password = tmp_path / "admin.password"
+    password.write_text("anything\n")
+    port = free_port()
+    proc = subprocess.run([sys.executable, "-m", "registry_tools.users", "setup", "--tracking-uri", f"http://127.0.0.1:{port}",
+                           "--model", "m", "--admin-password-file", str(password), "--credentials-dir", str(tmp_path / "c")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == contract.ExitCode.UNREACHABLE, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"scripts/server.sh start --auth --port {port}" in proc.stderr

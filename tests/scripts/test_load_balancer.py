@@ -16,8 +16,8 @@ from edge import contract
 from edge.contract import ExitCode as Exit
 from edge.puller import PullConfig, pull
 from edge.registry_client import RegistryClient
-from registry_tools.bundle_rest import MlflowRest, register_fixture
 from registry_tools.mlflow_server import MlflowServer, free_port
+from tests.edge.registry_rest import MlflowRest, register_fixture
 from tests.registry_tools.devices import edgeq, enroll
 
 MODEL = "edgeq-behind-lb"
