@@ -1,6 +1,6 @@
 """Time the fleet can trust: the device's clock checked against the server's ``Date`` header.
 
-Every answer of the registry client passes its ``Date`` header here (edge/registry_client.py);
+Every answer of the registry client passes its ``Date`` header here (edge/transport.py);
 the skew (device minus server) of the latest answer corrects every stamp the device sends —
 report timestamps, ``reported_at``, a heartbeat's end time — so a Pi whose clock runs in 2030,
 or an hour behind, still reports the server's "now". A skew within the header's resolution

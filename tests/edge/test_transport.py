@@ -1,12 +1,16 @@
 """edge/transport.py, the one transport of every REST client: errors mapped, caps kept, and hints that name the URI's own server."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from edge import clock
 from edge.registry_client import RegistryClient
 from edge.transport import (AuthError, Deadline, NotFound, Refused, ServerUnreachable, Transport, check_server,
                             start_hint)
+from tests.conftest import REPO
 from tests.servers import free_port
 
 _API = "/api/2.0/mlflow/"
@@ -75,3 +79,10 @@ def test_every_answer_sets_the_clock(server, monkeypatch):
 def test_uris_with_credentials_are_refused_before_any_request():
     with pytest.raises(ValueError, match="carries credentials"):
         Transport("https://pi:secret@mlflow.lan")
+
+
+def test_the_transport_and_the_device_client_need_neither_tensorflow_nor_mlflow():
+    code = ("import sys, edge.transport, edge.registry_client, tests.edge.registry_rest; "
+            "print(sorted(m for m in ('tensorflow', 'mlflow', 'keras') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
