@@ -1,15 +1,14 @@
 """The click classes of ``edgeq``'s commands: a command that checks the server, a group that lists the exit codes."""
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from edge import contract
 from edge.registry_client import check_server
+from registry_tools.api import RegistryApi
 from registry_tools.commands.options import one_model
 
-MlflowClient = Any  # what the commands receive: registry_tools.rest_client.RestClient or mlflow's MlflowClient
+MlflowClient = RegistryApi  # what the commands receive: RestClient or mlflow's MlflowClient (registry_tools/api.py)
 
 
 class ServerCommand(click.Command):
