@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from edge import contract
+from edge import contract, rollout_share
 from registry_tools import evidence
 from registry_tools.device_reports import DeviceReport, device_name
 from registry_tools.rest_client import metric
@@ -133,6 +133,40 @@ def compute(version: str, reports: Iterable[DeviceReport], behind: int = 0) -> A
                      statistics.median(acc) if acc else None, min(acc) if acc else None, classes)
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A version rolled out in stages behind an alias: only ``share.percent`` of the alias's devices take it."""
+
+    version: str
+    share: rollout_share.Share
+
+    def takes(self, device: str) -> bool:
+        """Whether ``device`` is inside the share (the hash every device computes for itself)."""
+        try:
+            return rollout_share.takes(device, self.version, self.share.percent)
+        except ValueError:
+            return True  # an id the hash cannot read: judged like any device, not excused
+
+    def note(self) -> str:
+        return f"outside the {self.share.percent:g} % stage of v{self.version}"
+
+
+def staged_rollouts(tags_of: dict[str, dict[str, str]], aliases: dict[str, str]) -> tuple[dict[str, Staged], list[str]]:
+    """Alias → its staged rollout, from the tags of the versions behind the aliases (``tags_of``: version → tags);
+    and a note for each unreadable rollout tag, which counts as no staged rollout."""
+    staged, notes = {}, []
+    for alias, version in sorted(aliases.items()):
+        try:
+            share = rollout_share.share_of(tags_of.get(str(version), {}), alias)
+        except ValueError as exc:
+            notes.append(f"v{version}'s staged-rollout tag {contract.rollout_tag(alias)!r} is unreadable ({exc}): "
+                         f"read as no staged rollout (edgeq rollout status {alias} tells more)")
+            continue
+        if share is not None:
+            staged[alias] = Staged(str(version), share)
+    return staged, notes
+
+
 def running(run: Run, found: evidence.Read, trust: evidence.Trust) -> tuple[str, str] | None:
     """(alias, running version) of a device run: its verified status; its tags only where unsigned evidence counts
     or nothing is enrolled for the model."""
@@ -147,8 +181,11 @@ def running(run: Run, found: evidence.Read, trust: evidence.Trust) -> tuple[str,
 
 
 def behind_by_version(runs: Iterable[Run], aliases: dict[str, str], found: evidence.Read,
-                      trust: evidence.Trust) -> dict[str, set[str]]:
-    """Devices per version that follow an alias pointing at it and run an older version (refusals not yet removed)."""
+                      trust: evidence.Trust, staged: dict[str, Staged] | None = None) -> dict[str, set[str]]:
+    """Devices per version that follow an alias pointing at it and run an older version (refusals not yet removed).
+
+    A device outside the share of a staged rollout (``staged``: alias → rollout) keeps the fallback by design: not behind.
+    """
     out: dict[str, set[str]] = {}
     for run in runs:
         state = running(run, found, trust)
@@ -157,7 +194,11 @@ def behind_by_version(runs: Iterable[Run], aliases: dict[str, str], found: evide
         target, version = aliases.get(state[0]), state[1]
         if not target or not version.isdigit() or int(version) >= int(target):
             continue
-        out.setdefault(target, set()).add(device_name(run.data.tags, run.info.run_id))
+        device = device_name(run.data.tags, run.info.run_id)
+        rollout = (staged or {}).get(state[0])
+        if rollout is not None and rollout.version == target and not rollout.takes(device):
+            continue
+        out.setdefault(target, set()).add(device)
     return out
 
 
@@ -214,7 +255,8 @@ def refresh(client: MlflowClient, model: str, versions: list, version_runs: dict
         run = version_runs.get(mv.run_id) if mv.run_id else None
         if run is not None:
             evidence.add_legacy(found, trust, str(mv.version), run.data.metrics, run.data.tags)
-    behind = behind_by_version(scan.runs, aliases, found, trust)
+    staged, staged_notes = staged_rollouts({str(mv.version): dict(mv.tags or {}) for mv in versions}, aliases)
+    behind = behind_by_version(scan.runs, aliases, found, trust, staged)
     aggregates, written, skipped = {}, [], {}
     for mv in versions:
         version = str(mv.version)
@@ -234,7 +276,7 @@ def refresh(client: MlflowClient, model: str, versions: list, version_runs: dict
         aggregates[version] = agg
         if write and run is not None and store(client, mv, stored, agg):
             written.append(version)
-    notes = tuple(trust.notes(found.unsigned_count(), found.unverified_count()))
+    notes = tuple(trust.notes(found.unsigned_count(), found.unverified_count())) + tuple(staged_notes)
     return Refresh(aggregates, len(scan.runs), False, tuple(written), notes, skipped)
 
 

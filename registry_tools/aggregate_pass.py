@@ -1,7 +1,7 @@
 """One `edgeq aggregate` pass: only device runs whose end time moved since the last pass, streamed a page at a time.
 
 The pass keeps its watermark on the server, as a registered-model tag (contract.TAG_AGGREGATE_WATERMARK: the
-time the last pass started and the aliases it saw), so any machine can run the next one. It reads the device
+time the last pass started, the aliases and the staged-rollout shares it saw), so any machine can run the next one. It reads the device
 runs whose end time is past the watermark (less a margin for a device's clock and requests in flight),
 verifying them through the evidence reader a page at a time. A version is *touched* when one of them carries a
 report on it stated since the watermark, or an alias moved to or from it; each touched version's aggregates are
@@ -9,7 +9,8 @@ recomputed from the runs that reported on it (its ``v<N>.evidence`` marker), aga
 the few figures an aggregate needs. A version's figures are totals and medians over its devices, so they are
 recomputed, not patched: the cost of a pass is the runs that changed plus the reporters of the versions they
 touched, never the whole fleet's runs at once. "Behind" (devices following an alias whose target they do not
-run yet) needs every device's status: it is recounted only when an alias target is touched. ``--full`` recomputes
+run yet, less those a staged rollout keeps on its fallback) needs every device's status: it is recounted only
+when an alias target is touched, or the share of its staged rollout changed. ``--full`` recomputes
 every version in one scan of all runs (a first pass does that by itself).
 """
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from edge import contract
 from registry_tools import evidence
-from registry_tools.aggregate import Aggregate, behind_by_version, compute, run_gone, skipped_note, store
+from registry_tools.aggregate import (Aggregate, Staged, behind_by_version, compute, run_gone, skipped_note,
+                                      staged_rollouts, store)
 from registry_tools.device_reports import SIGNED, DeviceReport
 
 if TYPE_CHECKING:
@@ -40,18 +42,21 @@ class Watermark:
     at_ms: int | None = None  # when the last pass started; None: no pass yet
     aliases: dict[str, str] = field(default_factory=dict)  # alias → version, as that pass saw them
     every_s: float = contract.DEFAULT_AGGREGATE_EVERY_MINUTES * 60  # the timer's interval, for staleness
+    stages: dict[str, str] = field(default_factory=dict)  # alias → "version:percent" of its staged rollout, if any
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> "Watermark":
         try:
             data = json.loads(tags.get(contract.TAG_AGGREGATE_WATERMARK, ""))
             return cls(int(data["at_ms"]), {str(k): str(v) for k, v in data.get("aliases", {}).items()},
-                       float(data.get("every_s", cls.every_s)))
+                       float(data.get("every_s", cls.every_s)),
+                       {str(k): str(v) for k, v in data.get("stages", {}).items()})
         except (ValueError, KeyError, TypeError, AttributeError):
             return cls()  # none, or unreadable: the next pass is a full one
 
     def value(self) -> str:
-        return json.dumps({"at_ms": self.at_ms, "aliases": self.aliases, "every_s": self.every_s}, sort_keys=True)
+        return json.dumps({"at_ms": self.at_ms, "aliases": self.aliases, "every_s": self.every_s, "stages": self.stages},
+                          sort_keys=True)
 
     def age_s(self, now_ms: int | None = None) -> float | None:
         return None if self.at_ms is None else ((now_ms or _now_ms()) - self.at_ms) / 1000
@@ -70,7 +75,7 @@ class Pass:
     status_runs: int  # runs read to recount "behind" (0 unless an alias target was touched)
     full: bool
     written: tuple[str, ...] = ()
-    trust_notes: tuple[str, ...] = ()
+    trust_notes: tuple[str, ...] = ()  # what a person must know: unsigned or unverified evidence, skipped versions
     truncated: bool = False  # more runs than --max-devices: nothing written
     skipped: dict[str, str] = field(default_factory=dict)  # version → why its run cannot carry aggregates
 
@@ -87,22 +92,27 @@ def run(client: Any, model: str, versions: list, version_runs: dict[str, Run], a
     mark = Watermark.from_tags(tags)
     full = full or mark.at_ms is None
     counter = _Counter(limit)
+    known = {str(mv.version): mv for mv in versions}
+    staged, staged_notes = staged_rollouts({v: dict(mv.tags or {}) for v, mv in known.items()}, aliases)
+    stages = {a: f"{r.version}:{r.share.percent:g}" for a, r in staged.items()}
     if full:
         touched, changed, unsigned_seen = {str(mv.version) for mv in versions}, 0, 0
     else:
         touched, changed, unsigned_seen = _touched(client, trust, mark.at_ms - MARGIN_MS, counter)
         moved = {a for a in {*aliases, *mark.aliases} if aliases.get(a) != mark.aliases.get(a)}
         touched |= {v for a in moved for v in (aliases.get(a), mark.aliases.get(a)) if v}
-    known = {str(mv.version): mv for mv in versions}
+        # A stage that grew (or a rollout that began or ended) changes who is behind the alias's version.
+        touched |= {aliases[a] for a in {*stages, *mark.stages} if a in aliases and stages.get(a) != mark.stages.get(a)}
     # A version whose run was deleted (the MLflow UI, a clean-up script) is skipped: logging to it would fail.
     skipped = {v: why for v, mv in known.items() if (why := run_gone(mv, version_runs))}
     touched &= set(known) - set(skipped)
     targets = touched & set(aliases.values())
     if full:  # one scan of every device run: all versions' reporters and every device's status at once
-        tally = _scan(evidence.device_run_pages(client, trust), trust, touched, aliases, counter)
+        tally = _scan(evidence.device_run_pages(client, trust), trust, touched, aliases, counter, staged)
         reporter_runs, status_runs = tally.read, 0
     else:
-        tally = _scan(evidence.device_run_pages(client, trust), trust, set(), aliases, counter) if targets else _Tally()
+        tally = (_scan(evidence.device_run_pages(client, trust), trust, set(), aliases, counter, staged) if targets
+                 else _Tally())
         status_runs, reporter_runs = tally.read, 0
         for version in sorted(touched, key=int):
             one = _scan(evidence.device_run_pages(client, trust, version=version), trust, {version}, None, counter)
@@ -125,12 +135,13 @@ def run(client: Any, model: str, versions: list, version_runs: dict[str, Run], a
         aggregates[version] = agg
         if write and not counter.over and run_ is not None and store(client, mv, stored, agg):
             written.append(version)
-    notes = tuple(trust.notes(unsigned_seen, not_counted_all)) + ((skipped_note(skipped),) if skipped else ())
+    notes = (tuple(trust.notes(unsigned_seen, not_counted_all)) + ((skipped_note(skipped),) if skipped else ())
+             + tuple(staged_notes))
     if counter.over:
         return Pass({}, changed, reporter_runs, status_runs, full, (), notes, True, skipped)
     if write:
         client.set_registered_model_tag(model, contract.TAG_AGGREGATE_WATERMARK,
-                                        Watermark(started, dict(aliases), every_s).value())
+                                        Watermark(started, dict(aliases), every_s, stages).value())
         client.set_registered_model_tag(model, contract.TAG_AGGREGATE_PASS_AT,
                                         datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return Pass(aggregates, changed, reporter_runs, status_runs, full, tuple(written), notes, False, skipped)
@@ -215,7 +226,7 @@ class _Tally:
 
 
 def _scan(pages: Iterable[list[Run]], trust: evidence.Trust, versions: set[str], aliases: dict[str, str] | None,
-          counter: _Counter) -> _Tally:
+          counter: _Counter, staged: dict[str, Staged] | None = None) -> _Tally:
     """Verify the runs a page at a time; keep the votes on ``versions`` and (with ``aliases``) who is behind."""
     tally = _Tally()
     for page in pages:
@@ -231,7 +242,7 @@ def _scan(pages: Iterable[list[Run]], trust: evidence.Trust, versions: set[str],
             if count:
                 tally.unverified[version] = tally.unverified.get(version, 0) + count
         if aliases is not None:
-            for version, devices in behind_by_version(page, aliases, found, trust).items():
+            for version, devices in behind_by_version(page, aliases, found, trust, staged).items():
                 tally.behind.setdefault(version, set()).update(devices)
         if counter.over:
             break

@@ -18,7 +18,7 @@ from registry_tools import aggregate, evidence
 from registry_tools.device_reports import DeviceReport
 from registry_tools.runs import runs_by_id
 from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, Column, num, percent, render, wrap
-from registry_tools.lookup import all_versions, registered_model
+from registry_tools.lookup import all_versions, model_version, registered_model
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -50,10 +50,11 @@ class DeviceRow:
     flags: tuple[str, ...]  # e.g. ("stale", "rejected v5 (…)", "behind"); empty means ok
     run_id: str
     clock_skew_s: float | None = None
+    notes: tuple[str, ...] = ()  # fine, but worth saying: e.g. "outside the 5 % stage of v7"
 
     @property
     def status(self) -> str:
-        return ", ".join(self.flags) or OK
+        return (", ".join(self.flags) or OK) + (f" ({'; '.join(self.notes)})" if self.notes else "")
 
     def as_dict(self) -> dict:
         return {
@@ -63,6 +64,7 @@ class DeviceRow:
             "interval_s": self.interval_s, "latency_p50_ms": self.p50_ms, "latency_p99_ms": self.p99_ms,
             "sample_accuracy": self.sample_accuracy, "throttled": self.throttled, "status": self.status,
             "flags": list(self.flags), "run_id": self.run_id, "clock_skew_s": self.clock_skew_s,
+            "notes": list(self.notes),
         }
 
 
@@ -175,9 +177,17 @@ def read(client: MlflowClient, name: str, stale_after: float, query: Query = Que
         notes = tuple(trust.notes(found.unsigned_count(), found.unverified_count()))
     if runs and not all(_state(r, found).signed for r in runs):
         _add_legacy(client, name, found, trust, {*(aliases.values()), *(_state(r, found).running for r in runs)})
+    staged, unreadable = _staged(client, name, aliases) if runs else ({}, [])
     now = now or datetime.now(timezone.utc)
-    rows = [_row(run, aliases, found, trust, stale_after, now, max_skew_s) for run in runs]
-    return Fleet(sorted(rows, key=lambda r: r.device), scan.truncated, query, notes)
+    rows = [_row(run, aliases, found, trust, stale_after, now, max_skew_s, staged) for run in runs]
+    return Fleet(sorted(rows, key=lambda r: r.device), scan.truncated, query,
+                 notes + tuple(n for n in unreadable if n not in notes))
+
+
+def _staged(client: MlflowClient, name: str, aliases: dict[str, str]) -> tuple[dict[str, aggregate.Staged], list[str]]:
+    """The staged rollouts behind the aliases, from the tags of the versions they point at (one request per alias)."""
+    tags = {v: dict(model_version(client, name, v).tags or {}) for v in set(aliases.values())}
+    return aggregate.staged_rollouts(tags, aliases)
 
 
 def _add_legacy(client: MlflowClient, name: str, found: evidence.Read, trust: evidence.Trust, versions: set) -> None:
@@ -208,10 +218,17 @@ def _clock_flags(seen: datetime | None, skew: float | None, now: datetime, max_s
 
 
 def _row(run, aliases: dict[str, str], found: evidence.Read, trust: evidence.Trust, stale_after: float,
-         now: datetime, max_skew_s: float) -> DeviceRow:
+         now: datetime, max_skew_s: float, staged: dict[str, aggregate.Staged] | None = None) -> DeviceRow:
     tags, metrics = run.data.tags, run.data.metrics
     state = _state(run, found)
     running, target = state.running, aliases.get(state.alias)
+    notes: tuple[str, ...] = ()
+    rollout = (staged or {}).get(state.alias)
+    if rollout is not None and rollout.version == target and running is not None \
+            and (running == rollout.share.fallback or _older(running, rollout.share.fallback)) \
+            and not rollout.takes(state.device):
+        # Outside the share the device is meant to keep the fallback: that, not the alias's version, is its target.
+        target, notes = rollout.share.fallback, (rollout.note(),)
     interval = _seconds(tags, contract.TAG_INTERVAL_S, DEFAULT_INTERVAL_S)
     # A quiet device moves its last seen once per heartbeat interval, not every run.
     beat = max(interval, _seconds(tags, contract.TAG_HEARTBEAT_S, 0.0))
@@ -249,8 +266,8 @@ def _row(run, aliases: dict[str, str], found: evidence.Read, trust: evidence.Tru
     p50 = figures.get(contract.D_P50, None if state.signed else metrics.get(contract.D_P50))
     p99 = figures.get(contract.D_P99, None if state.signed else metrics.get(contract.D_P99))
     acc = figures.get(contract.D_SAMPLE_ACCURACY, None if state.signed else metrics.get(contract.D_SAMPLE_ACCURACY))
-    return DeviceRow(state.device, tags.get(contract.TAG_HOSTNAME, ""), state.alias, running, target, seen, interval,
-                     p50, p99, acc, throttled, tuple(flags), run.info.run_id, skew)
+    return DeviceRow(state.device, tags.get(contract.TAG_HOSTNAME, ""), state.alias, running, aliases.get(state.alias),
+                     seen, interval, p50, p99, acc, throttled, tuple(flags), run.info.run_id, skew, notes)
 
 
 def _seconds(tags: dict[str, str], key: str, default: float) -> float:
