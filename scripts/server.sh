@@ -5,6 +5,7 @@
 #   scripts/server.sh start [--backend sqlite|postgres] [--auth] [--host 127.0.0.1] [--port 5000]
 #                           [--db-uri postgresql://…] [--allowed-hosts LIST] [--workers N] [--dir DIR]
 #                           [--devices N]   # the fleet it serves: warns past what the store measured
+#                           [--http-server gthread|uvicorn]   # gthread (default): half uvicorn's CPU per request
 #   scripts/server.sh stop   [--dir DIR]
 #   scripts/server.sh status [--dir DIR]
 #   scripts/server.sh db     [--dir DIR]   # only the PostgreSQL cluster; prints its backend store URI
@@ -12,6 +13,9 @@
 # Everything lives in DIR (default .edgeq/server, or $EDGEQ_SERVER_DIR): the SQLite file or
 # the PostgreSQL cluster (pg/, run by an unprivileged user: the `postgres` system user when
 # this runs as root), the artifacts, the auth store and generated passwords, the logs.
+# MLflow's Flask app is served by gunicorn's threaded workers with a database connection per
+# thread (bench/capacity.py: half the CPU per request of mlflow's default, uvicorn wrapping the
+# Flask app in FastAPI); --http-server uvicorn starts mlflow's default instead.
 # Nothing system-wide is configured and the Debian default cluster is left alone. mlflow itself
 # is started, checked and stopped by the project's one launcher, registry_tools/mlflow_server.py.
 set -euo pipefail
@@ -19,13 +23,21 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 
 die() { echo "server.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2; }
 
 CMD=${1:-}; [ -n "$CMD" ] || usage; shift
 DIR=${EDGEQ_SERVER_DIR:-.edgeq/server}
 BACKEND=sqlite AUTH=0 HOST=127.0.0.1 PORT=5000 DB_URI="" ALLOWED_HOSTS="" WORKERS="" DEVICES=${EDGEQ_FLEET_DEVICES:-}
+HTTP_SERVER=gthread
 # Devices on 15-minute runs one server held with 30 % headroom on 2 cores (BENCHMARKS.md "Server capacity").
 SQLITE_DEVICES=45000 POSTGRES_DEVICES=84000
+# gunicorn's threaded workers, the same options bench/capacity.py measures (GTHREAD_OPTS there): as many
+# pooled database connections as threads (none opened and closed per request), request lines up to
+# gunicorn's most (its 4 KiB default refuses long GET filters uvicorn takes), the access log in
+# server.log, no control socket in the home directory (two servers on a host would share it).
+GTHREAD_THREADS=8
+GTHREAD_OPTS="--worker-class gthread --threads $GTHREAD_THREADS --keep-alive 30 --limit-request-line 8190"
+GTHREAD_OPTS+=" --access-logfile - --no-control-socket"
 while [ $# -gt 0 ]; do
     case "$1" in
         --backend) BACKEND=${2:?--backend needs sqlite or postgres}; shift 2 ;;
@@ -36,12 +48,14 @@ while [ $# -gt 0 ]; do
         --allowed-hosts) ALLOWED_HOSTS=${2:?}; shift 2 ;;
         --workers) WORKERS=${2:?}; shift 2 ;;
         --devices) DEVICES=${2:?--devices needs a number}; shift 2 ;;
+        --http-server) HTTP_SERVER=${2:?--http-server needs gthread or uvicorn}; shift 2 ;;
         --dir) DIR=${2:?}; shift 2 ;;
         -h|--help) usage ;;
         *) die "unknown option $1 (see: scripts/server.sh --help)" ;;
     esac
 done
 case "$BACKEND" in sqlite|postgres) ;; *) die "--backend must be sqlite or postgres, got '$BACKEND'" ;; esac
+case "$HTTP_SERVER" in gthread|uvicorn) ;; *) die "--http-server must be gthread or uvicorn, got '$HTTP_SERVER'" ;; esac
 case "$PORT" in ''|*[!0-9]*) die "--port must be a number, got '$PORT'" ;; esac
 case "$DEVICES" in *[!0-9]*) die "--devices must be a number, got '$DEVICES'" ;; esac
 mkdir -p "$DIR"
@@ -174,6 +188,11 @@ start() {
     local -a args=(start --dir "$DIR" --mlflow "$MLFLOW" --host "$HOST" --port "$PORT" --timeout 120
                    --workers "${WORKERS:-$([ "$BACKEND" = sqlite ] && echo 1 || echo 2)}" --backend-store-uri "$store" --)
     [ -n "$ALLOWED_HOSTS" ] && args+=(--allowed-hosts "$ALLOWED_HOSTS")
+    local -a http_env=()
+    if [ "$HTTP_SERVER" = gthread ]; then
+        args+=(--gunicorn-opts "$GTHREAD_OPTS")
+        http_env=(MLFLOW_SQLALCHEMYSTORE_POOL_SIZE="${MLFLOW_SQLALCHEMYSTORE_POOL_SIZE:-$GTHREAD_THREADS}")
+    fi
     if [ "$AUTH" = 1 ]; then
         write_auth_config "$auth_store"
         args+=(--app-name basic-auth)
@@ -183,14 +202,14 @@ start() {
     local uri_host=$HOST
     case "$HOST" in 0.0.0.0|::|'') uri_host=127.0.0.1 ;; esac
     local uri="http://$uri_host:$PORT"
-    echo "== starting mlflow server on $HOST:$PORT (backend $BACKEND, auth $([ "$AUTH" = 1 ] && echo on || echo off), store $DIR)" >&2
+    echo "== starting mlflow server on $HOST:$PORT (backend $BACKEND, $HTTP_SERVER, auth $([ "$AUTH" = 1 ] && echo on || echo off), store $DIR)" >&2
     # The auth settings only with --auth: MLflow reads MLFLOW_AUTH_CONFIG_PATH even without the basic-auth app,
     # and a path to a config that does not exist makes every runs/search a 500.
     local -a auth_env=()
     [ "$AUTH" = 1 ] && auth_env=(MLFLOW_AUTH_CONFIG_PATH="$DIR/basic_auth.ini"
         MLFLOW_AUTH_ADMIN_PASSWORD="$(cat "$DIR/admin.password" 2>/dev/null || true)"
         MLFLOW_FLASK_SERVER_SECRET_KEY="${MLFLOW_FLASK_SERVER_SECRET_KEY:-$(cat "$DIR/flask.secret" 2>/dev/null || true)}")
-    env "${auth_env[@]}" "$PYTHON" -m registry_tools.mlflow_server "${args[@]}" >/dev/null || die "mlflow server did not start: see $DIR/server.log"
+    env "${auth_env[@]}" "${http_env[@]}" "$PYTHON" -m registry_tools.mlflow_server "${args[@]}" >/dev/null || die "mlflow server did not start: see $DIR/server.log"
     printf 'BACKEND=%q\nAUTH=%q\nHOST=%q\nPORT=%q\nURI=%q\nSTORE=%q\n' "$BACKEND" "$AUTH" "$HOST" "$PORT" "$uri" "$store" > "$STATE"
     echo "MLFLOW_TRACKING_URI=$uri"
     [ "$AUTH" = 1 ] && echo "admin password: $DIR/admin.password (users: .venv/bin/python -m registry_tools.users --help)"
