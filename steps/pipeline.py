@@ -10,22 +10,26 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-import click
-import mlflow
-from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+from steps import quiet
 
-from edge import contract, signing
-from edge.bundle import label_tags
-from edge.registry_client import ServerUnreachable, check_server
-from steps import baseline as baseline_mod
-from steps import data as data_mod
-from steps import model as model_mod
-from steps import dataset_input, fingerprint, register, report, stop, summary
-from steps import sample_size as sample_size_mod
-from steps.config import DISTRIBUTE, QUANT_CHOICES, DataConfig, QuantConfig, TrainConfig, baseline_key, variants_for
-from steps.input_cache import CacheConfig
-from steps.variant import Arrays, VariantResult, run_variant
+quiet.import_tensorflow()  # before any module below imports it: a failure is then one line, not a page of logs
+
+import click  # noqa: E402
+import mlflow  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE  # noqa: E402
+
+from edge import contract, signing, ui_links  # noqa: E402
+from edge.bundle import label_tags  # noqa: E402
+from edge.registry_client import ServerUnreachable, check_server  # noqa: E402
+from steps import baseline as baseline_mod  # noqa: E402
+from steps import data as data_mod  # noqa: E402
+from steps import model as model_mod  # noqa: E402
+from steps import dataset_input, fingerprint, project_run, register, report, stop, summary  # noqa: E402
+from steps import sample_size as sample_size_mod  # noqa: E402
+from steps.config import DISTRIBUTE, QUANT_CHOICES, DataConfig, QuantConfig, TrainConfig, baseline_key, variants_for  # noqa: E402
+from steps.input_cache import CacheConfig  # noqa: E402
+from steps.variant import Arrays, VariantResult, run_variant  # noqa: E402
 
 MIN_CALIBRATION = 100
 
@@ -50,11 +54,7 @@ def _sample_size(value: str) -> int:
 
 
 def validate(data: DataConfig, train: TrainConfig, quant: QuantConfig) -> data_mod.SourceInfo:
-    """All the cheap checks, in the order a user would fix them."""
-    try:
-        check_server(mlflow.get_tracking_uri())
-    except ServerUnreachable as exc:
-        raise ServerUnreachableError(str(exc)) from exc
+    """All the cheap checks but the server's (run: first), in the order a user would fix them."""
     if data.image_size < 8:
         raise PipelineError(f"image_size {data.image_size} is too small: use 8 or more (the article uses 224)")
     try:
@@ -83,9 +83,13 @@ def training_layout(client: MlflowClient, experiment_id: str) -> None:
 
 def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantConfig, model_name: str | None,
         signing_key: signing.Ed25519PrivateKey | None = None) -> list[report.Row]:
+    try:
+        check_server(mlflow.get_tracking_uri())
+    except ServerUnreachable as exc:
+        raise ServerUnreachableError(str(exc)) from exc
     info = validate(data, train, quant)
-    name = model_name or register.registered_model_name(data.dataset, train.model)
     client = MlflowClient()
+    name = model_name or register.registered_model_name(data.dataset, train.model)
     if not os.environ.get("MLFLOW_RUN_ID") and not os.environ.get("MLFLOW_EXPERIMENT_ID") and not os.environ.get("MLFLOW_EXPERIMENT_NAME"):
         mlflow.set_experiment(contract.PIPELINE_EXPERIMENT)
     with mlflow.start_run(run_name=f"edgeq-{quant_choice}") as parent, stop.failure_reason(), \
@@ -170,6 +174,12 @@ def run(quant_choice: str, data: DataConfig, train: TrainConfig, quant: QuantCon
         mlflow.set_tag(MLFLOW_RUN_NOTE, summary.description(title, found, rows[0], base.reused, dataset_line, table, name))
         click.echo(f"\n{title}\n{table}")
         click.echo(f"registered model: {name}  ·  pipeline run: {parent.info.run_id}")
+        uri = mlflow.get_tracking_uri()
+        for label, link in (("runs", ui_links.experiment_url(uri, parent.info.experiment_id)),
+                            ("run", ui_links.run_url(uri, parent.info.experiment_id, parent.info.run_id)),
+                            ("model", ui_links.model_url(uri, name))):
+            if link:
+                click.echo(f"{label + ':':<7}{link}")
         return rows
 
 
@@ -224,5 +234,23 @@ def main(quant: str, dataset: str, data_dir: str | None, image_size: int, model_
         raise SystemExit(exc.exit_code) from None
 
 
+def entry() -> None:
+    """The MLproject's command: ``main``; under `mlflow run`, a stop before the pipeline started the run
+    `mlflow run` made (bad input, offline) ends that run FAILED with the line printed."""
+    # MLflow prints its own links when a run ends, and they open its GenAI layout: the pipeline prints
+    # links that open the runs table (edge/ui_links.py) instead.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    client = MlflowClient()
+    try:
+        with project_run.failing_before_start(client):
+            main(standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
-    main()
+    entry()

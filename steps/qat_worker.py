@@ -14,6 +14,10 @@ import shutil  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from steps.quiet import import_tensorflow  # noqa: E402
+
+import_tensorflow()  # its start-up lines would land in the pipeline's output
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
