@@ -13,6 +13,8 @@ DIR=${EDGEQ_DEMO_DIR:-.edgeq/demo}
 MODEL=edgeq-digits-tiny_cnn
 export MLFLOW_TRACKING_URI=http://127.0.0.1:$PORT
 export MLFLOW_HTTP_REQUEST_MAX_RETRIES=1
+# `mlflow run` prints MLflow's own run links, which open its GenAI layout; the pipeline prints ones that open the runs table.
+export MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT=true
 mkdir -p "$DIR"
 
 # The project's one launcher: store, artifacts, log and pid file in $DIR.
@@ -44,5 +46,15 @@ echo "== what the registry knows now"
 edgeq versions "$MODEL"
 edgeq compare "$MODEL" -o "$DIR/compare.png"
 echo
-echo "MLflow UI: $MLFLOW_TRACKING_URI  (models → $MODEL; the pipeline run holds comparison.md and tradeoff.png)"
+echo "MLflow UI (the pipeline run above holds comparison.md and tradeoff.png):"
+python - "$MLFLOW_TRACKING_URI" "$MODEL" "$INT8" <<'EOF'
+import sys
+from mlflow import MlflowClient
+from edge import contract, ui_links
+uri, model, version = sys.argv[1:]
+fleet = MlflowClient(uri).get_registered_model(model).tags.get(contract.TAG_FLEET_EXPERIMENT_ID)
+print(f"  v{version}, its tag {contract.TAG_FLEET_SUMMARY}: {ui_links.model_url(uri, model, version)}")
+if fleet:
+    print(f"  the devices' runs:  {ui_links.experiment_url(uri, fleet)}")
+EOF
 [ -f "$DIR/server.pid" ] && echo "stop the server: .venv/bin/python -m registry_tools.mlflow_server stop --dir $DIR"
