@@ -1,12 +1,13 @@
-"""Fleet aggregates per version, from the device runs: written on the version's run, linked to its logged model.
+"""Fleet aggregates per version, from the device runs: on the version's run; their current values on its logged model.
 
 Per-device detail lives in each device's own run (``v<N>.<name>`` keys, edge/report.py); what a
 version carries is a fixed handful of ``fleet.*`` metrics — devices healthy / rejected / behind,
 median and worst latency (overall and per device class), worst p99, sample accuracy — logged
-with the version's ``model_id`` so MLflow shows them on the logged model's page too, plus one
-model-version tag (``edgeq.fleet``) that the registered version's page shows. A metric is
-logged again only when its value changed, so a timer running ``edgeq aggregate`` adds no rows
-while the fleet is quiet. Reports in the legacy layout (``device.<id>.*`` on the version's
+on the version's run (not linked to its logged model, whose page would list every value a metric
+ever had, oldest first), plus one model-version tag (``edgeq.fleet``) that the registered
+version's page shows and a section of the logged model's description with each figure's current
+value. A metric is logged again only when its value changed, so a timer running ``edgeq aggregate``
+adds no rows while the fleet is quiet. Reports in the legacy layout (``device.<id>.*`` on the version's
 run) count too, so versions reported before this layout keep their figures.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 from edge import contract, rollout_share
 from registry_tools import evidence
 from registry_tools.device_reports import DeviceReport, device_name
-from registry_tools.rest_client import metric
+from registry_tools.rest_client import error_code, metric
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -287,18 +288,44 @@ def logged_model_id(mv) -> str | None:
 
 
 def store(client: MlflowClient, mv, stored: dict[str, float], agg: Aggregate) -> bool:
-    """Log the aggregates that changed on the version's run, linked to its logged model; tag the version."""
+    """Log the aggregates that changed on the version's run; tag the version; rewrite its logged model's fleet section."""
     now = int(time.time() * 1000)
-    model_id = logged_model_id(mv)
     changed = {k: v for k, v in agg.metrics().items() if stored.get(k) != v}
     # A class or figure that disappeared (its devices moved on) reads 0 devices rather than a stale count.
     changed.update({k: 0.0 for k in stored if k.startswith(contract.A_CLASS_PREFIX) and k.endswith(".devices")
                     and k not in agg.metrics() and stored[k] != 0.0})
     if changed:
-        client.log_batch(mv.run_id, metrics=[metric(client, k, v, now, 0, model_id) for k, v in changed.items()])
+        # Not linked to the logged model: its page lists every value a linked metric ever had, oldest first.
+        client.log_batch(mv.run_id, metrics=[metric(client, k, v, now) for k, v in changed.items()])
     summary = agg.summary()
     if changed or (getattr(mv, "tags", None) or {}).get(contract.TAG_FLEET_SUMMARY) != summary:
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         client.set_model_version_tag(mv.name, mv.version, contract.TAG_FLEET_SUMMARY, summary)
-        client.set_model_version_tag(mv.name, mv.version, contract.TAG_FLEET_AGGREGATED_AT,
-                                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        client.set_model_version_tag(mv.name, mv.version, contract.TAG_FLEET_AGGREGATED_AT, at)
+        model_id = logged_model_id(mv)
+        if model_id:
+            describe(client, model_id, agg, at)
     return bool(changed)
+
+
+NOTE_TAG = "mlflow.note.content"  # MLflow's description of a logged model, shown at the top of its page
+FLEET_HEADING = "#### Fleet, as `edgeq aggregate` last saw it"
+
+
+def fleet_section(agg: Aggregate, at: str) -> str:
+    """The aggregates as markdown: the one-line summary and each figure once, its current value."""
+    rows = [f"| `{key}` | {value:g} |" for key, value in sorted(agg.metrics().items())]
+    return "\n".join([FLEET_HEADING, "", f"{agg.summary()} (at {at.replace('T', ' ').replace('+00:00', ' UTC')})", "",
+                      "| figure | now |", "|---|---|", *rows])
+
+
+def describe(client: MlflowClient, model_id: str, agg: Aggregate, at: str) -> None:
+    """Replace the fleet section (always the last part) of the logged model's description; the rest is the user's."""
+    try:
+        note = (client.get_logged_model(model_id).tags or {}).get(NOTE_TAG, "")
+    except Exception as exc:  # MlflowException or rest_client.ApiError
+        if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            return  # the logged model was deleted: the version's run and tags still carry the figures
+        raise
+    own = note.partition(FLEET_HEADING)[0].rstrip()
+    client.set_logged_model_tags(model_id, {NOTE_TAG: (own + "\n\n" if own else "") + fleet_section(agg, at)})

@@ -103,6 +103,12 @@ class Experiment:
 
 
 @dataclass(frozen=True)
+class LoggedModel:
+    model_id: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
 class ModelVersion:
     name: str
     version: str
@@ -235,6 +241,15 @@ class RestClient:
         self._post("runs/log-batch", {"run_id": run_id, "metrics": [_metric_json(m) for m in metrics],
                                       "params": [{"key": p.key, "value": p.value} for p in params],
                                       "tags": [{"key": t.key, "value": t.value} for t in tags]})
+
+    # logged models
+    def get_logged_model(self, model_id: str) -> LoggedModel:
+        info = (self._get(f"logged-models/{model_id}").get("model") or {}).get("info") or {}
+        return LoggedModel(info.get("model_id", model_id), {t["key"]: t.get("value", "") for t in info.get("tags") or []})
+
+    def set_logged_model_tags(self, model_id: str, tags: dict[str, str]) -> None:
+        self._post(f"logged-models/{model_id}/tags", {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+                   method="PATCH")
 
     # model registry
     def get_registered_model(self, name: str) -> RegisteredModel:

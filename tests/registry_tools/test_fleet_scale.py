@@ -16,7 +16,7 @@ from edge.report import ReportContext, build_report
 from edge.runtime import Runtime
 from tests.edge.fault_proxy import FaultProxy
 from tests.edge.registry_rest import MlflowRest, register_fixture
-from registry_tools import enrolment
+from registry_tools import aggregate, enrolment
 from registry_tools.rest_client import RestClient
 from tests.registry_tools.devices import edgeq, new_model
 
@@ -66,7 +66,9 @@ def test_aggregates_reach_the_version_run_and_the_logged_model_and_stay_put(serv
         "model_version"]["source"]
     model_id = source.removeprefix("models:/")
     logged = _rest(server, "GET", f"logged-models/{model_id}")["model"]
-    on_model = {m["key"]: m["value"] for m in logged["data"]["metrics"]}
+    note = {t["key"]: t["value"] for t in logged["info"]["tags"]}[aggregate.NOTE_TAG]
+    on_model = {k.strip(" `"): float(v) for k, v in (line.strip("|").split("|") for line in note.splitlines()
+                                                      if line.startswith("| `"))}
     assert on_model[contract.A_HEALTHY] == HEALTHY and on_model[contract.A_REJECTED] == 2
     assert on_model[contract.A_P99_WORST] >= on_model[contract.A_P50_WORST] >= on_model[contract.A_P50_MEDIAN] > 0
     assert on_model[contract.class_key("Cortex-A72", "devices")] == HEALTHY // 3
