@@ -42,7 +42,7 @@ def fleet(client: MlflowClient, model: str, as_json: bool, stale_after: float, r
         for note in found.notes():
             click.echo(note, err=True)
     else:
-        click.echo(fleet_view.format_table(found.rows, notes=found.notes(), **table_width(fleet_view.format_table, wide)))
+        click.echo(fleet_view.format_table(found.rows, notes=found.notes(), width=table_width(wide)))
 
 
 @click.command("aggregate", cls=ServerCommand)

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import shutil
-from typing import Any, Callable
 
 import click
 
@@ -127,9 +125,6 @@ def wide_option(f):
     return click.option("--wide", is_flag=True, help="Do not cut columns to the terminal width.")(f)
 
 
-def table_width(format_table: Callable[..., str], wide: bool) -> dict[str, Any]:
-    """The ``width`` keyword for ``format_table``: None with --wide, else the terminal's columns; nothing when the
-    function takes no ``width``."""
-    if "width" not in inspect.signature(format_table).parameters:
-        return {}
-    return {"width": None if wide else shutil.get_terminal_size().columns}
+def table_width(wide: bool) -> int | None:
+    """The width a table is fitted to: None (every column whole) with --wide, else the terminal's columns."""
+    return None if wide else shutil.get_terminal_size().columns

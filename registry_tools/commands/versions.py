@@ -27,7 +27,7 @@ def versions(client: MlflowClient, model: str, as_json: bool, per_device: bool =
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
-        click.echo(version_rows.format_table(rows, notes, **table_width(version_rows.format_table, wide)))
+        click.echo(version_rows.format_table(rows, notes, width=table_width(wide)))
 
 
 @click.command("compare", cls=ServerCommand)

@@ -33,7 +33,7 @@ def _alias(client, model: str) -> str | None:
 
 
 def test_versions_table_lists_every_variant(pipeline):
-    result = edgeq(pipeline, "versions", MODEL_NAME)
+    result = edgeq(pipeline, "versions", MODEL_NAME, "--wide")
     assert result.exit_code == 0, result.output
     header, rule, *rows = result.output.splitlines()
     assert header.split()[:4] == ["version", "variant", "accuracy", "%"]
