@@ -69,7 +69,7 @@ ROLE_PIPELINE = "pipeline"
 ROLE_BASELINE = "baseline"
 ROLE_VARIANT = "variant"
 
-# Registered-model tag holding the alias history used by rollback.
+# Registered-model tag in which older edgeq versions kept what rollback walked back (read once, then deleted).
 def alias_history_tag(alias: str) -> str:
     return f"edgeq.alias_history.{alias}"
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from edge import contract
 from registry_tools.table import Column, render
-from registry_tools.versions import registered_model
+from registry_tools.lookup import registered_model
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import RegisteredModel
@@ -179,6 +179,12 @@ def record(client: MlflowClient, name: str, event: Event) -> None:
     _write(client, name, rm, _decode(rm.tags.get(contract.TAG_HISTORY)) + [event])
 
 
+def record_earlier(client: MlflowClient, name: str, events: list[Event]) -> None:
+    """Put ``events`` before every recorded one (moves older than the history, e.g. from an earlier edgeq's tag)."""
+    rm = registered_model(client, name)
+    _write(client, name, rm, events + _decode(rm.tags.get(contract.TAG_HISTORY)))
+
+
 def _write(client: MlflowClient, name: str, rm: RegisteredModel, events: list[Event]) -> None:
     client.set_registered_model_tag(name, contract.TAG_HISTORY, _encode(events))
     client.update_registered_model(name, description=with_section(rm.description or "", events))
@@ -193,7 +199,9 @@ def _cell(text: str) -> str:
 
 
 def _when(e: Event) -> str:
-    return e.at.replace("T", " ").replace("+00:00", "") if e.at else "not recorded yet"
+    if e.at:
+        return e.at.replace("T", " ").replace("+00:00", "")
+    return "not recorded yet" if e.kind == OUTSIDE else "unknown"  # else: a move from before the history
 
 
 def markdown_section(events: list[Event], room: int = STORE_LIMIT) -> str:

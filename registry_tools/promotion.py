@@ -1,7 +1,7 @@
 """Promote a version behind an alias (with an accuracy and runtime gate), pick the best, roll back.
 
-The alias is the mechanism devices follow. Each promotion is appended to a history
-kept as a registered-model tag, which is what rollback walks back along. Where the
+The alias is the mechanism devices follow. Every move is an event in the alias history
+(registry_tools.history), which is also what rollback walks back along. Where the
 server still supports stages, the ``Production`` stage is set too.
 """
 from __future__ import annotations
@@ -24,9 +24,6 @@ from registry_tools.versions import VersionRow, collect
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-_HISTORY_KEEP = 30
-
-
 @dataclass(frozen=True)
 class Gate:
     max_accuracy_drop: float = 1.0
@@ -43,27 +40,83 @@ class Promotion:
     stage_set: bool
 
 
-_STACK_SEP = " → "
+_LEGACY_SEP = "→"
+_LEGACY_BY = "earlier edgeq"
+_LEGACY_REASON = "from the rollback list an earlier edgeq kept in tag {tag}; when and why were not recorded"
 
 
-def history(client: MlflowClient, name: str, alias: str) -> list[dict]:
-    """The versions ``alias`` pointed to, oldest first, as ``{"version": ...}``: what rollback walks back along."""
-    raw = registered_model(client, name).tags.get(contract.alias_history_tag(alias))
+def _legacy_stack(tags: dict[str, str], alias: str) -> list[str]:
+    """The versions ``alias`` pointed to, oldest first, from the tag earlier edgeq versions kept ("v1 → v2 → v3",
+    or a JSON list before that); [] when there is none."""
+    raw = tags.get(contract.alias_history_tag(alias))
     if not raw:
         return []
-    if raw.lstrip().startswith("["):  # the JSON list older edgeq versions wrote
+    if raw.lstrip().startswith("["):
         try:
-            return [{"version": str(e["version"])} for e in json.loads(raw)]
+            return [str(e["version"]) for e in json.loads(raw)]
         except (ValueError, KeyError, TypeError):
             return []
-    versions = [part.strip().removeprefix("v") for part in raw.split(_STACK_SEP.strip())]
-    return [{"version": v} for v in versions if contract.VERSION_RE.fullmatch(v)]
+    versions = [part.strip().removeprefix("v") for part in raw.split(_LEGACY_SEP)]
+    return [v for v in versions if contract.VERSION_RE.fullmatch(v)]
 
 
-def _save_history(client: MlflowClient, name: str, alias: str, entries: list[dict]) -> None:
-    # A line a person reads in the MLflow UI ("v1 → v2 → v3"); who and why are in contract.TAG_HISTORY.
-    text = _STACK_SEP.join(f"v{e['version']}" for e in entries[-_HISTORY_KEEP:])
-    client.set_registered_model_tag(name, contract.alias_history_tag(alias), text)
+def _walk(events: list[alias_history.Event]) -> list[str]:
+    """The versions an alias pointed to, oldest first, that rollback walks back along: every move pushes the
+    version it went to, a rollback pops the versions it left. A step that leaves the alias where it was (a staged
+    rollout's stage, "v7 → v7") is no version to go back to."""
+    stack: list[str] = []
+    for e in events:
+        if e.from_version == (e.to_version or None):
+            continue
+        if e.kind == alias_history.ROLLBACK:
+            while stack and stack[-1] == e.from_version:
+                stack.pop()
+        elif e.from_version and (not stack or stack[-1] != e.from_version):
+            stack.append(e.from_version)  # the alias was set where no recorded event put it
+        if e.to_version and (not stack or stack[-1] != e.to_version):
+            stack.append(e.to_version)
+    return stack
+
+
+def _missing_from_log(legacy: list[str], walked: list[str]) -> list[str]:
+    """The oldest part of the legacy list the event log does not reach back to, up to the first version they share.
+
+    Earlier edgeq versions wrote the list and the log together, so the log's walk continues the list where they
+    overlap; what the list has before that overlap fell out of the log (or predates it)."""
+    if any(walked[i:i + len(legacy)] == legacy for i in range(len(walked) - len(legacy) + 1)):
+        return []  # the log reaches further back than the list
+    for k in range(min(len(legacy), len(walked)), 0, -1):
+        if legacy[-k:] == walked[:k]:
+            return legacy[:len(legacy) - k + 1]  # with the first shared version: the history then reads as one chain of moves
+    return legacy
+
+
+def _legacy_events(alias: str, missing: list[str]) -> list[alias_history.Event]:
+    reason = _LEGACY_REASON.format(tag=contract.alias_history_tag(alias))
+    return [alias_history.Event(alias_history.PROMOTE, alias, before, version, _LEGACY_BY, "", False, reason)
+            for before, version in zip([None, *missing], missing)]
+
+
+def _versions_before(client: MlflowClient, name: str, alias: str) -> list[str]:
+    """What rollback walks back along: the alias history's moves of ``alias``, after what the legacy list still
+    adds (read here until the next move of the alias writes it into the history)."""
+    events = alias_history.read(client, name, alias)
+    legacy = _legacy_stack(registered_model(client, name).tags or {}, alias)
+    walked = _walk(events)
+    if not legacy:
+        return walked
+    return _walk(_legacy_events(alias, _missing_from_log(legacy, walked)) + events)
+
+
+def _migrate(client: MlflowClient, name: str, alias: str) -> None:
+    """Write the legacy rollback list of ``alias`` into the alias history, once, and drop its tag."""
+    tags = registered_model(client, name).tags or {}
+    if contract.alias_history_tag(alias) not in tags:
+        return
+    missing = _missing_from_log(_legacy_stack(tags, alias), _walk(alias_history.read(client, name, alias)))
+    if missing:
+        alias_history.record_earlier(client, name, _legacy_events(alias, missing))
+    client.delete_registered_model_tag(name, contract.alias_history_tag(alias))
 
 
 def current_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -140,6 +193,7 @@ def _point_alias(client: MlflowClient, name: str, alias: str, version: str, expe
     if current != expected:
         raise AliasRaced(f"alias {alias!r} of {name!r} moved to {_v(current)} meanwhile (expected {_v(expected)}); "
                          "nothing changed: look at edgeq history and decide again")
+    _migrate(client, name, alias)  # before the move is recorded: the legacy list is older than it
     now = now_iso()
     target_tags = model_version(client, name, version).tags or {}
     if share is not None:  # written before the alias moves: no device sees the version without its share
@@ -161,11 +215,9 @@ def _point_alias(client: MlflowClient, name: str, alias: str, version: str, expe
     return _set_stage(client, name, version) if alias == contract.DEFAULT_ALIAS else False
 
 
-def _raced(client: MlflowClient, name: str, exc: AliasRaced, entries: list[dict], alias: str, event: alias_history.Event,
-           noticed_by: str) -> None:
+def _raced(client: MlflowClient, name: str, exc: AliasRaced, event: alias_history.Event, noticed_by: str) -> None:
     """Record what actually happened: edgeq's own move when it landed, then the move that raced it."""
     if exc.moved:
-        _save_history(client, name, alias, entries)
         alias_history.record(client, name, event)
     alias_history.notice(client, name, f"{noticed_by} (raced)")
 
@@ -192,10 +244,6 @@ def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gat
                           "(a new evidence window starts; devices that refused it retry it once)")
     alias_history.notice(client, name, "edgeq promote")  # moves made outside edgeq go in first, in order
     previous = current_version(client, name, alias)
-    entries = history(client, name, alias)
-    if previous and (not entries or entries[-1]["version"] != previous):
-        entries.append({"version": previous, "by": "unknown", "at": ""})  # alias set outside edgeq
-    entries.append({"version": version, "by": getpass.getuser(), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     kind = alias_history.OVERRIDE if override_guard else alias_history.PROMOTE
     why = "; ".join(part for part in (reason, f"overrides the guard's rollback {refused}" if refused else "", checked) if part)
     event = alias_history.new_event(kind, alias, previous, version, why, gate.force)
@@ -203,9 +251,8 @@ def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gat
     try:
         stage = _point_alias(client, name, alias, version, previous, retry=retry)
     except AliasRaced as exc:
-        _raced(client, name, exc, entries, alias, event, "edgeq promote")
+        _raced(client, name, exc, event, "edgeq promote")
         raise
-    _save_history(client, name, alias, entries)
     alias_history.record(client, name, event)
     if refused:
         client.set_model_version_tag(name, version, contract.TAG_GUARD_VERDICT, contract.GUARD_OVERRIDDEN)
@@ -217,12 +264,12 @@ def rollback_target(client: MlflowClient, name: str, alias: str) -> tuple[str, s
     current = current_version(client, name, alias)
     if current is None:
         raise RegistryToolError(f"model {name!r} has no alias {alias!r} to roll back")
-    entries = history(client, name, alias)
-    while entries and entries[-1]["version"] == current:
-        entries.pop()
-    if not entries:
+    versions = _versions_before(client, name, alias)
+    while versions and versions[-1] == current:
+        versions.pop()
+    if not versions:
         raise RegistryToolError(f"alias {alias!r} of {name!r} has no earlier version to roll back to")
-    return current, entries[-1]["version"]
+    return current, versions[-1]
 
 
 def rollback(client: MlflowClient, name: str, alias: str, reason: str = "", by: str | None = None,
@@ -237,17 +284,13 @@ def rollback(client: MlflowClient, name: str, alias: str, reason: str = "", by: 
         raise AliasRaced(f"alias {alias!r} of {name!r} moved to v{current} meanwhile (expected v{expected_current}); "
                          "nothing changed")
     model_version(client, name, target)
-    entries = history(client, name, alias)
-    while entries and entries[-1]["version"] == current:
-        entries.pop()
     why = reason or f"rolled back from v{current} to the version before it"
     event = alias_history.new_event(alias_history.ROLLBACK, alias, current, target, why, by=by)
     try:
         stage = _point_alias(client, name, alias, target, current, by, new_window=False)
     except AliasRaced as exc:
-        _raced(client, name, exc, entries, alias, event, by or "edgeq rollback")
+        _raced(client, name, exc, event, by or "edgeq rollback")
         raise
-    _save_history(client, name, alias, entries)
     alias_history.record(client, name, event)
     return Promotion(name, alias, target, current, stage)
 

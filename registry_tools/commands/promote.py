@@ -93,8 +93,16 @@ def history(client: MlflowClient, model: str, alias: str | None, as_json: bool, 
     events = alias_history.read(client, model, alias)
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in reversed(events)], indent=2, ensure_ascii=False))
+    elif not events and alias is not None:
+        click.echo(_no_changes_of(alias, sorted({e.alias for e in alias_history.read(client, model)})))
     else:
-        click.echo(alias_history.format_table(events, **table_width(alias_history.format_table, wide)))
+        click.echo(alias_history.format_table(events, width=table_width(wide)))
+
+
+def _no_changes_of(alias: str, others: list[str]) -> str:
+    if not others:
+        return f"no changes of alias {alias} recorded by edgeq yet (nor of any other alias)"
+    return f"no changes of alias {alias} recorded by edgeq yet; aliases with changes: {', '.join(others)}"
 
 
 def canary_limits(require_devices: int | None, max_accuracy_drop: float | None, max_p99_ms: tuple[str, ...],
