@@ -17,6 +17,7 @@ from edge import contract
 from edge.rollout_share import Share
 from edge.runtime import parse_version
 from registry_tools import history as alias_history
+from registry_tools import rollout_state as rollout
 from registry_tools.rest_client import error_code
 from registry_tools.lookup import GateRefused, RegistryToolError, model_version, registered_model
 from registry_tools.versions import VersionRow, collect
@@ -245,7 +246,9 @@ def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gat
     alias_history.notice(client, name, "edgeq promote")  # moves made outside edgeq go in first, in order
     previous = current_version(client, name, alias)
     kind = alias_history.OVERRIDE if override_guard else alias_history.PROMOTE
-    why = "; ".join(part for part in (reason, f"overrides the guard's rollback {refused}" if refused else "", checked) if part)
+    staged = rollout.running_behind(client, name, alias, version)
+    why = "; ".join(part for part in (reason, f"overrides the guard's rollback {refused}" if refused else "",
+                                      rollout.replaced_words(staged) if staged else "", checked) if part)
     event = alias_history.new_event(kind, alias, previous, version, why, gate.force)
     retry = f"{getpass.getuser()}@{now_iso()}" if override_guard else ""
     try:
@@ -254,6 +257,8 @@ def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gat
         _raced(client, name, exc, event, "edgeq promote")
         raise
     alias_history.record(client, name, event)
+    if staged:
+        rollout.end_replaced(client, name, staged, version, kind)
     if refused:
         client.set_model_version_tag(name, version, contract.TAG_GUARD_VERDICT, contract.GUARD_OVERRIDDEN)
     return Promotion(name, alias, version, previous, stage)
@@ -284,7 +289,9 @@ def rollback(client: MlflowClient, name: str, alias: str, reason: str = "", by: 
         raise AliasRaced(f"alias {alias!r} of {name!r} moved to v{current} meanwhile (expected v{expected_current}); "
                          "nothing changed")
     model_version(client, name, target)
-    why = reason or f"rolled back from v{current} to the version before it"
+    staged = rollout.running_behind(client, name, alias, target)
+    why = "; ".join(part for part in (reason or f"rolled back from v{current} to the version before it",
+                                      rollout.replaced_words(staged) if staged else "") if part)
     event = alias_history.new_event(alias_history.ROLLBACK, alias, current, target, why, by=by)
     try:
         stage = _point_alias(client, name, alias, target, current, by, new_window=False)
@@ -292,6 +299,8 @@ def rollback(client: MlflowClient, name: str, alias: str, reason: str = "", by: 
         _raced(client, name, exc, event, by or "edgeq rollback")
         raise
     alias_history.record(client, name, event)
+    if staged:
+        rollout.end_replaced(client, name, staged, target, f"rollback by {by or getpass.getuser()}")
     return Promotion(name, alias, target, current, stage)
 
 

@@ -19,8 +19,7 @@ promote, a rollback, the MLflow UI) ends the rollout: the next step says so and 
 from __future__ import annotations
 
 import getpass
-import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,102 +27,15 @@ from edge import contract
 from edge.rollout_share import Share
 from registry_tools import evidence, judge, promotion
 from registry_tools import history as alias_history
-from registry_tools.lookup import GateRefused, RegistryToolError, model_version, registered_model
+from registry_tools import rollout_state as state
+from registry_tools.lookup import GateRefused, RegistryToolError
+from registry_tools.rollout_state import (COMPLETE, ENDED, PAUSED, REPLACED, ROLLED_BACK, RUNNING, Plan, Rollout,
+                                          decode, parse_steps, read)
 
-RUNNING, PAUSED, COMPLETE, ROLLED_BACK, REPLACED = "running", "paused", "complete", "rolled back", "replaced"
-ENDED = (COMPLETE, ROLLED_BACK, REPLACED)
+__all__ = ["COMPLETE", "ENDED", "PAUSED", "REPLACED", "ROLLED_BACK", "RUNNING", "Plan", "Rollout", "decode",
+           "parse_steps", "read", "start", "step", "pause", "resume", "status", "Step", "ADVANCE"]
 ADVANCE = "advance"  # a step's decision besides judge.KEEP / HOLD / ROLL_BACK: the share grew
 _REASON_CHARS = 1500
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How a rollout proceeds: the shares in percent (the last is 100) and what each stage must show."""
-
-    steps: tuple[float, ...] = contract.DEFAULT_ROLLOUT_STEPS
-    min_stage_s: float = contract.DEFAULT_ROLLOUT_MIN_STAGE_S
-    limits: judge.Limits = field(default_factory=judge.Limits)
-
-    def __post_init__(self) -> None:
-        steps = self.steps
-        if not steps or any(not 0 < s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
-            raise ValueError(f"--steps must be increasing percentages above 0 and at most 100, got "
-                             f"{','.join(f'{s:g}' for s in steps) or 'none'}")
-        if steps[-1] != 100:
-            raise ValueError(f"--steps must end at 100 (every device), got {','.join(f'{s:g}' for s in steps)}")
-        if len(steps) < 2:
-            raise ValueError("--steps needs a stage below 100 before 100; to give a version to every device at once "
-                             "use edgeq promote")
-        if self.min_stage_s < 0:
-            raise ValueError(f"--min-stage-time must be 0 or more, got {self.min_stage_s:g} s")
-
-
-def parse_steps(text: str) -> tuple[float, ...]:
-    """``5,25,100`` → (5.0, 25.0, 100.0); ValueError naming the bad part."""
-    try:
-        return tuple(float(part.strip().rstrip("%")) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"--steps takes percentages separated by commas, e.g. 5,25,100; got {text!r}") from None
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """The rollout behind one alias, as the registered model's state tag keeps it."""
-
-    alias: str
-    version: str
-    fallback: str
-    plan: Plan
-    stage: int  # index into plan.steps
-    stage_since: str  # ISO 8601, UTC
-    status: str  # RUNNING, PAUSED or one of ENDED
-    started_by: str
-    started_at: str
-    note: str = ""  # who paused it, how it ended
-
-    @property
-    def share(self) -> float:
-        return self.plan.steps[self.stage]
-
-    @property
-    def stage_since_ms(self) -> int:
-        return judge.to_ms(self.stage_since) or 0
-
-    def describe_stage(self) -> str:
-        return f"stage {self.stage + 1} of {len(self.plan.steps)} ({self.share:g} %)"
-
-    def encode(self) -> str:
-        data = asdict(self)
-        data["plan"] = {"steps": list(self.plan.steps), "min_stage_s": self.plan.min_stage_s,
-                        "limits": {k: v for k, v in asdict(self.plan.limits).items()}}
-        return json.dumps(data, sort_keys=True)
-
-
-def decode(text: str) -> Rollout:
-    """The state tag's value; RegistryToolError when someone edited it into something else."""
-    try:
-        data = json.loads(text)
-        plan = data.pop("plan")
-        limits = dict(plan.get("limits") or {})
-        limits["max_p99_ms"] = tuple(tuple(pair) for pair in limits.get("max_p99_ms") or ())
-        made = Rollout(plan=Plan(tuple(float(s) for s in plan["steps"]), float(plan["min_stage_s"]),
-                                 judge.Limits(**limits)), **data)
-        contract.check_version_number(made.version), contract.check_version_number(made.fallback)
-        if not 0 <= made.stage < len(made.plan.steps) or judge.to_ms(made.stage_since) is None:
-            raise ValueError("stage out of range")
-        return made
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise RegistryToolError(f"the rollout state tag is unreadable ({type(exc).__name__}: {exc}); start the rollout "
-                                "again (edgeq rollout start) or promote a version (edgeq promote)") from None
-
-
-def read(client: Any, name: str, alias: str) -> Rollout | None:
-    raw = (registered_model(client, name).tags or {}).get(contract.rollout_state_tag(alias))
-    return decode(raw) if raw else None
-
-
-def _save(client: Any, name: str, rollout: Rollout) -> None:
-    client.set_registered_model_tag(name, contract.rollout_state_tag(rollout.alias), rollout.encode())
 
 
 def _now_iso() -> str:
@@ -173,7 +85,7 @@ def start(client: Any, name: str, version: str, alias: str, plan: Plan, gate: pr
     share = Share(plan.steps[0], fallback)
     if current == version:  # the same version started over: only its share and the stage change
         client.set_model_version_tag(name, version, contract.rollout_tag(alias), share.encode())
-        _save(client, name, rollout)
+        state.save(client, name, rollout)
         _event(client, name, rollout, why)
         return rollout, why
     event = alias_history.new_event(alias_history.PROMOTE, alias, current, version, why[:_REASON_CHARS])
@@ -182,7 +94,7 @@ def start(client: Any, name: str, version: str, alias: str, plan: Plan, gate: pr
     except promotion.AliasRaced:
         alias_history.notice(client, name, "edgeq rollout (raced)")
         raise
-    _save(client, name, rollout)
+    state.save(client, name, rollout)
     alias_history.record(client, name, event)
     return rollout, why
 
@@ -283,7 +195,7 @@ def _advance(client: Any, name: str, rollout: Rollout, verdict: judge.Verdict, d
         nxt = replace(nxt, status=COMPLETE, note=f"complete at {nxt.stage_since}")
     else:
         client.set_model_version_tag(name, rollout.version, tag, Share(nxt.share, rollout.fallback).encode())
-    _save(client, name, nxt)
+    state.save(client, name, nxt)
     _event(client, name, nxt, f"{message}; {verdict.summary(110)}", by=contract.ROLLOUT_BY)
     return Step(nxt, ADVANCE if not last else judge.KEEP, message, verdict, moved=True)
 
@@ -304,7 +216,7 @@ def _roll_back(client: Any, name: str, rollout: Rollout, verdict: judge.Verdict,
         return Step(rollout, judge.HOLD, f"not rolled back: {exc}", verdict, raced=True)
     alias_history.record(client, name, event)
     ended = replace(rollout, status=ROLLED_BACK, note=f"rolled back to v{rollout.fallback} at {_now_iso()}")
-    _save(client, name, ended)
+    state.save(client, name, ended)
     _mark_refused(client, name, rollout, verdict)
     return Step(ended, judge.ROLL_BACK, message, verdict, moved=True)
 
@@ -323,36 +235,14 @@ def _mark_refused(client: Any, name: str, rollout: Rollout, verdict: judge.Verdi
 def _end_replaced(client: Any, name: str, rollout: Rollout, current: str | None, dry_run: bool) -> Step:
     events = [e for e in alias_history.read(client, name, rollout.alias) if e.to_version == (current or "")]
     how = f"{events[-1].kind} by {events[-1].by}" if events else "a move edgeq did not see"
-    note = f"{rollout.alias} moved to v{current or '(none)'} ({how}) at {rollout.describe_stage()}"
     if dry_run:
-        return Step(rollout, "", f"dry run: the rollout of v{rollout.version} would end: {note}")
-    ended = replace(rollout, status=REPLACED, note=note)
-    _save(client, name, ended)
-    if contract.rollout_tag(rollout.alias) in (model_version(client, name, rollout.version).tags or {}):
-        client.delete_model_version_tag(name, rollout.version, contract.rollout_tag(rollout.alias))
+        return Step(rollout, "", f"dry run: the rollout of v{rollout.version} would end: {rollout.alias} moved to "
+                                 f"v{current or '(none)'} ({how})")
+    ended = state.end_replaced(client, name, rollout, current or "(none)", how)
     alias_history.record(client, name, alias_history.new_event(
-        alias_history.ROLLOUT, rollout.alias, current, current or "", f"the staged rollout of v{rollout.version} ended: "
-                                                                      f"{note}", by=contract.ROLLOUT_BY))
-    return Step(ended, "", f"the rollout of v{rollout.version} ended: {note}")
-
-
-def end_for_promotion(client: Any, name: str, alias: str, version: str) -> str:
-    """Called by a promote or rollback that moves ``alias``: end a running rollout there; the history's words, or ""."""
-    rollout = read_quietly(client, name, alias)
-    if rollout is None or rollout.status in ENDED or rollout.version == version:
-        return ""
-    note = f"replaces the staged rollout of v{rollout.version} at {rollout.share:g} %"
-    _save(client, name, replace(rollout, status=REPLACED, note=f"{note.replace('replaces', 'replaced by a move to v' + version + ':')}"))
-    if contract.rollout_tag(alias) in (model_version(client, name, rollout.version).tags or {}):
-        client.delete_model_version_tag(name, rollout.version, contract.rollout_tag(alias))
-    return note
-
-
-def read_quietly(client: Any, name: str, alias: str) -> Rollout | None:
-    try:
-        return read(client, name, alias)
-    except RegistryToolError:
-        return None
+        alias_history.ROLLOUT, rollout.alias, current, current or "",
+        f"the staged rollout of v{rollout.version} ended: {ended.note}", by=contract.ROLLOUT_BY))
+    return Step(ended, "", f"the rollout of v{rollout.version} ended: {ended.note}")
 
 
 # -- pause and resume -------------------------------------------------------------------------------------------------
@@ -363,7 +253,7 @@ def pause(client: Any, name: str, alias: str, reason: str = "") -> Rollout:
         raise RegistryToolError(f"the rollout of v{rollout.version} is already paused ({rollout.note})")
     who = f"paused by {getpass.getuser()} at {_now_iso()}" + (f": {reason}" if reason else "")
     paused = replace(rollout, status=PAUSED, note=who)
-    _save(client, name, paused)
+    state.save(client, name, paused)
     _event(client, name, paused, f"{paused.describe_stage()} {who}; devices keep what they run, the share stays "
                                  f"{paused.share:g} %")
     return paused
@@ -374,7 +264,7 @@ def resume(client: Any, name: str, alias: str, reason: str = "") -> Rollout:
     if rollout.status != PAUSED:
         raise RegistryToolError(f"the rollout of v{rollout.version} is not paused (it is {rollout.status})")
     resumed = replace(rollout, status=RUNNING, note="")
-    _save(client, name, resumed)
+    state.save(client, name, resumed)
     _event(client, name, resumed, f"{resumed.describe_stage()} resumed by {getpass.getuser()}"
                                   + (f": {reason}" if reason else "") + f" (it was {rollout.note})")
     return resumed

@@ -168,3 +168,21 @@ def test_starting_over_replaces_the_running_rollout_and_keeps_its_fallback(clien
     assert share_of(client.get_model_version(model, newer).tags, PROD) == Share(10.0, old)
     state = json.loads(client.get_registered_model(model).tags[contract.rollout_state_tag(PROD)])
     assert state["version"] == newer
+
+
+def test_a_promote_or_a_rollback_replaces_the_running_rollout_and_the_history_says_so(client):
+    model, old, new, _ = _model(client)
+    rollout.start(client, model, new, PROD, FAST)
+    newer, _ = tiny_version(client, model)
+    promotion.promote(client, model, newer, PROD, promotion.Gate())
+    ended = rollout.read(client, model, PROD)
+    assert ended.status == rollout.REPLACED and f"moved to v{newer} (promote)" in ended.note
+    assert contract.rollout_tag(PROD) not in client.get_model_version(model, new).tags
+    assert f"replaces the staged rollout of v{new} at 10 %" in alias_history.read(client, model, PROD)[-1].reason
+    assert rollout.step(client, model, PROD).message.endswith("nothing to do")
+
+    again, _ = tiny_version(client, model)
+    rollout.start(client, model, again, PROD, FAST)
+    back = promotion.rollback(client, model, PROD)
+    assert back.version == newer and rollout.read(client, model, PROD).status == rollout.REPLACED
+    assert f"replaces the staged rollout of v{again} at 10 %" in alias_history.read(client, model, PROD)[-1].reason
