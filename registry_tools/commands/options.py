@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 
 import click
 
@@ -126,5 +127,8 @@ def wide_option(f):
 
 
 def table_width(wide: bool) -> int | None:
-    """The width a table is fitted to: None (every column whole) with --wide, else the terminal's columns."""
-    return None if wide else shutil.get_terminal_size().columns
+    """The width a table is fitted to: the terminal's columns; None (every column whole) with --wide, or when the
+    output goes to a pipe or a file and $COLUMNS does not ask for a width (a script reading it gets every column)."""
+    if wide or not (sys.stdout.isatty() or os.environ.get("COLUMNS")):
+        return None
+    return shutil.get_terminal_size().columns
