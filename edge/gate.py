@@ -77,8 +77,8 @@ def judge(result: BenchmarkResult, registered_accuracy: float | None, limits: Ga
         hits = round(acc * n)
         if hits < hits_needed:
             failures.append(
-                f"sample accuracy {acc:.3f} ({hits}/{n}) is below {bound:.3f}, the least a model registered at "
-                f"{registered_accuracy:.3f} scores on {n} images (probability of a false alarm < {FALSE_REJECTION_RATE:.1%})"
+                f"sample accuracy {acc:.1%} ({hits}/{n}) is below {bound:.1%}, the least a model registered at "
+                f"{registered_accuracy:.1%} scores on {n} images (probability of a false alarm < {FALSE_REJECTION_RATE:.1%})"
             )
     if limits.min_sample_accuracy is not None and acc is not None and acc < limits.min_sample_accuracy:
         # The option is percent (edge/cli.py converts); the limits stay fractions.

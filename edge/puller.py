@@ -521,7 +521,7 @@ class _Run:
         return (
             f"{mv.name} v{mv.version} on {self.runtime.label} (device {self.device_id}): "
             f"p50 {result.latency.p50_ms:.2f} ms, p99 {result.latency.p99_ms:.2f} ms"
-            + (f", sample accuracy {result.accuracy:.3f}" if result.accuracy is not None else "")
+            + (f", sample accuracy {result.accuracy:.1%}" if result.accuracy is not None else "")
             + (f", downloaded {downloaded} bytes" if downloaded else "")
         )
 

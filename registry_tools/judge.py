@@ -242,13 +242,14 @@ def _accuracy(report: DeviceReport, limits: Limits, registered: float | None) ->
 
         hits, needed = round(measured * n), min_hits(floor, n)
         if hits < needed:
-            return (f"sample accuracy {measured:.3f} ({hits}/{n}) is below {needed / n:.3f}, the least a model at "
-                    f"{floor:.3f} (registered {registered:.3f} less {limits.max_accuracy_drop:g} points) scores on {n} "
+            return (f"sample accuracy {measured:.1%} ({hits}/{n}) is below {needed / n:.1%}, the least a model at "
+                    f"{floor:.1%} (registered {registered:.1%} less {limits.max_accuracy_drop:g} points) scores on {n} "
                     f"images (false alarm < {FALSE_REJECTION_RATE:.1%})")
         return None
     drop = 100 * (registered - measured)
     if drop > limits.max_accuracy_drop:
-        return f"sample accuracy {measured:.3f} is {drop:.2f} points below registered {registered:.3f} (limit {limits.max_accuracy_drop:g})"
+        return (f"sample accuracy {measured:.1%} is {drop:.2f} points below registered {registered:.1%} "
+                f"(limit {limits.max_accuracy_drop:g})")
     return None
 
 

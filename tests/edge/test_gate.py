@@ -36,7 +36,7 @@ def test_the_bound_grows_with_the_sample():
 def test_the_article_int8_failure_is_rejected_with_bound_and_sample_size():
     verdict = judge(_result(accuracy=3 / 32), 0.978, GateLimits())
     assert not verdict.healthy
-    assert "0.094 (3/32)" in verdict.reason and "0.875" in verdict.reason and "32 images" in verdict.reason
+    assert "9.4% (3/32)" in verdict.reason and "87.5%" in verdict.reason and "32 images" in verdict.reason
 
 
 def test_a_sample_as_good_as_registered_passes():

@@ -95,8 +95,8 @@ def test_the_accuracy_limit_keeps_the_binomial_bound_the_devices_use():
     assert vote(0.938).vote == judge.FOR  # 30/32: within what the sample can tell of 0.94
     refused = vote(0.75)  # 24/32: a model at 0.94 scores this with probability < 0.1 %
     assert refused.vote == judge.AGAINST
-    assert refused.why.startswith("sample accuracy 0.750 (24/32) is below 0.781, the least a model at 0.940 "
-                                  "(registered 0.960 less 2 points) scores on 32 images")
+    assert refused.why.startswith("sample accuracy 75.0% (24/32) is below 78.1%, the least a model at 94.0% "
+                                  "(registered 96.0% less 2 points) scores on 32 images")
 
 
 def test_force_promotes_without_evidence_and_history_records_it(server, client, canary_model):
