@@ -29,8 +29,9 @@ CMD=${1:-}; [ -n "$CMD" ] || usage; shift
 DIR=${EDGEQ_SERVER_DIR:-.edgeq/server}
 BACKEND=sqlite AUTH=0 HOST=127.0.0.1 PORT=5000 DB_URI="" ALLOWED_HOSTS="" WORKERS="" DEVICES=${EDGEQ_FLEET_DEVICES:-}
 HTTP_SERVER=gthread
-# Devices on 15-minute runs one server held with 30 % headroom on 2 cores (BENCHMARKS.md "Server capacity").
-SQLITE_DEVICES=45000 POSTGRES_DEVICES=84000
+# Devices on 15-minute runs one server held with 30 % headroom on 2 cores (BENCHMARKS.md "Server capacity";
+# PostgreSQL: gthread, as measured with wrk; SQLite: its lowest cell under uvicorn, kept as the cautious bound).
+SQLITE_DEVICES=45000 POSTGRES_DEVICES=120000
 # gunicorn's threaded workers, the same options bench/capacity.py measures (GTHREAD_OPTS there): as many
 # pooled database connections as threads (none opened and closed per request), request lines up to
 # gunicorn's most (its 4 KiB default refuses long GET filters uvicorn takes), the access log in
