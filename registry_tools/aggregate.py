@@ -21,13 +21,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from edge import contract, rollout_share
+from registry_tools.api import RegistryApi
 from registry_tools import evidence
 from registry_tools.device_reports import DeviceReport, device_name
 from registry_tools.rest_client import error_code, metric
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
-    from mlflow.tracking import MlflowClient
 
 DEFAULT_MAX_DEVICES = 200_000  # `edgeq aggregate`: a scan stops here, and says so, rather than run for ever
 CHEAP_DEVICES = 100  # versions / fleet / promote --from refresh the aggregates themselves up to this many devices
@@ -241,7 +241,7 @@ class Refresh:
         return "; ".join(self.trust_notes)
 
 
-def refresh(client: MlflowClient, model: str, versions: list, version_runs: dict[str, Run], aliases: dict[str, str],
+def refresh(client: RegistryApi, model: str, versions: list, version_runs: dict[str, Run], aliases: dict[str, str],
             limit: int = DEFAULT_MAX_DEVICES, write: bool = True, scan: evidence.Scan | None = None,
             trust: evidence.Trust | None = None) -> Refresh:
     """Aggregates of every version of ``model`` from one scan of its device runs (and legacy reports), verified by
@@ -287,7 +287,7 @@ def logged_model_id(mv) -> str | None:
     return getattr(mv, "model_id", None) or (source[len("models:/"):] if source.startswith("models:/m-") else None)
 
 
-def store(client: MlflowClient, mv, stored: dict[str, float], agg: Aggregate) -> bool:
+def store(client: RegistryApi, mv, stored: dict[str, float], agg: Aggregate) -> bool:
     """Log the aggregates that changed on the version's run; tag the version; rewrite its logged model's fleet section."""
     now = int(time.time() * 1000)
     changed = {k: v for k, v in agg.metrics().items() if stored.get(k) != v}
@@ -319,7 +319,7 @@ def fleet_section(agg: Aggregate, at: str) -> str:
                       "| figure | now |", "|---|---|", *rows])
 
 
-def describe(client: MlflowClient, model_id: str, agg: Aggregate, at: str) -> None:
+def describe(client: RegistryApi, model_id: str, agg: Aggregate, at: str) -> None:
     """Replace the fleet section (always the last part) of the logged model's description; the rest is the user's."""
     try:
         note = (client.get_logged_model(model_id).tags or {}).get(NOTE_TAG, "")

@@ -21,9 +21,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edge import contract
+from registry_tools.api import RegistryApi
 from registry_tools import evidence
 from registry_tools.aggregate import (Aggregate, Staged, behind_by_version, compute, run_gone, skipped_note,
                                       staged_rollouts, store)
@@ -84,7 +85,7 @@ class Pass:
         return self.changed_runs + self.reporter_runs + self.status_runs
 
 
-def run(client: Any, model: str, versions: list, version_runs: dict[str, Run], aliases: dict[str, str],
+def run(client: RegistryApi, model: str, versions: list, version_runs: dict[str, Run], aliases: dict[str, str],
         trust: evidence.Trust, tags: dict[str, str], *, write: bool = True, full: bool = False,
         every_s: float = contract.DEFAULT_AGGREGATE_EVERY_MINUTES * 60, limit: int | None = None) -> Pass:
     """One pass over ``model``: recompute and store the touched versions' aggregates, then move the watermark."""
@@ -161,7 +162,7 @@ class _Counter:
         return self.limit is not None and self.read > self.limit
 
 
-def _touched(client: Any, trust: evidence.Trust, since_ms: int, counter: _Counter) -> tuple[set[str], int, int]:
+def _touched(client: RegistryApi, trust: evidence.Trust, since_ms: int, counter: _Counter) -> tuple[set[str], int, int]:
     """(versions with a report stated since ``since_ms`` in a run that ended since then, runs read, unsigned seen)."""
     touched: set[str] = set()
     changed = unsigned = 0

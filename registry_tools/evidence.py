@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edge import contract
 from edge import evidence as signed
+from registry_tools.api import RegistryApi
 from registry_tools import enrolment
 from registry_tools.device_reports import SIGNED, UNSIGNED, DeviceReport, device_name, device_reports, run_reports
 from registry_tools.rest_client import ViewType
@@ -70,7 +71,7 @@ class Trust:
         return out
 
 
-def trust_for(client: Any, model: str, accept_unsigned: bool = False) -> Trust:
+def trust_for(client: RegistryApi, model: str, accept_unsigned: bool = False) -> Trust:
     """Read the register, the model's recorded fleet experiment and its unsigned setting: once per command."""
     rm = registered_model(client, model)
     tags = rm.tags or {}
@@ -96,7 +97,7 @@ class Scan:
         return f"stopped after the first {len(self.runs)} {what} (the cap); narrow the query or raise the cap" if self.truncated else ""
 
 
-def _search(client: Any, experiment_id: str, query: str, limit: int, order_by: list[str] | None) -> Scan:
+def _search(client: RegistryApi, experiment_id: str, query: str, limit: int, order_by: list[str] | None) -> Scan:
     runs: list[Run] = []
     token = None
     while True:
@@ -110,7 +111,7 @@ def _search(client: Any, experiment_id: str, query: str, limit: int, order_by: l
             return Scan(runs, False)
 
 
-def device_run_pages(client: Any, trust: Trust, *clauses: str, version: str | None = None,
+def device_run_pages(client: RegistryApi, trust: Trust, *clauses: str, version: str | None = None,
                      order_by: list[str] | None = None) -> Iterator[list[Run]]:
     """The runs ``device_runs`` finds, a page at a time (a pass over the whole fleet in bounded memory).
 
@@ -146,7 +147,7 @@ def _queries(trust: Trust, clauses: Iterable[str], version: str | None) -> list[
     return queries
 
 
-def device_runs(client: Any, trust: Trust, *clauses: str, version: str | None = None, limit: int = DEFAULT_CAP,
+def device_runs(client: RegistryApi, trust: Trust, *clauses: str, version: str | None = None, limit: int = DEFAULT_CAP,
                 order_by: list[str] | None = None) -> Scan:
     """Device runs of the model (that reported on ``version`` when given), narrowed by tag ``clauses``, at most ``limit``.
 
@@ -299,7 +300,7 @@ class Evidence:
         return "; ".join(self.notes())
 
 
-def for_alias(client: Any, name: str, alias: str, cap: int = DEFAULT_CAP, accept_unsigned: bool = False) -> Evidence:
+def for_alias(client: RegistryApi, name: str, alias: str, cap: int = DEFAULT_CAP, accept_unsigned: bool = False) -> Evidence:
     """The version ``alias`` points to and the verified votes on it."""
     rm = registered_model(client, name)
     version = (rm.aliases or {}).get(alias)
@@ -310,7 +311,7 @@ def for_alias(client: Any, name: str, alias: str, cap: int = DEFAULT_CAP, accept
     return for_version(client, name, str(version), cap, trust_for(client, name, accept_unsigned))
 
 
-def for_version(client: Any, name: str, version: str, cap: int = DEFAULT_CAP, trust: Trust | None = None) -> Evidence:
+def for_version(client: RegistryApi, name: str, version: str, cap: int = DEFAULT_CAP, trust: Trust | None = None) -> Evidence:
     """The votes on ``version``: the device runs that reported on it, verified, and (unsigned) its run's legacy reports."""
     trust = trust or trust_for(client, name)
     mv = model_version(client, name, version)

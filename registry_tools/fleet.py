@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from edge import contract
+from registry_tools.api import RegistryApi
 from registry_tools import aggregate, evidence
 from registry_tools.device_reports import DeviceReport
 from registry_tools.runs import runs_by_id
 from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, Column, num, percent, render, wrap
 from registry_tools.lookup import all_versions, model_version, registered_model
 
-if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
 
 DEFAULT_INTERVAL_S = contract.DEFAULT_INTERVAL_MINUTES * 60  # for devices that do not say how often they run
 DEFAULT_LIMIT = 200  # devices listed unless --limit says otherwise: a page a person reads, in ~1 s
@@ -158,7 +156,7 @@ class Fleet:
         return out
 
 
-def read(client: MlflowClient, name: str, stale_after: float, query: Query = Query(), now: datetime | None = None,
+def read(client: RegistryApi, name: str, stale_after: float, query: Query = Query(), now: datetime | None = None,
          max_skew_s: float = contract.CLOCK_SKEW_LIMIT_S, accept_unsigned: bool = False) -> Fleet:
     """The devices of ``name`` matching ``query``, sorted by device id, and whether the cap cut the list."""
     rm = registered_model(client, name)
@@ -184,13 +182,13 @@ def read(client: MlflowClient, name: str, stale_after: float, query: Query = Que
                  notes + tuple(n for n in unreadable if n not in notes))
 
 
-def _staged(client: MlflowClient, name: str, aliases: dict[str, str]) -> tuple[dict[str, aggregate.Staged], list[str]]:
+def _staged(client: RegistryApi, name: str, aliases: dict[str, str]) -> tuple[dict[str, aggregate.Staged], list[str]]:
     """The staged rollouts behind the aliases, from the tags of the versions they point at (one request per alias)."""
     tags = {v: dict(model_version(client, name, v).tags or {}) for v in set(aliases.values())}
     return aggregate.staged_rollouts(tags, aliases)
 
 
-def _add_legacy(client: MlflowClient, name: str, found: evidence.Read, trust: evidence.Trust, versions: set) -> None:
+def _add_legacy(client: RegistryApi, name: str, found: evidence.Read, trust: evidence.Trust, versions: set) -> None:
     """Reports of devices from before the fleet layout, on the versions' own runs (unsigned: shown as such)."""
     wanted = {str(v) for v in versions if v}
     run_ids = {str(mv.version): mv.run_id for mv in all_versions(client, name) if str(mv.version) in wanted and mv.run_id}
@@ -200,7 +198,7 @@ def _add_legacy(client: MlflowClient, name: str, found: evidence.Read, trust: ev
             evidence.add_legacy(found, trust, version, fetched[run_id].data.metrics, fetched[run_id].data.tags)
 
 
-def collect(client: MlflowClient, name: str, stale_after: float, now: datetime | None = None) -> list[DeviceRow]:
+def collect(client: RegistryApi, name: str, stale_after: float, now: datetime | None = None) -> list[DeviceRow]:
     """One row per device of ``name`` (up to the default cap), sorted by device id."""
     return read(client, name, stale_after, now=now).rows
 

@@ -19,16 +19,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from edge import contract
+from registry_tools.api import RegistryApi
 from registry_tools import evidence, judge, promotion
 from registry_tools import history as alias_history
 from registry_tools.lookup import RegistryToolError, registered_model
 from registry_tools.rest_client import tag
 
-if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
 
 _RUN_TAG_CHARS = 4000
 TABLE_LATEST = "guard/latest.txt"  # on V's run: the table of the newest verdict on it; a rollback's is kept beside it
@@ -63,7 +61,7 @@ class State:
     restored: str = ""  # the version the guard's last rollback restored
 
 
-def read_state(client: MlflowClient, name: str, alias: str) -> State:
+def read_state(client: RegistryApi, name: str, alias: str) -> State:
     raw = (registered_model(client, name).tags or {}).get(contract.guard_state_tag(alias), "")
     try:
         data = json.loads(raw) if raw else {}
@@ -72,7 +70,7 @@ def read_state(client: MlflowClient, name: str, alias: str) -> State:
         return State()  # a tag someone edited into another shape: start counting again
 
 
-def _write_state(client: MlflowClient, name: str, alias: str, state: State) -> None:
+def _write_state(client: RegistryApi, name: str, alias: str, state: State) -> None:
     client.set_registered_model_tag(name, contract.guard_state_tag(alias), json.dumps(asdict(state), sort_keys=True))
 
 
@@ -94,7 +92,7 @@ class Outcome:
                                                                                           contract.ExitCode.REJECTED)
 
 
-def _restored_by_guard(client: MlflowClient, name: str, alias: str, version: str) -> bool:
+def _restored_by_guard(client: RegistryApi, name: str, alias: str, version: str) -> bool:
     events = alias_history.read(client, name, alias)
     last = events[-1] if events else None
     return bool(last and last.kind == alias_history.ROLLBACK and last.by == contract.GUARD_BY and last.to_version == version)
@@ -108,7 +106,7 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
 
 
-def guard(client: MlflowClient, name: str, alias: str, limits: judge.Limits, policy: Policy = Policy(),
+def guard(client: RegistryApi, name: str, alias: str, limits: judge.Limits, policy: Policy = Policy(),
           dry_run: bool = False, accept_unsigned: bool = False, now_ms: int | None = None) -> Outcome:
     """Judge the version behind ``alias`` and act on the verdict (rules 1–5)."""
     if dry_run:  # writes nothing, not even the moves it notices
@@ -137,7 +135,7 @@ def guard(client: MlflowClient, name: str, alias: str, limits: judge.Limits, pol
     return outcome
 
 
-def _write_table(client: MlflowClient, verdict: judge.Verdict, outcome: Outcome) -> str:
+def _write_table(client: RegistryApi, verdict: judge.Verdict, outcome: Outcome) -> str:
     """The per-device table as an artifact on V's run, so its MLflow page answers "why?"; a note when it cannot."""
     if not verdict.run_id or not hasattr(client, "log_text"):
         return ""
@@ -175,7 +173,7 @@ def _persist(verdict: judge.Verdict, state: State, policy: Policy, now: int) -> 
                         "at once; rolls back if it persists; nothing moved"), kept
 
 
-def _roll_back(client: MlflowClient, name: str, alias: str, verdict: judge.Verdict, replaced: str | None, dry_run: bool,
+def _roll_back(client: RegistryApi, name: str, alias: str, verdict: judge.Verdict, replaced: str | None, dry_run: bool,
                outcome: Outcome) -> Outcome:
     version = verdict.version
     if _restored_by_guard(client, name, alias, version):
@@ -195,7 +193,7 @@ def _roll_back(client: MlflowClient, name: str, alias: str, verdict: judge.Verdi
     return replace(outcome, moved=True, message=f"{alias} moved from v{version} back to v{result.version}: {verdict.reason}")
 
 
-def _mark_version(client: MlflowClient, name: str, verdict: judge.Verdict, restored: str, why: str) -> None:
+def _mark_version(client: RegistryApi, name: str, verdict: judge.Verdict, restored: str, why: str) -> None:
     """Say on the refused version's run and model version what the guard did and on which figures."""
     tags = {
         contract.TAG_GUARD_VERDICT: contract.GUARD_ROLLED_BACK,

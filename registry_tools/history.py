@@ -21,12 +21,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from edge import contract
+from registry_tools.api import RegistryApi
 from registry_tools.table import Column, render
 from registry_tools.lookup import registered_model
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import RegisteredModel
-    from mlflow.tracking import MlflowClient
 
 PROMOTE = "promote"
 ROLLBACK = "rollback"
@@ -148,7 +148,7 @@ def unexplained(rm: RegisteredModel, events: list[Event], noticed_by: str = "") 
     return found
 
 
-def read(client: MlflowClient, name: str, alias: str | None = None) -> list[Event]:
+def read(client: RegistryApi, name: str, alias: str | None = None) -> list[Event]:
     """Oldest first; only ``alias``'s events when given. Moves made outside edgeq and not yet recorded come last."""
     rm = registered_model(client, name)
     events = _decode(rm.tags.get(contract.TAG_HISTORY))
@@ -156,13 +156,13 @@ def read(client: MlflowClient, name: str, alias: str | None = None) -> list[Even
     return [e for e in events if alias is None or e.alias == alias]
 
 
-def pending(client: MlflowClient, name: str) -> list[Event]:
+def pending(client: RegistryApi, name: str) -> list[Event]:
     """The alias moves made outside edgeq that the history does not explain yet (one call, nothing written)."""
     rm = registered_model(client, name)
     return unexplained(rm, _decode(rm.tags.get(contract.TAG_HISTORY)))
 
 
-def notice(client: MlflowClient, name: str, noticed_by: str) -> list[Event]:
+def notice(client: RegistryApi, name: str, noticed_by: str) -> list[Event]:
     """Record every alias move made outside edgeq since the history last saw the aliases; returns them."""
     rm = registered_model(client, name)
     events = _decode(rm.tags.get(contract.TAG_HISTORY))
@@ -173,19 +173,19 @@ def notice(client: MlflowClient, name: str, noticed_by: str) -> list[Event]:
     return found
 
 
-def record(client: MlflowClient, name: str, event: Event) -> None:
+def record(client: RegistryApi, name: str, event: Event) -> None:
     """Append ``event`` to the tag and rewrite the description's history table."""
     rm = registered_model(client, name)
     _write(client, name, rm, _decode(rm.tags.get(contract.TAG_HISTORY)) + [event])
 
 
-def record_earlier(client: MlflowClient, name: str, events: list[Event]) -> None:
+def record_earlier(client: RegistryApi, name: str, events: list[Event]) -> None:
     """Put ``events`` before every recorded one (moves older than the history, e.g. from an earlier edgeq's tag)."""
     rm = registered_model(client, name)
     _write(client, name, rm, events + _decode(rm.tags.get(contract.TAG_HISTORY)))
 
 
-def _write(client: MlflowClient, name: str, rm: RegisteredModel, events: list[Event]) -> None:
+def _write(client: RegistryApi, name: str, rm: RegisteredModel, events: list[Event]) -> None:
     client.set_registered_model_tag(name, contract.TAG_HISTORY, _encode(events))
     client.update_registered_model(name, description=with_section(rm.description or "", events))
 

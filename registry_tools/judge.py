@@ -27,10 +27,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from edge import contract
 from edge.limits import p99_for
+from registry_tools.api import RegistryApi
 from registry_tools import evidence
 from registry_tools import history as alias_history
 from registry_tools.device_reports import SIGNED, DeviceReport
@@ -126,7 +126,7 @@ def to_ms(text: str | None) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
-def window_for(client: Any, name: str, alias: str, version: str, tags: dict[str, str]) -> Window:
+def window_for(client: RegistryApi, name: str, alias: str, version: str, tags: dict[str, str]) -> Window:
     """When ``alias`` moved to ``version``: its since tag, else the newest history event alias → version."""
     since = tags.get(contract.alias_since_tag(alias), "")
     if to_ms(since) is not None:
@@ -383,7 +383,7 @@ def _slowdown(limits: Limits, voters: list[Vote]) -> tuple[str, str]:
 
 # -- reading a window from the server ----------------------------------------------------------------------------------
 
-def evaluate(client: Any, name: str, alias: str, limits: Limits, trust: evidence.Trust | None = None,
+def evaluate(client: RegistryApi, name: str, alias: str, limits: Limits, trust: evidence.Trust | None = None,
              replaced: str | None = None, now_ms: int | None = None, stage: tuple[str, int] | None = None) -> Verdict:
     """Judge the version behind ``alias`` on the whole window of its evidence.
 

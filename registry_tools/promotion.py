@@ -11,19 +11,17 @@ import json
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from edge import contract
 from edge.rollout_share import Share
 from edge.runtime import parse_version
+from registry_tools.api import RegistryApi
 from registry_tools import history as alias_history
 from registry_tools import rollout_state as rollout
 from registry_tools.rest_client import error_code
 from registry_tools.lookup import GateRefused, RegistryToolError, model_version, registered_model
 from registry_tools.versions import VersionRow, collect
 
-if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
 
 @dataclass(frozen=True)
 class Gate:
@@ -98,7 +96,7 @@ def _legacy_events(alias: str, missing: list[str]) -> list[alias_history.Event]:
             for before, version in zip([None, *missing], missing)]
 
 
-def _versions_before(client: MlflowClient, name: str, alias: str) -> list[str]:
+def _versions_before(client: RegistryApi, name: str, alias: str) -> list[str]:
     """What rollback walks back along: the alias history's moves of ``alias``, after what the legacy list still
     adds (read here until the next move of the alias writes it into the history)."""
     events = alias_history.read(client, name, alias)
@@ -109,7 +107,7 @@ def _versions_before(client: MlflowClient, name: str, alias: str) -> list[str]:
     return _walk(_legacy_events(alias, _missing_from_log(legacy, walked)) + events)
 
 
-def _migrate(client: MlflowClient, name: str, alias: str) -> None:
+def _migrate(client: RegistryApi, name: str, alias: str) -> None:
     """Write the legacy rollback list of ``alias`` into the alias history, once, and drop its tag."""
     tags = registered_model(client, name).tags or {}
     if contract.alias_history_tag(alias) not in tags:
@@ -120,12 +118,12 @@ def _migrate(client: MlflowClient, name: str, alias: str) -> None:
     client.delete_registered_model_tag(name, contract.alias_history_tag(alias))
 
 
-def current_version(client: MlflowClient, name: str, alias: str) -> str | None:
+def current_version(client: RegistryApi, name: str, alias: str) -> str | None:
     version = (registered_model(client, name).aliases or {}).get(alias)
     return str(version) if version is not None else None
 
 
-def check_gate(client: MlflowClient, name: str, version: str, gate: Gate) -> str:
+def check_gate(client: RegistryApi, name: str, version: str, gate: Gate) -> str:
     """Raise GateRefused when the version may not be promoted under ``gate``; else say what it checked."""
     registered_model(client, name)
     mv = model_version(client, name, version)
@@ -150,7 +148,7 @@ def check_gate(client: MlflowClient, name: str, version: str, gate: Gate) -> str
     return f"gate passed: drop {drop:+.2f} points ≤ {gate.max_accuracy_drop:.2f}{runtime_note}"
 
 
-def _set_stage(client: MlflowClient, name: str, version: str) -> bool:
+def _set_stage(client: RegistryApi, name: str, version: str) -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -179,7 +177,7 @@ def _v(version: str | None) -> str:
     return f"v{version}" if version else "unset"
 
 
-def _point_alias(client: MlflowClient, name: str, alias: str, version: str, expected: str | None, by: str | None = None,
+def _point_alias(client: RegistryApi, name: str, alias: str, version: str, expected: str | None, by: str | None = None,
                  retry: str = "", new_window: bool = True, share: Share | None = None) -> bool:
     """Move ``alias`` from ``expected`` to ``version`` unless someone moved it meanwhile (AliasRaced, nothing written).
 
@@ -216,14 +214,14 @@ def _point_alias(client: MlflowClient, name: str, alias: str, version: str, expe
     return _set_stage(client, name, version) if alias == contract.DEFAULT_ALIAS else False
 
 
-def _raced(client: MlflowClient, name: str, exc: AliasRaced, event: alias_history.Event, noticed_by: str) -> None:
+def _raced(client: RegistryApi, name: str, exc: AliasRaced, event: alias_history.Event, noticed_by: str) -> None:
     """Record what actually happened: edgeq's own move when it landed, then the move that raced it."""
     if exc.moved:
         alias_history.record(client, name, event)
     alias_history.notice(client, name, f"{noticed_by} (raced)")
 
 
-def guard_rolled_back(client: MlflowClient, name: str, version: str) -> str:
+def guard_rolled_back(client: RegistryApi, name: str, version: str) -> str:
     """The guard's reason when it rolled ``version`` back and no person has overridden it since, else ""."""
     tags = model_version(client, name, version).tags or {}
     if tags.get(contract.TAG_GUARD_VERDICT) != contract.GUARD_ROLLED_BACK:
@@ -231,7 +229,7 @@ def guard_rolled_back(client: MlflowClient, name: str, version: str) -> str:
     return f"on {tags.get(contract.TAG_GUARD_AT, '?')}: {tags.get(contract.TAG_GUARD_REASON, '')[:200]}"
 
 
-def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gate, reason: str = "",
+def promote(client: RegistryApi, name: str, version: str, alias: str, gate: Gate, reason: str = "",
             override_guard: bool = False) -> Promotion:
     """``reason`` (e.g. the canary evidence) goes into the alias history together with the gate's summary.
 
@@ -264,7 +262,7 @@ def promote(client: MlflowClient, name: str, version: str, alias: str, gate: Gat
     return Promotion(name, alias, version, previous, stage)
 
 
-def rollback_target(client: MlflowClient, name: str, alias: str) -> tuple[str, str]:
+def rollback_target(client: RegistryApi, name: str, alias: str) -> tuple[str, str]:
     """(current version, the version it replaced) of ``alias``: what ``rollback`` would do, without doing it."""
     current = current_version(client, name, alias)
     if current is None:
@@ -277,7 +275,7 @@ def rollback_target(client: MlflowClient, name: str, alias: str) -> tuple[str, s
     return current, versions[-1]
 
 
-def rollback(client: MlflowClient, name: str, alias: str, reason: str = "", by: str | None = None,
+def rollback(client: RegistryApi, name: str, alias: str, reason: str = "", by: str | None = None,
              expected_current: str | None = None) -> Promotion:
     """Move ``alias`` back to the version it replaced; ``by`` goes into the history (default: the user).
 
@@ -310,7 +308,7 @@ class Choice:
     reason: str
 
 
-def best_for_device(client: MlflowClient, name: str, device: str, max_accuracy_drop: float,
+def best_for_device(client: RegistryApi, name: str, device: str, max_accuracy_drop: float,
                     accept_unsigned: bool = False) -> Choice:
     device = contract.sanitize_device_id(device)
     rows = collect(client, name, devices=[device], accept_unsigned=accept_unsigned)  # its verified figures

@@ -21,10 +21,10 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
 
 from edge import contract
 from edge.rollout_share import Share
+from registry_tools.api import RegistryApi
 from registry_tools import evidence, judge, promotion
 from registry_tools import history as alias_history
 from registry_tools import rollout_state as state
@@ -42,14 +42,14 @@ def _now_iso() -> str:
     return promotion.now_iso()
 
 
-def _event(client: Any, name: str, rollout: Rollout, why: str, by: str | None = None) -> None:
+def _event(client: RegistryApi, name: str, rollout: Rollout, why: str, by: str | None = None) -> None:
     alias_history.record(client, name, alias_history.new_event(alias_history.ROLLOUT, rollout.alias, rollout.version,
                                                                rollout.version, why[:_REASON_CHARS], by=by))
 
 
 # -- start ------------------------------------------------------------------------------------------------------------
 
-def start(client: Any, name: str, version: str, alias: str, plan: Plan, gate: promotion.Gate = promotion.Gate(),
+def start(client: RegistryApi, name: str, version: str, alias: str, plan: Plan, gate: promotion.Gate = promotion.Gate(),
           reason: str = "", dry_run: bool = False) -> tuple[Rollout, str]:
     """Point ``alias`` at ``version`` for the first share of its devices; the others keep the version it replaces.
 
@@ -129,7 +129,7 @@ def _now_ms() -> int:
     return int(datetime.now(timezone.utc).timestamp() * 1000)
 
 
-def step(client: Any, name: str, alias: str, accept_unsigned: bool = False, dry_run: bool = False,
+def step(client: RegistryApi, name: str, alias: str, accept_unsigned: bool = False, dry_run: bool = False,
          now_ms: int | None = None) -> Step:
     """Judge the current stage and advance, hold or roll back (the module's rules)."""
     rollout = read(client, name, alias)
@@ -170,14 +170,14 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
-def _still_at(client: Any, name: str, rollout: Rollout) -> None:
+def _still_at(client: RegistryApi, name: str, rollout: Rollout) -> None:
     current = promotion.current_version(client, name, rollout.alias)
     if current != rollout.version:
         raise promotion.AliasRaced(f"alias {rollout.alias!r} of {name!r} moved to v{current} meanwhile; the rollout "
                                    "did not change anything")
 
 
-def _advance(client: Any, name: str, rollout: Rollout, verdict: judge.Verdict, dry_run: bool) -> Step:
+def _advance(client: RegistryApi, name: str, rollout: Rollout, verdict: judge.Verdict, dry_run: bool) -> Step:
     nxt = replace(rollout, stage=rollout.stage + 1, stage_since=_now_iso())
     last = nxt.stage == len(rollout.plan.steps) - 1
     what = (f"every device takes v{rollout.version}: rollout complete" if last else
@@ -200,7 +200,7 @@ def _advance(client: Any, name: str, rollout: Rollout, verdict: judge.Verdict, d
     return Step(nxt, ADVANCE if not last else judge.KEEP, message, verdict, moved=True)
 
 
-def _roll_back(client: Any, name: str, rollout: Rollout, verdict: judge.Verdict, dry_run: bool) -> Step:
+def _roll_back(client: RegistryApi, name: str, rollout: Rollout, verdict: judge.Verdict, dry_run: bool) -> Step:
     message = (f"{rollout.describe_stage()} failed: {verdict.reason}; {rollout.alias} goes back to v{rollout.fallback} "
                "for every device")
     if dry_run:
@@ -221,7 +221,7 @@ def _roll_back(client: Any, name: str, rollout: Rollout, verdict: judge.Verdict,
     return Step(ended, judge.ROLL_BACK, message, verdict, moved=True)
 
 
-def _mark_refused(client: Any, name: str, rollout: Rollout, verdict: judge.Verdict) -> None:
+def _mark_refused(client: RegistryApi, name: str, rollout: Rollout, verdict: judge.Verdict) -> None:
     """As the guard marks a version it rolled back: a plain promote of it is refused until a person overrides."""
     tags = {contract.TAG_GUARD_VERDICT: contract.GUARD_ROLLED_BACK,
             contract.TAG_GUARD_REASON: f"{contract.ROLLOUT_BY}: {verdict.summary()}"[:4000],
@@ -232,7 +232,7 @@ def _mark_refused(client: Any, name: str, rollout: Rollout, verdict: judge.Verdi
     client.delete_model_version_tag(name, rollout.version, contract.rollout_tag(rollout.alias))
 
 
-def _end_replaced(client: Any, name: str, rollout: Rollout, current: str | None, dry_run: bool) -> Step:
+def _end_replaced(client: RegistryApi, name: str, rollout: Rollout, current: str | None, dry_run: bool) -> Step:
     events = [e for e in alias_history.read(client, name, rollout.alias) if e.to_version == (current or "")]
     how = f"{events[-1].kind} by {events[-1].by}" if events else "a move edgeq did not see"
     if dry_run:
@@ -247,7 +247,7 @@ def _end_replaced(client: Any, name: str, rollout: Rollout, current: str | None,
 
 # -- pause and resume -------------------------------------------------------------------------------------------------
 
-def pause(client: Any, name: str, alias: str, reason: str = "") -> Rollout:
+def pause(client: RegistryApi, name: str, alias: str, reason: str = "") -> Rollout:
     rollout = _running(client, name, alias)
     if rollout.status == PAUSED:
         raise RegistryToolError(f"the rollout of v{rollout.version} is already paused ({rollout.note})")
@@ -259,7 +259,7 @@ def pause(client: Any, name: str, alias: str, reason: str = "") -> Rollout:
     return paused
 
 
-def resume(client: Any, name: str, alias: str, reason: str = "") -> Rollout:
+def resume(client: RegistryApi, name: str, alias: str, reason: str = "") -> Rollout:
     rollout = _running(client, name, alias)
     if rollout.status != PAUSED:
         raise RegistryToolError(f"the rollout of v{rollout.version} is not paused (it is {rollout.status})")
@@ -270,7 +270,7 @@ def resume(client: Any, name: str, alias: str, reason: str = "") -> Rollout:
     return resumed
 
 
-def _running(client: Any, name: str, alias: str) -> Rollout:
+def _running(client: RegistryApi, name: str, alias: str) -> Rollout:
     rollout = read(client, name, alias)
     if rollout is None or rollout.status in ENDED:
         raise RegistryToolError(f"no staged rollout is running behind {alias} of {name}"
@@ -280,7 +280,7 @@ def _running(client: Any, name: str, alias: str) -> Rollout:
 
 # -- status -----------------------------------------------------------------------------------------------------------
 
-def status(client: Any, name: str, alias: str, accept_unsigned: bool = False, now_ms: int | None = None
+def status(client: RegistryApi, name: str, alias: str, accept_unsigned: bool = False, now_ms: int | None = None
            ) -> tuple[Rollout | None, judge.Verdict | None]:
     """The rollout and, while it runs, the judge's verdict on its current stage (nothing written)."""
     rollout = read(client, name, alias)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
 
 from edge import contract
+from registry_tools.api import RegistryApi
 from registry_tools import judge
 from registry_tools.lookup import RegistryToolError, model_version, registered_model
 
@@ -98,16 +98,16 @@ def decode(text: str) -> Rollout:
                                 "again (edgeq rollout start) or promote a version (edgeq promote)") from None
 
 
-def read(client: Any, name: str, alias: str) -> Rollout | None:
+def read(client: RegistryApi, name: str, alias: str) -> Rollout | None:
     raw = (registered_model(client, name).tags or {}).get(contract.rollout_state_tag(alias))
     return decode(raw) if raw else None
 
 
-def save(client: Any, name: str, rollout: Rollout) -> None:
+def save(client: RegistryApi, name: str, rollout: Rollout) -> None:
     client.set_registered_model_tag(name, contract.rollout_state_tag(rollout.alias), rollout.encode())
 
 
-def running_behind(client: Any, name: str, alias: str, moving_to: str) -> Rollout | None:
+def running_behind(client: RegistryApi, name: str, alias: str, moving_to: str) -> Rollout | None:
     """The rollout a move of ``alias`` to ``moving_to`` (a promote, a rollback) would replace, or None."""
     rollout = read_quietly(client, name, alias)
     if rollout is None or rollout.status in ENDED or rollout.version == str(moving_to):
@@ -120,7 +120,7 @@ def replaced_words(rollout: Rollout) -> str:
     return f"replaces the staged rollout of v{rollout.version} at {rollout.share:g} % (edgeq rollout)"
 
 
-def end_replaced(client: Any, name: str, rollout: Rollout, moved_to: str, how: str) -> Rollout:
+def end_replaced(client: RegistryApi, name: str, rollout: Rollout, moved_to: str, how: str) -> Rollout:
     """After someone else moved the alias: the rollout ends, its version's share goes; the ended rollout."""
     ended = replace(rollout, status=REPLACED, note=f"{rollout.alias} moved to v{moved_to} ({how}) at "
                                                    f"{rollout.describe_stage()}")
@@ -130,7 +130,7 @@ def end_replaced(client: Any, name: str, rollout: Rollout, moved_to: str, how: s
     return ended
 
 
-def read_quietly(client: Any, name: str, alias: str) -> Rollout | None:
+def read_quietly(client: RegistryApi, name: str, alias: str) -> Rollout | None:
     try:
         return read(client, name, alias)
     except RegistryToolError:

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from edge import contract
+from registry_tools.api import RegistryApi
 from registry_tools import aggregate, aggregate_pass, evidence, runs
 from registry_tools.device_reports import DeviceReport
 from registry_tools.lookup import all_versions, registered_model  # registered_model: also what history.py imports from here
@@ -18,7 +19,6 @@ from registry_tools.table import THROTTLED_MARK, THROTTLED_NOTE, Column, num, pe
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
-    from mlflow.tracking import MlflowClient
 
 RunFetcher = Callable[[Any, Iterable[str]], dict[str, Any]]  # (client, run ids) → {run_id: Run}
 
@@ -59,7 +59,7 @@ class VersionRow:
 DEVICE_DETAIL_CAP = 1000  # `edgeq versions --devices`: per-device columns for at most this many devices
 
 
-def _per_device(client: MlflowClient, name: str, devices: bool | Iterable[str], notes: list[str],
+def _per_device(client: RegistryApi, name: str, devices: bool | Iterable[str], notes: list[str],
                 trust: evidence.Trust) -> evidence.Read:
     """The verified reports of the device runs asked for (all, capped; or the ids given)."""
     if devices is True:
@@ -74,7 +74,7 @@ def _per_device(client: MlflowClient, name: str, devices: bool | Iterable[str], 
     return evidence.read_runs(found, trust)
 
 
-def collect(client: MlflowClient, name: str, fetch_runs: RunFetcher = runs.runs_by_id,
+def collect(client: RegistryApi, name: str, fetch_runs: RunFetcher = runs.runs_by_id,
             devices: bool | Iterable[str] = False, notes: list[str] | None = None,
             refresh_limit: int = aggregate.CHEAP_DEVICES, accept_unsigned: bool = False) -> list[VersionRow]:
     """All versions of ``name``, newest first, with run metrics and fleet aggregates (runs fetched in batches).

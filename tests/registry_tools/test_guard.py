@@ -69,7 +69,7 @@ def test_devices_reject_a_worse_version_and_the_guard_moves_production_back(serv
     run_tags = client.get_run(worse.run_id).data.tags
     assert run_tags[contract.TAG_GUARD_VERDICT] == contract.GUARD_ROLLED_BACK
     assert run_tags[contract.TAG_GUARD_RESTORED] == good
-    assert "pi-gc rejected it: health gate: sample accuracy 0.000 (0/32)" in run_tags[contract.TAG_GUARD_REASON]
+    assert "pi-gc rejected it: health gate: sample accuracy 0.0% (0/32)" in run_tags[contract.TAG_GUARD_REASON]
     assert client.get_model_version(model, worse.version).tags[contract.TAG_GUARD_VERDICT] == contract.GUARD_ROLLED_BACK
 
     cooling = edgeq(server, "guard", model)  # the guard does not judge what it just restored
