@@ -186,3 +186,23 @@ def test_a_promote_or_a_rollback_replaces_the_running_rollout_and_the_history_sa
     back = promotion.rollback(client, model, PROD)
     assert back.version == newer and rollout.read(client, model, PROD).status == rollout.REPLACED
     assert f"replaces the staged rollout of v{again} at 10 %" in alias_history.read(client, model, PROD)[-1].reason
+
+
+def test_the_command_line_watches_until_the_rollout_ends_and_refuses_bad_input_in_one_line(server, client):
+    from tests.registry_tools.devices import edgeq
+
+    model, old, new, run_id = _model(client)
+    for args, words in ((["--steps", "5,x"], "--steps takes percentages"), (["--min-stage-time", "soon"], "30m, 2h"),
+                        (["--steps", "50,10,100"], "increasing"), (["--max-rejected-fraction", "2"], "[0, 1)")):
+        bad = edgeq(server, "rollout", "start", model, new, *args)
+        assert bad.exit_code == 2 and words in bad.output and len(bad.output.strip().splitlines()) == 1, bad.output
+    started = edgeq(server, "rollout", "start", model, new, "--steps", "10,100", "--min-stage-time", "0",
+                    "--min-devices", "1")
+    assert started.exit_code == 0 and f"production → v{new} for 10 % of its devices; the others keep v{old}" in started.output
+    report(client, run_id, "pi-w", new, alias=PROD, status=contract.STATUS_REJECTED, reason="health gate: crashed")
+    status = json.loads(edgeq(server, "rollout", "status", model, "--json").stdout)
+    assert (status["share"], status["status"], status["verdict"]["outcome"]) == (10.0, "running", judge.ROLL_BACK)
+    watched = edgeq(server, "rollout", "step", model, "--watch", "1")
+    assert watched.exit_code == contract.ExitCode.REJECTED, watched.output
+    assert f"production goes back to v{old} for every device" in watched.output
+    assert "ended (rolled back" in edgeq(server, "rollout", "step", model).output
