@@ -293,7 +293,7 @@ def measure(cell: Cell, server: MlflowServer, db_pid: int | None, fleet: Fleet, 
     holder: dict[str, object] = {}
 
     def counting_starts() -> None:
-        holder["cpu"], holder["own"], holder["at"] = snapshot(roots), time.process_time(), time.monotonic()
+        holder["cpu"], holder["own"] = snapshot(roots), time.process_time()
 
     timer = threading.Timer(1.0, counting_starts)
     timer.start()
