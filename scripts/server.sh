@@ -31,7 +31,7 @@ BACKEND=sqlite AUTH=0 HOST=127.0.0.1 PORT=5000 DB_URI="" ALLOWED_HOSTS="" WORKER
 HTTP_SERVER=gthread
 # Devices on 15-minute runs one server held with 30 % headroom on 2 cores (BENCHMARKS.md "Server capacity";
 # PostgreSQL: gthread, as measured with wrk; SQLite: its lowest cell under uvicorn, kept as the cautious bound).
-SQLITE_DEVICES=45000 POSTGRES_DEVICES=120000
+SQLITE_DEVICES=45000 POSTGRES_DEVICES=150000
 # gunicorn's threaded workers, the same options bench/capacity.py measures (GTHREAD_OPTS there): as many
 # pooled database connections as threads (none opened and closed per request), request lines up to
 # gunicorn's most (its 4 KiB default refuses long GET filters uvicorn takes), the access log in
