@@ -161,6 +161,9 @@ def schedule(ctx: click.Context, every_minutes: int | None, systemd: bool, insta
     The slot is a hash of the device id: a fleet spreads over the interval instead of firing in the same second,
     and a device keeps its slot. One line per (model, alias, state dir): installing again replaces that line only.
     """
+    if systemd and (install or log_file):
+        _fail(f"{'--install' if install else '--log-file'} is for cron: with --systemd, save the printed units under "
+              "/etc/systemd/system/ as root and run the systemctl line they end with (journald keeps the output)")
     group = ctx.parent
     checked = _checked(group)
     every = every_minutes or group.params["every_minutes"]

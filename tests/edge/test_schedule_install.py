@@ -71,3 +71,12 @@ def test_a_user_without_a_crontab_yet_gets_one(tmp_path):
     assert proc.returncode == ExitCode.OK, proc.stderr
     assert proc.stderr == "installed in crontab\n"
     assert table.read_text() == proc.stdout and "--model m" in proc.stdout
+
+
+def test_install_with_systemd_is_refused_instead_of_ignored(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEQ_", "MLFLOW_"))}
+    for extra in (["--install"], ["--log-file", str(tmp_path / "pull.log")]):
+        proc = subprocess.run([EDGEQ_PULL, "--tracking-uri", "http://mlflow.lan:5000", "--model", "m", "--device-id",
+                               "pi-1", "--state-dir", str(tmp_path / "state"), "schedule", "--systemd", *extra],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert "is for cron: with --systemd, save the printed units" in _one_line_refusal(proc)
