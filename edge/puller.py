@@ -240,7 +240,7 @@ class _Run:
         if (current and (current.name, current.version) == (mv.name, mv.version)) \
                 or rollout_share.takes(self.device_id, mv.version, share.percent):
             return mv  # a device that took the version keeps it whatever the share does later
-        stage = f"outside the {share.percent:g} % stage of v{mv.version}"
+        stage = share.outside(mv.version)
         if current and (current.name, current.version) == (mv.name, share.fallback) and current.benchmarked:
             return Outcome(Exit.OK, self._note(f"{mv.name}: {stage}; v{share.fallback} keeps serving"), share.fallback)
         log.info("%s: %s; taking its fallback v%s", mv.name, stage, share.fallback)

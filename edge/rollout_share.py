@@ -23,6 +23,10 @@ class Share:
     percent: float
     fallback: str
 
+    def outside(self, version: str) -> str:
+        """How a device that keeps the fallback is described, on the device and in the fleet view alike."""
+        return f"outside the {self.percent:g} % stage of v{version}"
+
     def encode(self) -> str:
         return json.dumps({"share": self.percent, "fallback": self.fallback}, sort_keys=True)
 

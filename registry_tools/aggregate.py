@@ -149,7 +149,7 @@ class Staged:
             return True  # an id the hash cannot read: judged like any device, not excused
 
     def note(self) -> str:
-        return f"outside the {self.share.percent:g} % stage of v{self.version}"
+        return self.share.outside(self.version)
 
 
 def staged_rollouts(tags_of: dict[str, dict[str, str]], aliases: dict[str, str]) -> tuple[dict[str, Staged], list[str]]:

@@ -98,10 +98,6 @@ def _restored_by_guard(client: RegistryApi, name: str, alias: str, version: str)
     return bool(last and last.kind == alias_history.ROLLBACK and last.by == contract.GUARD_BY and last.to_version == version)
 
 
-def _now_ms() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1000)
-
-
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
 
@@ -113,7 +109,7 @@ def guard(client: RegistryApi, name: str, alias: str, limits: judge.Limits, poli
         noticed = tuple(e for e in alias_history.read(client, name) if e.kind == alias_history.OUTSIDE and not e.at)
     else:
         noticed = tuple(alias_history.notice(client, name, "edgeq guard"))
-    now = now_ms if now_ms is not None else _now_ms()
+    now = now_ms if now_ms is not None else judge.clock_ms()
     trust = evidence.trust_for(client, name, accept_unsigned)
     try:
         _, replaced = promotion.rollback_target(client, name, alias)
@@ -189,11 +185,11 @@ def _roll_back(client: RegistryApi, name: str, alias: str, verdict: judge.Verdic
         result = promotion.rollback(client, name, alias, why, by=contract.GUARD_BY, expected_current=version)
     except promotion.AliasRaced as exc:
         return replace(outcome, raced=True, message=f"not rolled back: {exc}")
-    _mark_version(client, name, verdict, result.version, f"{contract.GUARD_BY}: {verdict.summary()}")
+    mark_rolled_back(client, name, verdict, result.version, f"{contract.GUARD_BY}: {verdict.summary()}")
     return replace(outcome, moved=True, message=f"{alias} moved from v{version} back to v{result.version}: {verdict.reason}")
 
 
-def _mark_version(client: RegistryApi, name: str, verdict: judge.Verdict, restored: str, why: str) -> None:
+def mark_rolled_back(client: RegistryApi, name: str, verdict: judge.Verdict, restored: str, why: str) -> None:
     """Say on the refused version's run and model version what the guard did and on which figures."""
     tags = {
         contract.TAG_GUARD_VERDICT: contract.GUARD_ROLLED_BACK,

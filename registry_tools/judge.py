@@ -126,6 +126,11 @@ def to_ms(text: str | None) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
+def clock_ms() -> int:
+    """This machine's clock in milliseconds, UTC: when an evaluation happens."""
+    return int(datetime.now(timezone.utc).timestamp() * 1000)
+
+
 def window_for(client: RegistryApi, name: str, alias: str, version: str, tags: dict[str, str]) -> Window:
     """When ``alias`` moved to ``version``: its since tag, else the newest history event alias → version."""
     since = tags.get(contract.alias_since_tag(alias), "")
@@ -396,7 +401,7 @@ def evaluate(client: RegistryApi, name: str, alias: str, limits: Limits, trust: 
         raise RegistryToolError(
             f"model {name!r} has no alias {alias!r}: point it at a version first (edgeq promote {name} VERSION --alias {alias})")
     version = str(version)
-    now_ms = now_ms if now_ms is not None else int(datetime.now(timezone.utc).timestamp() * 1000)
+    now_ms = now_ms if now_ms is not None else clock_ms()
     window = window_for(client, name, alias, version, model_version(client, name, version).tags or {})
     found = evidence.for_version(client, name, version, cap=MAX_DEVICES, trust=trust)
     before: dict[str, DeviceReport] = {}

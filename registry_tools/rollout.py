@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import getpass
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 
 from edge import contract
 from edge.rollout_share import Share
 from registry_tools.api import RegistryApi
-from registry_tools import evidence, judge, promotion
+from registry_tools import evidence, guard, judge, promotion
 from registry_tools import history as alias_history
 from registry_tools import rollout_state as state
 from registry_tools.lookup import GateRefused, RegistryToolError
@@ -35,16 +34,11 @@ from registry_tools.rollout_state import (COMPLETE, ENDED, PAUSED, REPLACED, ROL
 __all__ = ["COMPLETE", "ENDED", "PAUSED", "REPLACED", "ROLLED_BACK", "RUNNING", "Plan", "Rollout", "decode",
            "parse_steps", "read", "start", "step", "pause", "resume", "status", "Step", "ADVANCE"]
 ADVANCE = "advance"  # a step's decision besides judge.KEEP / HOLD / ROLL_BACK: the share grew
-_REASON_CHARS = 1500
-
-
-def _now_iso() -> str:
-    return promotion.now_iso()
 
 
 def _event(client: RegistryApi, name: str, rollout: Rollout, why: str, by: str | None = None) -> None:
     alias_history.record(client, name, alias_history.new_event(alias_history.ROLLOUT, rollout.alias, rollout.version,
-                                                               rollout.version, why[:_REASON_CHARS], by=by))
+                                                               rollout.version, why, by=by))
 
 
 # -- start ------------------------------------------------------------------------------------------------------------
@@ -74,7 +68,7 @@ def start(client: RegistryApi, name: str, version: str, alias: str, plan: Plan, 
         raise RegistryToolError(f"v{version} is already behind {alias} for every device; nothing to roll out")
     fallback = running.fallback if running else current
     by = getpass.getuser()
-    now = _now_iso()
+    now = promotion.now_iso()
     rollout = Rollout(alias, version, fallback, plan, 0, now, RUNNING, by, now)
     replaced = (f"; replaces the rollout of v{running.version} at {running.share:g} % (started by {running.started_by})"
                 if running else "")
@@ -88,7 +82,7 @@ def start(client: RegistryApi, name: str, version: str, alias: str, plan: Plan, 
         state.save(client, name, rollout)
         _event(client, name, rollout, why)
         return rollout, why
-    event = alias_history.new_event(alias_history.PROMOTE, alias, current, version, why[:_REASON_CHARS])
+    event = alias_history.new_event(alias_history.PROMOTE, alias, current, version, why)
     try:
         promotion._point_alias(client, name, alias, version, current, share=share)
     except promotion.AliasRaced:
@@ -125,10 +119,6 @@ class Step:
         return self.rollout is None or self.rollout.status in ENDED
 
 
-def _now_ms() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1000)
-
-
 def step(client: RegistryApi, name: str, alias: str, accept_unsigned: bool = False, dry_run: bool = False,
          now_ms: int | None = None) -> Step:
     """Judge the current stage and advance, hold or roll back (the module's rules)."""
@@ -146,10 +136,8 @@ def step(client: RegistryApi, name: str, alias: str, accept_unsigned: bool = Fal
     if rollout.status == PAUSED:
         return Step(rollout, "", f"the rollout of v{rollout.version} is paused at {rollout.describe_stage()} "
                                  f"({rollout.note}); edgeq rollout resume {name} --alias {alias} goes on")
-    now = now_ms if now_ms is not None else _now_ms()
-    trust = evidence.trust_for(client, name, accept_unsigned)
-    verdict = judge.evaluate(client, name, alias, rollout.plan.limits, trust, rollout.fallback, now,
-                             stage=(f"{rollout.describe_stage()} began at {rollout.stage_since}", rollout.stage_since_ms))
+    now = now_ms if now_ms is not None else judge.clock_ms()
+    verdict = _judge_stage(client, name, rollout, accept_unsigned, now)
     if verdict.outcome == judge.ROLL_BACK:
         return _roll_back(client, name, rollout, verdict, dry_run)
     if verdict.outcome == judge.HOLD:
@@ -178,7 +166,7 @@ def _still_at(client: RegistryApi, name: str, rollout: Rollout) -> None:
 
 
 def _advance(client: RegistryApi, name: str, rollout: Rollout, verdict: judge.Verdict, dry_run: bool) -> Step:
-    nxt = replace(rollout, stage=rollout.stage + 1, stage_since=_now_iso())
+    nxt = replace(rollout, stage=rollout.stage + 1, stage_since=promotion.now_iso())
     last = nxt.stage == len(rollout.plan.steps) - 1
     what = (f"every device takes v{rollout.version}: rollout complete" if last else
             f"{nxt.describe_stage()} begins: {nxt.share:g} % of the devices take v{rollout.version}")
@@ -207,7 +195,7 @@ def _roll_back(client: RegistryApi, name: str, rollout: Rollout, verdict: judge.
         return Step(rollout, judge.ROLL_BACK, f"dry run: would roll back: {message}", verdict)
     why = f"{contract.ROLLOUT_BY}: {verdict.summary(110)}"
     event = alias_history.new_event(alias_history.ROLLBACK, rollout.alias, rollout.version, rollout.fallback,
-                                    why[:_REASON_CHARS], by=contract.ROLLOUT_BY)
+                                    why, by=contract.ROLLOUT_BY)
     try:
         promotion._point_alias(client, name, rollout.alias, rollout.fallback, rollout.version, contract.ROLLOUT_BY,
                                new_window=False)
@@ -215,20 +203,16 @@ def _roll_back(client: RegistryApi, name: str, rollout: Rollout, verdict: judge.
         alias_history.notice(client, name, "edgeq rollout (raced)")
         return Step(rollout, judge.HOLD, f"not rolled back: {exc}", verdict, raced=True)
     alias_history.record(client, name, event)
-    ended = replace(rollout, status=ROLLED_BACK, note=f"rolled back to v{rollout.fallback} at {_now_iso()}")
+    ended = replace(rollout, status=ROLLED_BACK, note=f"rolled back to v{rollout.fallback} at {promotion.now_iso()}")
     state.save(client, name, ended)
     _mark_refused(client, name, rollout, verdict)
     return Step(ended, judge.ROLL_BACK, message, verdict, moved=True)
 
 
 def _mark_refused(client: RegistryApi, name: str, rollout: Rollout, verdict: judge.Verdict) -> None:
-    """As the guard marks a version it rolled back: a plain promote of it is refused until a person overrides."""
-    tags = {contract.TAG_GUARD_VERDICT: contract.GUARD_ROLLED_BACK,
-            contract.TAG_GUARD_REASON: f"{contract.ROLLOUT_BY}: {verdict.summary()}"[:4000],
-            contract.TAG_GUARD_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            contract.TAG_GUARD_RESTORED: rollout.fallback}
-    for key, value in tags.items():
-        client.set_model_version_tag(name, rollout.version, key, value)
+    """As the guard marks a version it rolled back (its run and its model version), so a plain promote of it is
+    refused until a person overrides; and the version's share goes."""
+    guard.mark_rolled_back(client, name, verdict, rollout.fallback, f"{contract.ROLLOUT_BY}: {verdict.summary()}")
     client.delete_model_version_tag(name, rollout.version, contract.rollout_tag(rollout.alias))
 
 
@@ -251,7 +235,7 @@ def pause(client: RegistryApi, name: str, alias: str, reason: str = "") -> Rollo
     rollout = _running(client, name, alias)
     if rollout.status == PAUSED:
         raise RegistryToolError(f"the rollout of v{rollout.version} is already paused ({rollout.note})")
-    who = f"paused by {getpass.getuser()} at {_now_iso()}" + (f": {reason}" if reason else "")
+    who = f"paused by {getpass.getuser()} at {promotion.now_iso()}" + (f": {reason}" if reason else "")
     paused = replace(rollout, status=PAUSED, note=who)
     state.save(client, name, paused)
     _event(client, name, paused, f"{paused.describe_stage()} {who}; devices keep what they run, the share stays "
@@ -288,8 +272,12 @@ def status(client: RegistryApi, name: str, alias: str, accept_unsigned: bool = F
         return rollout, None
     if promotion.current_version(client, name, alias) != rollout.version:
         return rollout, None
-    now = now_ms if now_ms is not None else _now_ms()
-    verdict = judge.evaluate(client, name, alias, rollout.plan.limits, evidence.trust_for(client, name, accept_unsigned),
-                             rollout.fallback, now,
-                             stage=(f"{rollout.describe_stage()} began at {rollout.stage_since}", rollout.stage_since_ms))
-    return rollout, verdict
+    return rollout, _judge_stage(client, name, rollout, accept_unsigned, now_ms)
+
+
+def _judge_stage(client: RegistryApi, name: str, rollout: Rollout, accept_unsigned: bool, now_ms: int | None
+                 ) -> judge.Verdict:
+    """The judge on the current stage's window: reports on the version since the stage began, the fallback paired."""
+    return judge.evaluate(client, name, rollout.alias, rollout.plan.limits,
+                          evidence.trust_for(client, name, accept_unsigned), rollout.fallback, now_ms,
+                          stage=(f"{rollout.describe_stage()} began at {rollout.stage_since}", rollout.stage_since_ms))

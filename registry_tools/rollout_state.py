@@ -74,10 +74,7 @@ class Rollout:
         return f"stage {self.stage + 1} of {len(self.plan.steps)} ({self.share:g} %)"
 
     def encode(self) -> str:
-        data = asdict(self)
-        data["plan"] = {"steps": list(self.plan.steps), "min_stage_s": self.plan.min_stage_s,
-                        "limits": {k: v for k, v in asdict(self.plan.limits).items()}}
-        return json.dumps(data, sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True)
 
 
 def decode(text: str) -> Rollout:

@@ -118,6 +118,7 @@ def test_a_stage_the_judge_refuses_rolls_the_whole_alias_back_and_marks_the_vers
     assert client.get_registered_model(model).aliases[PROD] == old
     mv = client.get_model_version(model, new)
     assert mv.tags[contract.TAG_GUARD_VERDICT] == contract.GUARD_ROLLED_BACK and contract.rollout_tag(PROD) not in mv.tags
+    assert client.get_run(run_id).data.tags[contract.TAG_GUARD_VERDICT] == contract.GUARD_ROLLED_BACK, "as the guard does"
     last = alias_history.read(client, model, PROD)[-1]
     assert (last.kind, last.by, last.to_version) == (alias_history.ROLLBACK, contract.ROLLOUT_BY, old)
     with pytest.raises(GateRefused, match="--override-guard"):
