@@ -420,15 +420,17 @@ def _in_stage(v: Vote, what: str, since_ms: int) -> Vote:
     return Vote(v.device, EXCLUDED, f"made in an earlier stage, before {what}", v.alias, v.at_ms, v.ratio, v.report)
 
 
-def table(verdict: Verdict) -> str:
-    """Every device, one line: report age, alias, vote, figure against the limit, why excluded (--explain, the artifact)."""
-    from registry_tools.table import render
+def table(verdict: Verdict, width: int | None = None) -> str:
+    """Every device, one line: report age, alias, vote, figure against the limit, why excluded (--explain, the artifact).
+
+    ``width``: fit a terminal that wide (the prose wrapped, the free text cut with …); None: every character.
+    """
+    from registry_tools.table import render, wrap
 
     rows = [[v.device, v.age(verdict.now_ms), v.alias or "-", v.vote, v.why]
             for v in sorted(verdict.votes, key=lambda v: ({AGAINST: 0, FOR: 1, EXCLUDED: 2}[v.vote], v.device))]
-    head = [f"{verdict.alias} at v{verdict.version}: {verdict.outcome} — {verdict.reason}", verdict.window.describe(),
-            f"limits: {verdict.limits.describe()}", *(f"note: {n}" for n in verdict.notes), ""]
-    body = render(["device", "age", "alias", "vote", "figures against the limits / why excluded"], rows, free_last="---") \
-        if rows else [f"no device has reported on v{verdict.version}"]
+    head = wrap([f"{verdict.alias} at v{verdict.version}: {verdict.outcome} — {verdict.reason}", verdict.window.describe(),
+                 f"limits: {verdict.limits.describe()}", *(f"note: {n}" for n in verdict.notes)], width) + [""]
+    body = render(["device", "age", "alias", "vote", "figures against the limits / why excluded"], rows,
+                  free_last="---", width=width) if rows else [f"no device has reported on v{verdict.version}"]
     return "\n".join(head + list(body))
-

@@ -7,7 +7,8 @@ from edge import contract
 from registry_tools import judge
 from registry_tools.commands.base import MlflowClient, ServerCommand
 from registry_tools.commands.echo import echo_notes, echo_votes
-from registry_tools.commands.options import accept_unsigned_option, judge_limit_options, judge_limits, model_arguments
+from registry_tools.commands.options import (accept_unsigned_option, judge_limit_options, judge_limits,
+                                              model_arguments, table_width)
 
 
 @click.command("guard", cls=ServerCommand)
@@ -47,7 +48,7 @@ def guard(client: MlflowClient, model: str, alias: str, min_devices: int, max_re
         click.echo(f"{model}: noticed {event.alias} moved outside edgeq: {event.reason}")
     verdict = outcome.verdict
     if explain:
-        click.echo(judge.table(verdict))
+        click.echo(judge.table(verdict, table_width(wide=False)))
     else:
         replaced = f" (replaced v{verdict.replaced})" if verdict.replaced else ""
         click.echo(f"{model}: {alias} is at v{verdict.version}{replaced}; guard needs {limits.describe()}")

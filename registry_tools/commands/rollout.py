@@ -13,7 +13,8 @@ from registry_tools import rollout as staged
 from registry_tools.commands.base import Group, MlflowClient
 from registry_tools.commands.echo import echo_notes, echo_votes
 from registry_tools.commands.errors import BadInput
-from registry_tools.commands.options import accept_unsigned_option, judge_limit_options, judge_limits, model_arguments
+from registry_tools.commands.options import (accept_unsigned_option, judge_limit_options, judge_limits,
+                                              model_arguments, table_width)
 
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|min|h|d)?\s*$")
 _UNITS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -109,7 +110,7 @@ def step(client: MlflowClient, model: str, alias: str, explain: bool, dry_run: b
 def _echo_step(model: str, result: staged.Step, explain: bool) -> None:
     verdict = result.verdict
     if verdict is not None and explain:
-        click.echo(judge.table(verdict))
+        click.echo(judge.table(verdict, table_width(wide=False)))
     elif verdict is not None:
         echo_votes([("against", v) for v in verdict.against] + [("accepts", v) for v in verdict.accepting], 7,
                    f"no device of this stage has reported on v{verdict.version} yet")
@@ -140,7 +141,7 @@ def status(client: MlflowClient, model: str, alias: str, as_json: bool, accept_u
     click.echo(f"  judged with {current.plan.limits.describe()}")
     if verdict is not None:
         click.echo(f"  the judge now: {verdict.outcome} — {verdict.reason}")
-        click.echo(judge.table(verdict))
+        click.echo(judge.table(verdict, table_width(wide=False)))
 
 
 def _as_json(current: staged.Rollout | None, verdict: judge.Verdict | None) -> dict:

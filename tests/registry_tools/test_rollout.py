@@ -207,3 +207,22 @@ def test_the_command_line_watches_until_the_rollout_ends_and_refuses_bad_input_i
     assert watched.exit_code == contract.ExitCode.REJECTED, watched.output
     assert f"production goes back to v{old} for every device" in watched.output
     assert "ended (rolled back" in edgeq(server, "rollout", "step", model).output
+
+
+def test_the_stage_table_fits_a_100_column_terminal(server, client):
+    from click.testing import CliRunner
+
+    from registry_tools.cli import main
+
+    model, old, new, run_id = _model(client)
+    rollout.start(client, model, new, PROD, FAST)
+    long_reason = "health gate: " + "; ".join(f"p99 latency {50 + i}.00 ms is above --max-p99-ms 40" for i in range(8))
+    report(client, run_id, "pi-with-a-rather-long-device-name", new, alias=PROD, status=contract.STATUS_REJECTED,
+           reason=long_reason)
+    for args in (["rollout", "status", model], ["guard", model, "--explain", "--dry-run", "--min-devices", "1"]):
+        out = CliRunner().invoke(main, ["--tracking-uri", server.uri, *args], env={"COLUMNS": "100"}).output
+        table = out[out.index("device "):].split(f"\n{model}: ")[0]  # the verdict's own line after it is prose
+        assert "pi-with-a-rather-long-device-name" in table and "…" in table, out
+        assert max(len(line) for line in table.splitlines()) <= 100, out
+        piped = CliRunner().invoke(main, ["--tracking-uri", server.uri, *args], env={"COLUMNS": ""}).output
+        assert long_reason in piped, "without a terminal every character stays"
